@@ -1,0 +1,273 @@
+/**
+ * The configuration: one zod schema, parsed once at start with every problem printed (exit 2), then
+ * frozen. Everything below appliance/ receives plain, already-valid values. Every key is documented
+ * in docs/configuration.md (a test keeps the two in sync).
+ *
+ * Durations are strings (`90s`, `15m`, `6h`) and come out as milliseconds. Relative paths are
+ * relative to the config file's folder.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { SafespotError } from '../policy/errors.js';
+import { parseCidr } from '../policy/ip.js';
+import { parseDuration } from './duration.js';
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (for example 250ms, 90s, 15m, 6h, 30d)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const cidr = z.string().superRefine((text, ctx) => {
+  const c = parseCidr(text);
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+});
+
+const hostName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9._:[\]-]+$/, 'expected a host name or IP address');
+
+const port = z.number().int().min(0).max(65535);
+
+const listener = z.strictObject({ host: hostName, port });
+
+export const LIST_KINDS = ['domains', 'urls', 'hashed-urls', 'md5', 'sha1', 'sha256', 'pdq'] as const;
+export type ListKind = (typeof LIST_KINDS)[number];
+export const URL_LIST_KINDS: readonly ListKind[] = ['domains', 'urls', 'hashed-urls'];
+
+const listSchema = z.strictObject({
+  /** Stable id, shown in verdicts, metrics labels and the journal. */
+  id: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, 'list ids are lower case letters, digits, . _ - (at most 64)'),
+  /** csam | adult | malware | bypass | an operator's own word. */
+  category: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'categories are lower case words (at most 32 characters)'),
+  kind: z.enum(LIST_KINDS),
+  /** A file path, or an https:// URL. */
+  source: z.string().min(1),
+  /** Refresh interval for URL sources. */
+  refresh: duration.optional(),
+  /** Whether allow entries may override this list. Lists of category csam are never overridable. */
+  overridable: z.boolean().default(true),
+  /** enforce blocks; monitor only records what would have been blocked. */
+  mode: z.enum(['enforce', 'monitor']).default('enforce'),
+  /** Expected SHA-256 (hex) of the source body. */
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
+  /** Ed25519 public key (PEM file path) for a detached signature at `${source}.sig`. */
+  publicKey: z.string().min(1).optional(),
+  /** HTTP request headers for URL sources; values `env:NAME` or `file:PATH` are read at start and never printed. */
+  headers: z.record(z.string(), z.string()).optional(),
+  /** Largest body accepted from a source, in bytes. */
+  maxBytes: z.number().int().positive().default(256 * 1024 * 1024),
+  /** Refuse an update that shrinks the list by more than this percentage. */
+  maxShrinkPercent: z.number().min(0).max(100).default(50),
+});
+
+const interceptSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Only these hosts (and subdomains) are intercepted; empty = all not excluded. */
+  include: z.array(hostName).default([]),
+  /** Never intercept these hosts (and subdomains); added to the shipped default exclusions. */
+  exclude: z.array(hostName).default([]),
+});
+
+const profileSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/),
+  clients: z.array(cidr).min(1),
+  /** List ids that apply to this profile; absent = all lists. */
+  lists: z.array(z.string()).optional(),
+  allow: z.array(z.string()).default([]),
+  safeSearch: z.boolean().optional(),
+  intercept: interceptSchema.optional(),
+});
+
+const DEFAULT_CLIENTS = ['127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7', '::1/128'];
+
+export const configSchema = z
+  .strictObject({
+    listeners: z
+      .strictObject({
+        forward: listener.optional(),
+        http: listener.optional(),
+        tls: listener.optional(),
+      })
+      .prefault({}),
+    admin: z
+      .strictObject({
+        host: hostName.default('127.0.0.1'),
+        port: port.default(9090),
+        /** File holding a bearer token; required when host is not loopback. */
+        tokenFile: z.string().optional(),
+        /** Serve the interception CA certificate and an install page at /ca. */
+        serveCa: z.boolean().default(false),
+      })
+      .nullable()
+      .prefault({}),
+    clients: z.array(cidr).default(DEFAULT_CLIENTS),
+    upstream: z
+      .strictObject({
+        hosts: z.record(hostName, z.string().regex(/^[^\s]+$/)).default({}),
+        allowPrivate: z.boolean().default(false),
+        ports: z.array(port).default([443, 80]),
+        connectTimeout: duration.default(10_000),
+        dnsCacheTtl: duration.default(60_000),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        /** What to do with a ClientHello that names no server. */
+        noSni: z.enum(['block', 'allow']).default('block'),
+        /** What to do with bytes that are not TLS on the TLS listener. */
+        notTls: z.enum(['block', 'allow']).default('block'),
+        /** Encrypted ClientHello: decide on the outer (public) name, or block. */
+        ech: z.enum(['block', 'allow-outer']).default('allow-outer'),
+        /** Block when a CONNECT authority and the SNI disagree (domain fronting). */
+        blockFronting: z.boolean().default(false),
+        clientHelloTimeout: duration.default(10_000),
+        clientHelloMaxBytes: z.number().int().min(512).max(65536).default(16384),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxConnections: z.number().int().positive().default(4096),
+        maxConnectionsPerClient: z.number().int().positive().default(256),
+        maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16384),
+        headersTimeout: duration.default(10_000),
+        idleTimeout: duration.default(120_000),
+        drainTimeout: duration.default(10_000),
+      })
+      .prefault({}),
+    lists: z.array(listSchema).default([]),
+    allow: z.array(z.string()).default([]),
+    profiles: z.array(profileSchema).default([]),
+    safeSearch: z.boolean().default(false),
+    intercept: interceptSchema.prefault({}),
+    images: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        maxBytes: z.number().int().positive().default(8 * 1024 * 1024),
+        timeout: duration.default(5_000),
+        /** What happens to an image that could not be scanned (too large, timed out, undecodable). */
+        unscanned: z.enum(['pass', 'block']).default('pass'),
+        pdqDistance: z.number().int().min(0).max(64).default(31),
+        pdqMinQuality: z.number().int().min(0).max(100).default(50),
+        dihedral: z.boolean().default(false),
+      })
+      .prefault({}),
+    journal: z
+      .strictObject({
+        path: z.string().default('safespot-journal.db'),
+        retentionDays: z.number().int().positive().default(400),
+        /** Record the full URL of blocked requests (off by default: guest privacy). */
+        recordUrls: z.boolean().default(false),
+        /** Record the client address of blocked requests (off by default: guest privacy). */
+        recordClients: z.boolean().default(false),
+      })
+      .prefault({}),
+    state: z.strictObject({ dir: z.string().default('safespot-state') }).prefault({}),
+    ca: z.strictObject({ dir: z.string().default('safespot-ca') }).prefault({}),
+    blockPage: z
+      .strictObject({
+        contact: z.string().max(200).default(''),
+        languages: z.array(z.string().regex(/^[a-z]{2,3}$/)).default(['en', 'sq']),
+        /** Text shown for the csam category; the default is the hotline-style splash text. */
+        csamText: z.string().max(2000).optional(),
+      })
+      .prefault({}),
+    selftest: z
+      .strictObject({
+        interval: duration.default(900_000),
+        canaries: z
+          .array(
+            z.strictObject({
+              category: z.string(),
+              url: z.string().optional(),
+              host: z.string().optional(),
+            }),
+          )
+          .default([]),
+      })
+      .prefault({}),
+    workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
+    logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  })
+  .superRefine((cfg, ctx) => {
+    const ids = new Set<string>();
+    cfg.lists.forEach((l, i) => {
+      if (ids.has(l.id)) ctx.addIssue({ code: 'custom', path: ['lists', i, 'id'], message: `duplicate list id "${l.id}"` });
+      ids.add(l.id);
+    });
+    cfg.profiles.forEach((p, i) => {
+      (p.lists ?? []).forEach((id, j) => {
+        if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['profiles', i, 'lists', j], message: `no list has id "${id}"` });
+      });
+    });
+  });
+
+/** Durations come out as milliseconds. */
+export type Config = z.output<typeof configSchema>;
+export type ListConfig = Config['lists'][number];
+export type ProfileConfig = Config['profiles'][number];
+
+/** Every problem of a parse, one line each: `path: message`. */
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+    return `${path}: ${issue.message}`;
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
+
+/** Resolve paths relative to `baseDir` (the config file's folder). */
+function resolvePaths(cfg: Config, baseDir: string): Config {
+  const abs = (p: string): string => (isAbsolute(p) || isUrl(p) ? p : resolve(baseDir, p));
+  return {
+    ...cfg,
+    lists: cfg.lists.map((l) => ({ ...l, source: abs(l.source), publicKey: l.publicKey && abs(l.publicKey) })),
+    admin: cfg.admin && { ...cfg.admin, tokenFile: cfg.admin.tokenFile && abs(cfg.admin.tokenFile) },
+    journal: { ...cfg.journal, path: abs(cfg.journal.path) },
+    state: { dir: abs(cfg.state.dir) },
+    ca: { dir: abs(cfg.ca.dir) },
+  };
+}
+
+/** Validate a parsed YAML document; throws ERR_CONFIG_INVALID listing every problem. */
+export function validateConfig(doc: unknown, baseDir: string, origin = 'config'): Readonly<Config> {
+  const result = configSchema.safeParse(doc ?? {});
+  if (!result.success) {
+    const details = formatIssues(result.error);
+    throw new SafespotError('ERR_CONFIG_INVALID', `${origin}: ${details.length} problem(s)`, { details });
+  }
+  return deepFreeze(resolvePaths(result.data, baseDir));
+}
+
+/** Read, parse and validate a YAML config file. */
+export function loadConfigFile(path: string): Readonly<Config> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new SafespotError('ERR_CONFIG_READ', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (cause) {
+    throw new SafespotError('ERR_CONFIG_READ', `${path} is not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  return validateConfig(doc, dirname(resolve(path)), path);
+}

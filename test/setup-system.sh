@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real (curl, openssl s_client, Prometheus and
+# promtool, iproute2/iptables/nftables for the transparent-mode namespaces, Chromium for pages,
+# podman/runc/debootstrap for the container test). Does nothing when everything is present, so a
+# developer's second `npm test` costs nothing. Needs root (CI and these machines run as root).
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have curl || need+=(curl)
+have openssl || need+=(openssl)
+have prometheus || need+=(prometheus)
+have promtool || need+=(prometheus)
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
+have nft || need+=(nftables)
+have chromium || need+=(chromium)
+have podman || need+=(podman)
+have runc || need+=(runc)
+have debootstrap || need+=(debootstrap)
+have xxd || need+=(xxd)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "test/setup-system.sh: missing ${need[*]}; run as root (or install them) so the real-client tests can run" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "test/setup-system.sh: installing ${need[*]}" >&2
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
