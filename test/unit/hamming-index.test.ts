@@ -1,0 +1,81 @@
+import t from 'tap';
+import fc from 'fast-check';
+import { HammingIndex, linearScan, MAX_INDEXED_DISTANCE } from '../../policy/hamming-index.js';
+
+/** A copy of `base` (8 words) with the given bit positions (0..255) flipped. */
+function flipBits(base: Uint32Array, bits: readonly number[]): Uint32Array {
+  const out = Uint32Array.from(base);
+  for (const b of bits) out[b >> 5] = (out[b >> 5]! ^ (1 << (b & 31))) >>> 0;
+  return out;
+}
+
+const word = fc.integer({ min: 0, max: 0xffffffff });
+const hash = fc.array(word, { minLength: 8, maxLength: 8 }).map((a) => Uint32Array.from(a));
+const bitSet = (max: number) => fc.uniqueArray(fc.integer({ min: 0, max: 255 }), { maxLength: max });
+
+t.test('index query equals a linear scan over random data with near-duplicates', async (t) => {
+  fc.assert(
+    fc.property(
+      hash,
+      fc.array(hash, { maxLength: 30 }),
+      fc.array(bitSet(40), { maxLength: 40 }),
+      bitSet(40),
+      fc.integer({ min: 0, max: 64 }),
+      (center, randoms, flips, queryFlips, maxDistance) => {
+        // Database: random hashes plus hashes k bits from a center; the query is near the center too.
+        const rows = [...randoms, ...flips.map((f) => flipBits(center, f))];
+        const db = new Uint32Array(rows.length * 8);
+        rows.forEach((r, i) => db.set(r, i * 8));
+        const q = flipBits(center, queryFlips);
+        const index = HammingIndex.build(db);
+        const got = index.query(q, maxDistance);
+        const want = linearScan(db, q, maxDistance);
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          throw new Error(`d<=${maxDistance}: index ${JSON.stringify(got)} scan ${JSON.stringify(want)}`);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass('300 random databases agree');
+});
+
+t.test('finds every hash at each distance 0..31 and none beyond the bound', async (t) => {
+  const center = Uint32Array.from([0xdeadbeef, 0x01234567, 0x89abcdef, 0, 0xffffffff, 0x0f0f0f0f, 0xf0f0f0f0, 0x55aa55aa]);
+  // Hash k has its first k bits flipped, spread across slots (bit i*37 mod 256): distance exactly k.
+  const rows: Uint32Array[] = [];
+  for (let k = 0; k <= 40; k++) rows.push(flipBits(center, Array.from({ length: k }, (_, i) => (i * 37) % 256)));
+  const db = new Uint32Array(rows.length * 8);
+  rows.forEach((r, i) => db.set(r, i * 8));
+  const index = HammingIndex.build(db);
+  for (const maxDistance of [0, 1, 15, 16, 30, 31, 32, 40]) {
+    const hits = index.query(center, maxDistance);
+    t.same(
+      hits.map((h) => h.distance),
+      Array.from({ length: Math.min(maxDistance, 40) + 1 }, (_, k) => k),
+      `maxDistance ${maxDistance}`,
+    );
+  }
+  t.equal(MAX_INDEXED_DISTANCE, 31);
+});
+
+t.test('worst case for the pigeonhole: 31 bits spread 2,2,...,1 over the slots', async (t) => {
+  const center = new Uint32Array(8);
+  // Two bits in each of 15 slots and one bit in the last: distance 31, only one slot within 1 bit.
+  const bits: number[] = [];
+  for (let s = 0; s < 15; s++) bits.push(s * 16, s * 16 + 9);
+  bits.push(15 * 16 + 3);
+  const far = flipBits(center, bits);
+  const index = HammingIndex.build(far);
+  t.same(index.query(center, 31), [{ index: 0, distance: 31 }]);
+  t.same(index.query(center, 30), []);
+});
+
+t.test('bad input is refused clearly', async (t) => {
+  t.throws(() => HammingIndex.build(new Uint32Array(7)), RangeError);
+  const index = HammingIndex.build(new Uint32Array(8));
+  t.throws(() => index.query([1, 2, 3], 4), RangeError);
+  t.throws(() => index.query(new Uint32Array(8), -1), RangeError);
+  t.same(HammingIndex.build(new Uint32Array(0)).query(new Uint32Array(8), 31), []);
+  t.same(index.query(new Uint32Array(8), 0), [{ index: 0, distance: 0 }]);
+});
