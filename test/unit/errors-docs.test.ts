@@ -1,0 +1,25 @@
+/** docs/errors.md and the ERRORS table stay in sync: every code documented with its statuses, nothing extra. */
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ERRORS } from '../../policy/errors.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+
+t.test('docs/errors.md lists every error code with its HTTP status, TLS alert and exit status', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
+  const rows = new Map<string, string[]>();
+  for (const line of doc.split('\n')) {
+    const m = /^\|\s*`(ERR_[A-Z_]+)`\s*\|(.*)\|\s*$/.exec(line);
+    if (m) rows.set(m[1]!, m[2]!.split('|').map((c) => c.trim()));
+  }
+  for (const [code, spec] of Object.entries(ERRORS)) {
+    const row = rows.get(code);
+    if (!row) {
+      t.fail(`${code} is missing from docs/errors.md; add: | \`${code}\` | ${spec.http} | ${spec.tls} | ${spec.exit} | ${spec.summary} |`);
+      continue;
+    }
+    t.same(row.slice(0, 3), [String(spec.http), spec.tls, String(spec.exit)], `${code} statuses documented as in the table`);
+  }
+  for (const code of rows.keys()) t.ok(code in ERRORS, `${code} in docs/errors.md exists in policy/errors.ts`);
+});
