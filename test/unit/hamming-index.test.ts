@@ -59,16 +59,23 @@ t.test('finds every hash at each distance 0..31 and none beyond the bound', asyn
   t.equal(MAX_INDEXED_DISTANCE, 31);
 });
 
-t.test('worst case for the pigeonhole: 31 bits spread 2,2,...,1 over the slots', async (t) => {
+t.test('worst case for the pigeonhole: 31 bits, two in each slot but one, for every lone bit', async (t) => {
   const center = new Uint32Array(8);
-  // Two bits in each of 15 slots and one bit in the last: distance 31, only one slot within 1 bit.
-  const bits: number[] = [];
-  for (let s = 0; s < 15; s++) bits.push(s * 16, s * 16 + 9);
-  bits.push(15 * 16 + 3);
-  const far = flipBits(center, bits);
-  const index = HammingIndex.build(far);
-  t.same(index.query(center, 31), [{ index: 0, distance: 31 }]);
-  t.same(index.query(center, 30), []);
+  let found = 0;
+  for (let lone = 0; lone < 256; lone++) {
+    // The lone bit's 16-bit slot differs in 1 bit, every other slot in 2: distance 31, and only
+    // the one-bit-neighbour probe of that one slot can find it.
+    const loneSlot = lone >> 4;
+    const bits = [lone];
+    for (let s = 0; s < 16; s++) if (s !== loneSlot) bits.push(s * 16 + (lone % 16), s * 16 + ((lone + 7) % 16));
+    const far = flipBits(center, bits);
+    const index = HammingIndex.build(far);
+    const hits = index.query(center, 31);
+    if (hits.length === 1 && hits[0]!.distance === 31) found++;
+    else t.fail(`lone bit ${lone}: ${JSON.stringify(hits)}`);
+    if (index.query(center, 30).length !== 0) t.fail(`lone bit ${lone} found at distance 30`);
+  }
+  t.equal(found, 256, 'all 256 placements found at 31');
 });
 
 t.test('bad input is refused clearly', async (t) => {
