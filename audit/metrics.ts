@@ -1,0 +1,540 @@
+/**
+ * Every Prometheus metric of safespot, defined here and nowhere else (docs/metrics.md lists the same
+ * names; test/unit/metrics.test.ts keeps the two equal).
+ *
+ * Labels come only from closed sets: listener, protocol, action and the other enums below are typed
+ * unions, categories and list ids are the ones named in the configuration. Anything else is clamped
+ * to `other` (never passed through), so a bug or a hostile input can neither put a host, URL, hash or
+ * client address into a label nor blow up the number of series.
+ *
+ * The proxy does not see prom-client: it calls the small `Observer` interface, and `serve` plugs in
+ * `metricsObserver` (here) and `journalObserver` (audit/journal.ts) through `combineObservers`.
+ *
+ * audit/ imports only policy/errors.ts from our code.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+// ---------------------------------------------------------------------------------------------
+// Closed label sets
+// ---------------------------------------------------------------------------------------------
+
+export const LISTENERS = ['forward', 'http', 'tls', 'selftest'] as const;
+export type ListenerLabel = (typeof LISTENERS)[number];
+/** Listeners that hold connections (the admin listener counts its own). */
+export const CONNECTION_LISTENERS = ['forward', 'http', 'tls', 'admin', 'other'] as const;
+export type ConnectionListener = (typeof CONNECTION_LISTENERS)[number];
+export const PROTOCOLS = ['http', 'connect', 'tls', 'https'] as const;
+export type ProtocolLabel = (typeof PROTOCOLS)[number];
+export const ACTIONS = ['allow', 'block', 'monitor', 'error'] as const;
+export type ActionLabel = (typeof ACTIONS)[number];
+export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image'] as const;
+export type ImageScanResult = (typeof IMAGE_SCAN_RESULTS)[number];
+export const MATCH_TYPES = ['md5', 'sha1', 'sha256', 'pdq'] as const;
+export type MatchType = (typeof MATCH_TYPES)[number];
+export const CLIENT_HELLO_RESULTS = ['sni', 'no_sni', 'ech', 'malformed', 'timeout', 'not_tls'] as const;
+export type ClientHelloResult = (typeof CLIENT_HELLO_RESULTS)[number];
+export const UPSTREAM_ERROR_REASONS = ['connect', 'timeout', 'resolve', 'refused_destination', 'tls', 'reset', 'other'] as const;
+export type UpstreamErrorReason = (typeof UPSTREAM_ERROR_REASONS)[number];
+export const LIMITS = [
+  'connections',
+  'connections_per_client',
+  'header_size',
+  'headers_timeout',
+  'idle_timeout',
+  'client_hello_timeout',
+  'client_forbidden',
+  'body_size',
+] as const;
+export type LimitName = (typeof LIMITS)[number];
+/** Why a list refresh failed (the reason label of safespot_policy_refresh_failures_total). */
+export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;
+export type RefreshFailureReason = (typeof REFRESH_FAILURE_REASONS)[number];
+
+/** Categories used when the caller names none (the ones DESIGN.md names). */
+export const DEFAULT_CATEGORIES = ['csam', 'adult', 'malware', 'bypass'] as const;
+/** Category label of a verdict that matched no list (allows, errors). */
+export const NO_CATEGORY = 'none';
+/** What any value outside a closed set becomes. */
+export const OTHER = 'other';
+
+/**
+ * Decision latency buckets: 1 µs to 10 ms, roughly 1-2.5-5 per decade. A hashed lookup is a few
+ * microseconds; anything past 10 ms lands in +Inf and is worth an alert.
+ */
+export const DECISION_BUCKETS: readonly number[] = [
+  1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+];
+
+/**
+ * The prom-client default metrics we export, chosen one by one. Left out on purpose:
+ * `nodejs_active_{handles,requests,resources}_total` (gauges named like counters, which
+ * `promtool check metrics` rejects), the per-space heap gauges and most event-loop-lag summaries
+ * (noise on an appliance dashboard).
+ */
+export const DEFAULT_METRICS_EXPORTED: readonly string[] = [
+  'process_cpu_user_seconds_total',
+  'process_cpu_system_seconds_total',
+  'process_cpu_seconds_total',
+  'process_start_time_seconds',
+  'process_resident_memory_bytes',
+  'process_virtual_memory_bytes',
+  'process_heap_bytes',
+  'process_open_fds',
+  'process_max_fds',
+  'nodejs_eventloop_lag_seconds',
+  'nodejs_eventloop_lag_p50_seconds',
+  'nodejs_eventloop_lag_p99_seconds',
+  'nodejs_eventloop_lag_max_seconds',
+  'nodejs_active_handles',
+  'nodejs_active_requests',
+  'nodejs_active_resources',
+  'nodejs_heap_size_total_bytes',
+  'nodejs_heap_size_used_bytes',
+  'nodejs_external_memory_bytes',
+  'nodejs_version_info',
+  'nodejs_gc_duration_seconds',
+];
+
+/** Label values of safespot_policy_info{version} and safespot_build_info{version}: short, plain. */
+const VERSION_RE = /^[A-Za-z0-9._+-]{1,64}$/;
+
+function clamp<T extends string>(value: string | null | undefined, set: ReadonlySet<string>, fallback: T): T {
+  return (typeof value === 'string' && set.has(value) ? value : fallback) as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The typed handles
+// ---------------------------------------------------------------------------------------------
+
+export interface RequestLabels {
+  listener: ListenerLabel;
+  protocol: ProtocolLabel;
+  action: ActionLabel;
+  /** A configured category, or null/'none' for a verdict that matched no list. */
+  category: string | null;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** The closed set of category label values (configured categories, 'none', 'other'). */
+  readonly categories: readonly string[];
+  /** The closed set of list label values (configured list ids, 'other'). */
+  readonly lists: readonly string[];
+  readonly requests: { inc(labels: RequestLabels, n?: number): void };
+  readonly imagesScanned: { inc(result: ImageScanResult, n?: number): void };
+  readonly imagesBlocked: { inc(labels: { category: string; match: MatchType }, n?: number): void };
+  /** Image matches of lists in monitor mode (would have been blocked). */
+  readonly imagesMonitored: { inc(labels: { category: string; match: MatchType }, n?: number): void };
+  readonly decisionDuration: { observe(seconds: number): void };
+  readonly connectionsActive: { inc(listener: string): void; dec(listener: string): void; set(listener: string, n: number): void };
+  readonly clientHello: { inc(result: ClientHelloResult): void };
+  readonly upstreamErrors: { inc(reason: UpstreamErrorReason): void };
+  readonly limitsHit: { inc(limit: LimitName): void };
+  readonly policyEntries: { set(list: string, entries: number): void };
+  /** Unix time in seconds of the last successful load or refresh of a list. */
+  readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
+  readonly policyRefreshFailures: { inc(list: string, reason: RefreshFailureReason): void };
+  /** Replaces the one series of safespot_policy_info with the given bundle version. */
+  readonly policyInfo: { set(version: string): void };
+  readonly filteringActive: { set(active: boolean): void };
+  readonly selftestSuccess: { set(category: string, ok: boolean): void };
+  readonly selftestLastRun: { set(unixSeconds: number): void };
+  /** Create every known label combination at 0 so that increase() works from the first event. */
+  preinitialise(): void;
+  /** Names of every metric in the registry (ours and the chosen default metrics). */
+  names(): string[];
+  /** The exposition text (what /metrics serves). */
+  text(): Promise<string>;
+}
+
+export interface CreateMetricsOptions {
+  /** Registry to register into; a fresh one by default (never prom-client's global registry). */
+  registry?: Registry;
+  /** Export the chosen prom-client process and Node.js metrics (default true). */
+  defaultMetrics?: boolean;
+  /** Configured list categories (the category label's closed set, plus 'none' and 'other'). */
+  categories?: readonly string[];
+  /** Configured list ids (the list label's closed set, plus 'other'). */
+  lists?: readonly string[];
+  /** Configured listeners; pre-initialised series are created for these (default all). */
+  listeners?: readonly ListenerLabel[];
+  /** safespot_build_info{version}; read from package.json by default. */
+  version?: string;
+  /** Call preinitialise() at creation (default true). */
+  preinitialise?: boolean;
+}
+
+/** Protocols each listener can report, for pre-initialisation only (labels are not restricted by it). */
+const PROTOCOLS_OF: Record<ListenerLabel, readonly ProtocolLabel[]> = {
+  forward: ['http', 'connect', 'tls', 'https'],
+  http: ['http'],
+  tls: ['tls', 'https'],
+  selftest: ['http', 'tls'],
+};
+
+let packageVersion: string | undefined;
+/** Our own version from package.json (the module sits in audit/ or dist/audit/). */
+export function safespotVersion(): string {
+  if (packageVersion !== undefined) return packageVersion;
+  packageVersion = '0.0.0';
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'safespot' && typeof pkg.version === 'string') {
+        packageVersion = pkg.version;
+        break;
+      }
+    } catch {
+      // not here: one folder up
+    }
+    dir = dirname(dir);
+  }
+  return packageVersion;
+}
+
+export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
+  const registry = opts.registry ?? new Registry();
+  const registers = [registry];
+  const categoryList = uniq([...(opts.categories ?? DEFAULT_CATEGORIES), NO_CATEGORY, OTHER]);
+  const categorySet = new Set(categoryList);
+  // Block/monitor series use real categories only; 'none' is the category of allows and errors.
+  const blockCategories = categoryList.filter((c) => c !== NO_CATEGORY);
+  const listList = uniq([...(opts.lists ?? []), OTHER]);
+  const listSet = new Set(listList);
+  const listenerSet = new Set<string>(LISTENERS);
+  const protocolSet = new Set<string>(PROTOCOLS);
+  const actionSet = new Set<string>(ACTIONS);
+  const connListenerSet = new Set<string>(CONNECTION_LISTENERS);
+  const imageResultSet = new Set<string>(IMAGE_SCAN_RESULTS);
+  const matchSet = new Set<string>(MATCH_TYPES);
+  const helloSet = new Set<string>(CLIENT_HELLO_RESULTS);
+  const upstreamSet = new Set<string>(UPSTREAM_ERROR_REASONS);
+  const limitSet = new Set<string>(LIMITS);
+  const refreshReasonSet = new Set<string>(REFRESH_FAILURE_REASONS);
+
+  const cat = (c: string | null | undefined): string => (c === null || c === undefined ? NO_CATEGORY : clamp(c, categorySet, OTHER));
+  const list = (l: string): string => clamp(l, listSet, OTHER);
+  const count = (n: number | undefined): number => (n === undefined ? 1 : Number.isFinite(n) && n >= 0 ? n : 0);
+
+  const requests = new Counter({
+    name: 'safespot_requests_total',
+    help: 'Verdicts on guest requests and connections, by listener, protocol, action and list category.',
+    labelNames: ['listener', 'protocol', 'action', 'category'] as const,
+    registers,
+  });
+  const imagesScanned = new Counter({
+    name: 'safespot_images_scanned_total',
+    help: 'Images seen by the image tap, by outcome (only "scanned" means hashed and matched).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const imagesBlocked = new Counter({
+    name: 'safespot_images_blocked_total',
+    help: 'Images replaced because they matched an image hash list, by category and match type.',
+    labelNames: ['category', 'match'] as const,
+    registers,
+  });
+  const imagesMonitored = new Counter({
+    name: 'safespot_images_monitored_total',
+    help: 'Images that matched a list in monitor mode (would have been blocked), by category and match type.',
+    labelNames: ['category', 'match'] as const,
+    registers,
+  });
+  const decisionDuration = new Histogram({
+    name: 'safespot_decision_duration_seconds',
+    help: 'Time spent in the policy decision for one request, connection or image.',
+    buckets: [...DECISION_BUCKETS],
+    registers,
+  });
+  const connectionsActive = new Gauge({
+    name: 'safespot_connections_active',
+    help: 'Guest connections currently open, by listener.',
+    labelNames: ['listener'] as const,
+    registers,
+  });
+  const clientHello = new Counter({
+    name: 'safespot_client_hello_total',
+    help: 'TLS ClientHello outcomes: sni, no_sni, ech, malformed, timeout, not_tls.',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const upstreamErrors = new Counter({
+    name: 'safespot_upstream_errors_total',
+    help: 'Failures reaching or talking to upstream servers, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const limitsHit = new Counter({
+    name: 'safespot_limits_hit_total',
+    help: 'Connections or requests refused or ended by a configured limit, by limit.',
+    labelNames: ['limit'] as const,
+    registers,
+  });
+  const policyEntries = new Gauge({
+    name: 'safespot_policy_entries',
+    help: 'Entries in the currently loaded version of each list.',
+    labelNames: ['list'] as const,
+    registers,
+  });
+  const policyLastRefresh = new Gauge({
+    name: 'safespot_policy_last_refresh_timestamp_seconds',
+    help: 'Unix time of the last successful load or refresh of each list.',
+    labelNames: ['list'] as const,
+    registers,
+  });
+  const policyRefreshFailures = new Counter({
+    name: 'safespot_policy_refresh_failures_total',
+    help: 'Failed list loads or refreshes (the last good version stays in use), by list and reason.',
+    labelNames: ['list', 'reason'] as const,
+    registers,
+  });
+  const policyInfo = new Gauge({
+    name: 'safespot_policy_info',
+    help: 'Always 1; the version label names the policy bundle in use.',
+    labelNames: ['version'] as const,
+    registers,
+  });
+  const filteringActive = new Gauge({
+    name: 'safespot_filtering_active',
+    help: '1 while a valid policy is loaded and enforced, 0 otherwise (fail closed: nothing is forwarded).',
+    registers,
+  });
+  const selftestSuccess = new Gauge({
+    name: 'safespot_selftest_success',
+    help: '1 if the last self-test of the category blocked its canary, 0 if it did not.',
+    labelNames: ['category'] as const,
+    registers,
+  });
+  const selftestLastRun = new Gauge({
+    name: 'safespot_selftest_last_run_timestamp_seconds',
+    help: 'Unix time of the last self-test run.',
+    registers,
+  });
+  const buildInfo = new Gauge({
+    name: 'safespot_build_info',
+    help: 'Always 1; labels name the safespot and Node.js versions.',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  });
+  const version = opts.version !== undefined && VERSION_RE.test(opts.version) ? opts.version : safespotVersion();
+  buildInfo.set({ version, node: process.versions.node }, 1);
+  filteringActive.set(0);
+
+  if (opts.defaultMetrics ?? true) registerChosenDefaults(registry);
+
+  const listeners = opts.listeners ?? LISTENERS;
+  const metrics: Metrics = {
+    registry,
+    categories: categoryList,
+    lists: listList,
+    requests: {
+      inc(l, n) {
+        requests.inc(
+          {
+            listener: clamp(l.listener, listenerSet, OTHER),
+            protocol: clamp(l.protocol, protocolSet, OTHER),
+            action: clamp(l.action, actionSet, OTHER),
+            category: cat(l.category),
+          },
+          count(n),
+        );
+      },
+    },
+    imagesScanned: { inc: (r, n) => imagesScanned.inc({ result: clamp(r, imageResultSet, OTHER) }, count(n)) },
+    imagesBlocked: {
+      inc: (l, n) => imagesBlocked.inc({ category: cat(l.category), match: clamp(l.match, matchSet, OTHER) }, count(n)),
+    },
+    imagesMonitored: {
+      inc: (l, n) => imagesMonitored.inc({ category: cat(l.category), match: clamp(l.match, matchSet, OTHER) }, count(n)),
+    },
+    decisionDuration: {
+      observe(seconds) {
+        if (Number.isFinite(seconds) && seconds >= 0) decisionDuration.observe(seconds);
+      },
+    },
+    connectionsActive: {
+      inc: (l) => connectionsActive.inc({ listener: clamp(l, connListenerSet, OTHER) }),
+      dec: (l) => connectionsActive.dec({ listener: clamp(l, connListenerSet, OTHER) }),
+      set: (l, n) => connectionsActive.set({ listener: clamp(l, connListenerSet, OTHER) }, Number.isFinite(n) ? n : 0),
+    },
+    clientHello: { inc: (r) => clientHello.inc({ result: clamp(r, helloSet, OTHER) }) },
+    upstreamErrors: { inc: (r) => upstreamErrors.inc({ reason: clamp(r, upstreamSet, OTHER) }) },
+    limitsHit: { inc: (l) => limitsHit.inc({ limit: clamp(l, limitSet, OTHER) }) },
+    policyEntries: { set: (l, n) => policyEntries.set({ list: list(l) }, Number.isFinite(n) && n >= 0 ? n : 0) },
+    policyLastRefresh: { set: (l, s) => policyLastRefresh.set({ list: list(l) }, Number.isFinite(s) ? s : 0) },
+    policyRefreshFailures: {
+      inc: (l, r) => policyRefreshFailures.inc({ list: list(l), reason: clamp(r, refreshReasonSet, OTHER) }),
+    },
+    policyInfo: {
+      set(v) {
+        policyInfo.reset();
+        policyInfo.set({ version: VERSION_RE.test(v) ? v : OTHER }, 1);
+      },
+    },
+    filteringActive: { set: (a) => filteringActive.set(a ? 1 : 0) },
+    selftestSuccess: { set: (c, ok) => selftestSuccess.set({ category: cat(c) }, ok ? 1 : 0) },
+    selftestLastRun: { set: (s) => selftestLastRun.set(Number.isFinite(s) ? s : 0) },
+    preinitialise() {
+      for (const listener of listeners) {
+        for (const protocol of PROTOCOLS_OF[listener]) {
+          requests.inc({ listener, protocol, action: 'allow', category: NO_CATEGORY }, 0);
+          requests.inc({ listener, protocol, action: 'error', category: NO_CATEGORY }, 0);
+          for (const category of blockCategories) {
+            requests.inc({ listener, protocol, action: 'block', category }, 0);
+            requests.inc({ listener, protocol, action: 'monitor', category }, 0);
+          }
+        }
+      }
+      for (const result of IMAGE_SCAN_RESULTS) imagesScanned.inc({ result }, 0);
+      for (const category of blockCategories) {
+        for (const match of MATCH_TYPES) {
+          imagesBlocked.inc({ category, match }, 0);
+          imagesMonitored.inc({ category, match }, 0);
+        }
+      }
+      for (const result of CLIENT_HELLO_RESULTS) clientHello.inc({ result }, 0);
+      for (const reason of UPSTREAM_ERROR_REASONS) upstreamErrors.inc({ reason }, 0);
+      for (const limit of LIMITS) limitsHit.inc({ limit }, 0);
+      for (const l of listList) {
+        if (l === OTHER) continue;
+        for (const reason of REFRESH_FAILURE_REASONS) policyRefreshFailures.inc({ list: l, reason }, 0);
+      }
+      for (const l of listeners) if (l !== 'selftest') connectionsActive.inc({ listener: l }, 0);
+    },
+    names: () => registry.getMetricsAsArray().map((m) => m.name),
+    text: () => registry.metrics(),
+  };
+  if (opts.preinitialise ?? true) metrics.preinitialise();
+  return metrics;
+}
+
+function uniq(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+/** prom-client registers all its defaults at once; collect them aside and keep the chosen ones. */
+function registerChosenDefaults(target: Registry): void {
+  const scratch = new Registry();
+  collectDefaultMetrics({ register: scratch });
+  for (const name of DEFAULT_METRICS_EXPORTED) {
+    const metric = scratch.getSingleMetric(name);
+    if (metric) target.registerMetric(metric);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Observer: what the proxy calls, without knowing prom-client
+// ---------------------------------------------------------------------------------------------
+
+export interface VerdictEvent {
+  listener: 'forward' | 'http' | 'tls' | 'selftest';
+  protocol: 'http' | 'connect' | 'tls' | 'https';
+  action: 'allow' | 'block' | 'monitor' | 'error';
+  /** Category of the matching list; null when no list matched. */
+  category: string | null;
+  /** Id of the matching list; null when no list matched. */
+  list: string | null;
+  durationSeconds: number;
+  /** Full URL or host; kept in the journal only when journal.recordUrls is on, never in metrics. */
+  url?: string;
+  /** Client address; kept in the journal only when journal.recordClients is on, never in metrics. */
+  client?: string;
+}
+
+export interface ImageBlockedEvent {
+  category: string;
+  match: 'md5' | 'sha1' | 'sha256' | 'pdq';
+  list: string;
+  action: 'block' | 'monitor';
+}
+
+export interface Observer {
+  verdict(e: VerdictEvent): void;
+  clientHello(result: 'sni' | 'no_sni' | 'ech' | 'malformed' | 'timeout' | 'not_tls'): void;
+  upstreamError(reason: 'connect' | 'timeout' | 'resolve' | 'refused_destination' | 'tls' | 'reset' | 'other'): void;
+  limitHit(
+    limit:
+      | 'connections'
+      | 'connections_per_client'
+      | 'header_size'
+      | 'headers_timeout'
+      | 'idle_timeout'
+      | 'client_hello_timeout'
+      | 'client_forbidden'
+      | 'body_size',
+  ): void;
+  connectionOpened(listener: string): void;
+  connectionClosed(listener: string): void;
+  imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image'): void;
+  imageBlocked(e: ImageBlockedEvent): void;
+}
+
+/** An Observer that does nothing (tests, and serve before evidence is wired). */
+export const nullObserver: Observer = {
+  verdict() {},
+  clientHello() {},
+  upstreamError() {},
+  limitHit() {},
+  connectionOpened() {},
+  connectionClosed() {},
+  imageScanned() {},
+  imageBlocked() {},
+};
+
+/** Metrics only: every verdict counts (allows too); url and client are never looked at. */
+export function metricsObserver(m: Metrics): Observer {
+  return {
+    verdict(e) {
+      m.requests.inc({ listener: e.listener, protocol: e.protocol, action: e.action, category: e.category });
+      m.decisionDuration.observe(e.durationSeconds);
+    },
+    clientHello: (r) => m.clientHello.inc(r),
+    upstreamError: (r) => m.upstreamErrors.inc(r),
+    limitHit: (l) => m.limitsHit.inc(l),
+    connectionOpened: (l) => m.connectionsActive.inc(l),
+    connectionClosed: (l) => m.connectionsActive.dec(l),
+    imageScanned: (r) => m.imagesScanned.inc(r),
+    imageBlocked(e) {
+      if (e.action === 'monitor') m.imagesMonitored.inc({ category: e.category, match: e.match });
+      else m.imagesBlocked.inc({ category: e.category, match: e.match });
+    },
+  };
+}
+
+/**
+ * Fan one event out to several observers. An observer that throws is not allowed to break the
+ * proxy or the other observers: the error goes to `onError` (default: ignored after the first
+ * report on stderr).
+ */
+export function combineObservers(...observers: Observer[]): Observer {
+  let reported = false;
+  const onError = (err: unknown): void => {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`safespot: an evidence observer failed (further failures not shown): ${String(err)}\n`);
+  };
+  const each = <K extends keyof Observer>(key: K) =>
+    ((...args: unknown[]) => {
+      for (const o of observers) {
+        try {
+          (o[key] as (...a: unknown[]) => void)(...args);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    }) as Observer[K];
+  return {
+    verdict: each('verdict'),
+    clientHello: each('clientHello'),
+    upstreamError: each('upstreamError'),
+    limitHit: each('limitHit'),
+    connectionOpened: each('connectionOpened'),
+    connectionClosed: each('connectionClosed'),
+    imageScanned: each('imageScanned'),
+    imageBlocked: each('imageBlocked'),
+  };
+}
