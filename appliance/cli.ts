@@ -19,6 +19,7 @@ const COMMANDS: Record<string, Entry> = {
   serve: { summary: 'run the appliance (serve [--config FILE])', load: () => import('./cmd-serve.js') },
   canonicalize: { summary: 'canonical Safe Browsing form of URLs on stdin ([--json])', load: () => import('./cmd-canonicalize.js') },
   expressions: { summary: 'suffix/prefix expressions of URLs on stdin, a JSON array per line ([--json])', load: () => import('./cmd-expressions.js') },
+  certs: { summary: 'create, export or show the interception CA (certs init|export|show)', load: () => import('./cmd-certs.js') },
 };
 
 function usage(): string {
