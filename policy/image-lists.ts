@@ -1,0 +1,419 @@
+/**
+ * Image hash lists and the matcher compiled from them.
+ *
+ * List kinds (one entry per line; `#` starts a comment; blank lines, CRLF and a UTF-8 BOM are fine):
+ * - `md5`, `sha1`, `sha256`: the hex digest of the file bytes (32, 40, 64 hex digits, any case).
+ *   A line may carry more after whitespace (the `sha256sum` output form); only the digest is kept.
+ * - `pdq`: 64 hex digits, optionally `,quality` (0..100); further comma fields are ignored (the
+ *   reference `pdq-photo-hasher` prints `hash,quality,filename`). Entries whose quality is below
+ *   `pdqMinQuality` are dropped and counted: PDQ of a flat image says nothing about the image.
+ * A malformed line is counted and reported by line number only (never its content: lists stay
+ * hashed and private). A list with more malformed lines than good ones, or with no entry line at
+ * all, is refused with ERR_LIST_INVALID.
+ *
+ * `ImageMatcher` keeps exact digests sorted in one byte array per kind (binary search) and all PDQ
+ * hashes in one HammingIndex; each entry carries the number of its list. It round-trips through
+ * typed sections for the policy bundle (`toSections` / `fromSections`).
+ */
+import { SafespotError } from './errors.js';
+import { HammingIndex } from './hamming-index.js';
+import { pdqHexToWords } from './pdq.js';
+
+export type ExactKind = 'md5' | 'sha1' | 'sha256';
+export type ImageListKind = ExactKind | 'pdq';
+export type ListMode = 'enforce' | 'monitor';
+
+export const IMAGE_LIST_KINDS: readonly ImageListKind[] = ['md5', 'sha1', 'sha256', 'pdq'];
+/** Digest length in bytes per exact kind. */
+export const DIGEST_BYTES: Readonly<Record<ExactKind, number>> = { md5: 16, sha1: 20, sha256: 32 };
+
+/** How a parse went; line numbers only, never content. */
+export interface ImageListReport {
+  /** Lines in the text. */
+  readonly lines: number;
+  /** Entries kept (after dropping duplicates and low-quality PDQ). */
+  readonly entries: number;
+  readonly duplicates: number;
+  readonly malformed: number;
+  /** The first (at most 20) malformed line numbers, 1-based. */
+  readonly malformedLines: readonly number[];
+  /** PDQ entries dropped for quality below pdqMinQuality. */
+  readonly lowQuality: number;
+}
+
+/** A parsed list: exact digests (entries × digest bytes) or PDQ hashes (entries × 8 words). */
+export interface ParsedImageList {
+  readonly kind: ImageListKind;
+  readonly count: number;
+  /** For md5/sha1/sha256: sorted concatenated digests. */
+  readonly digests?: Uint8Array;
+  /** For pdq: 8 uint32 words per hash (pdqHexToWords form). */
+  readonly pdq?: Uint32Array;
+  readonly report: ImageListReport;
+}
+
+const MAX_REPORTED_LINES = 20;
+const HEX = /^[0-9a-fA-F]+$/;
+
+/** Parse one list's text. Throws ERR_LIST_INVALID when the list is mostly garbage or empty. */
+export function parseImageList(text: string, kind: ImageListKind, opts: { pdqMinQuality?: number } = {}): ParsedImageList {
+  const minQuality = opts.pdqMinQuality ?? 50;
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const lines = body.split('\n');
+  const hexLen = kind === 'pdq' ? 64 : DIGEST_BYTES[kind] * 2;
+  const seen = new Set<string>();
+  const malformedLines: number[] = [];
+  let malformed = 0;
+  let lowQuality = 0;
+  let duplicates = 0;
+  let dataLines = 0;
+  lines.forEach((raw, i) => {
+    const hashAt = raw.indexOf('#');
+    const line = (hashAt >= 0 ? raw.slice(0, hashAt) : raw).trim();
+    if (line === '') return;
+    dataLines++;
+    const parsed = kind === 'pdq' ? parsePdqLine(line) : parseExactLine(line, hexLen);
+    if (parsed === null) {
+      malformed++;
+      if (malformedLines.length < MAX_REPORTED_LINES) malformedLines.push(i + 1);
+      return;
+    }
+    if (parsed.quality !== undefined && parsed.quality < minQuality) {
+      lowQuality++;
+      return;
+    }
+    if (seen.has(parsed.hex)) duplicates++;
+    else seen.add(parsed.hex);
+  });
+  const lineCount = body.endsWith('\n') ? lines.length - 1 : lines.length;
+  const report = { lines: lineCount, entries: seen.size, duplicates, malformed, malformedLines, lowQuality };
+  if (dataLines === 0) throw new SafespotError('ERR_LIST_INVALID', `${kind} list has no entries`);
+  if (malformed > dataLines - malformed) {
+    throw new SafespotError('ERR_LIST_INVALID', `${kind} list: ${malformed} of ${dataLines} lines are malformed`, {
+      details: [`malformed lines: ${malformedLines.join(', ')}${malformed > malformedLines.length ? ', …' : ''}`],
+    });
+  }
+  const hexes = [...seen].sort();
+  if (kind === 'pdq') {
+    const pdq = new Uint32Array(hexes.length * 8);
+    hexes.forEach((h, i) => pdqHexToWords(h, pdq, i * 8));
+    return { kind, count: hexes.length, pdq, report };
+  }
+  const width = DIGEST_BYTES[kind];
+  const digests = new Uint8Array(hexes.length * width);
+  hexes.forEach((h, i) => digests.set(Buffer.from(h, 'hex'), i * width));
+  return { kind, count: hexes.length, digests, report };
+}
+
+function parseExactLine(line: string, hexLen: number): { hex: string; quality?: number } | null {
+  const token = line.split(/\s/, 1)[0] ?? '';
+  if (token.length !== hexLen || !HEX.test(token)) return null;
+  return { hex: token.toLowerCase() };
+}
+
+function parsePdqLine(line: string): { hex: string; quality?: number } | null {
+  const fields = line.split(',');
+  const hex = (fields[0] ?? '').trim();
+  if (hex.length !== 64 || !HEX.test(hex)) return null;
+  if (fields.length === 1) return { hex: hex.toLowerCase() };
+  const q = (fields[1] ?? '').trim();
+  if (!/^\d{1,3}$/.test(q) || Number(q) > 100) return null;
+  return { hex: hex.toLowerCase(), quality: Number(q) };
+}
+
+/** One list as the matcher takes it. */
+export interface ImageListInput {
+  readonly id: string;
+  readonly category: string;
+  readonly mode: ListMode;
+  readonly list: ParsedImageList;
+}
+
+export interface ImageMatcherOptions {
+  /** Largest Hamming distance that counts as a PDQ match (default 31). */
+  readonly pdqDistance: number;
+  /** Scanned images with a PDQ quality below this are not PDQ-matched (default 50). */
+  readonly pdqMinQuality: number;
+  /** Also match the eight dihedral variants of the scanned image, when given. */
+  readonly dihedral: boolean;
+}
+
+/** The hashes of one scanned image. */
+export interface ScannedImageHashes {
+  readonly md5: string;
+  readonly sha1: string;
+  readonly sha256: string;
+  readonly pdq?: { readonly hash: string; readonly quality: number; readonly dihedral?: readonly string[] };
+}
+
+export interface ImageMatch {
+  readonly list: string;
+  readonly category: string;
+  readonly match: ImageListKind;
+  /** Hamming distance, for PDQ matches. */
+  readonly distance?: number;
+  readonly mode: ListMode;
+}
+
+interface ListMeta {
+  readonly id: string;
+  readonly category: string;
+  readonly kind: ImageListKind;
+  readonly mode: ListMode;
+}
+
+/** Sorted digests of one exact kind with the list number of each. */
+interface ExactTable {
+  readonly digests: Uint8Array;
+  readonly lists: Uint16Array;
+}
+
+const EXACT_KINDS: readonly ExactKind[] = ['sha256', 'sha1', 'md5'];
+const MAX_LISTS = 0xffff;
+
+/** Compiled image lists: exact lookups by binary search, PDQ by the Hamming index. */
+export class ImageMatcher {
+  readonly options: ImageMatcherOptions;
+  private readonly lists: readonly ListMeta[];
+  private readonly exact: Readonly<Record<ExactKind, ExactTable>>;
+  private readonly pdqLists: Uint16Array;
+  private readonly index: HammingIndex;
+
+  private constructor(
+    options: ImageMatcherOptions,
+    lists: readonly ListMeta[],
+    exact: Record<ExactKind, ExactTable>,
+    pdq: Uint32Array,
+    pdqLists: Uint16Array,
+  ) {
+    this.options = Object.freeze({ ...options });
+    this.lists = lists;
+    this.exact = exact;
+    this.pdqLists = pdqLists;
+    this.index = HammingIndex.build(pdq);
+  }
+
+  /** Compile parsed lists. A digest on several lists keeps the first enforce list, else the first. */
+  static compile(inputs: readonly ImageListInput[], options: ImageMatcherOptions): ImageMatcher {
+    if (inputs.length > MAX_LISTS) throw new SafespotError('ERR_LIST_INVALID', `too many image lists (${inputs.length})`);
+    checkOptions(options);
+    const lists = inputs.map((l) => ({ id: l.id, category: l.category, kind: l.list.kind, mode: l.mode }));
+    // Enforce lists first, so that a shared entry is attributed to an enforcing list.
+    const order = inputs.map((_, i) => i).sort((a, b) => rank(inputs[a]!.mode) - rank(inputs[b]!.mode) || a - b);
+    const exact = {} as Record<ExactKind, ExactTable>;
+    for (const kind of EXACT_KINDS) {
+      const width = DIGEST_BYTES[kind];
+      const rows: Array<{ key: string; at: Uint8Array; list: number }> = [];
+      const seen = new Set<string>();
+      for (const li of order) {
+        const l = inputs[li]!.list;
+        if (l.kind !== kind || !l.digests) continue;
+        for (let i = 0; i < l.count; i++) {
+          const at = l.digests.subarray(i * width, (i + 1) * width);
+          const key = Buffer.from(at).toString('hex');
+          if (seen.has(key)) continue;
+          seen.add(key);
+          rows.push({ key, at, list: li });
+        }
+      }
+      rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const digests = new Uint8Array(rows.length * width);
+      const owners = new Uint16Array(rows.length);
+      rows.forEach((r, i) => {
+        digests.set(r.at, i * width);
+        owners[i] = r.list;
+      });
+      exact[kind] = { digests, lists: owners };
+    }
+    let total = 0;
+    for (const li of order) if (inputs[li]!.list.kind === 'pdq') total += inputs[li]!.list.count;
+    const pdq = new Uint32Array(total * 8);
+    const pdqLists = new Uint16Array(total);
+    let n = 0;
+    for (const li of order) {
+      const l = inputs[li]!.list;
+      if (l.kind !== 'pdq' || !l.pdq) continue;
+      pdq.set(l.pdq.subarray(0, l.count * 8), n * 8);
+      pdqLists.fill(li, n, n + l.count);
+      n += l.count;
+    }
+    return new ImageMatcher(options, lists, exact, pdq, pdqLists);
+  }
+
+  /** Entries per kind (for metrics and `compile` output). */
+  get sizes(): Readonly<Record<ImageListKind, number>> {
+    return {
+      md5: this.exact.md5.lists.length,
+      sha1: this.exact.sha1.lists.length,
+      sha256: this.exact.sha256.lists.length,
+      pdq: this.pdqLists.length,
+    };
+  }
+
+  /**
+   * The best match for an image, or null. Preference: an enforce list over a monitor list; then an
+   * exact match (SHA-256, SHA-1, MD5) over PDQ; then the smallest PDQ distance; then list order.
+   */
+  match(h: ScannedImageHashes): ImageMatch | null {
+    let best: ImageMatch | null = null;
+    for (const kind of EXACT_KINDS) {
+      const li = this.lookupExact(kind, h[kind]);
+      if (li < 0) continue;
+      const m = this.result(li, kind);
+      if (m.mode === 'enforce') return m;
+      best ??= m;
+    }
+    const pdq = h.pdq;
+    if (!pdq || this.pdqLists.length === 0 || !(pdq.quality >= this.options.pdqMinQuality)) return best;
+    const candidates = this.options.dihedral && pdq.dihedral ? [pdq.hash, ...pdq.dihedral] : [pdq.hash];
+    let bestPdq: { li: number; d: number } | null = null;
+    for (const hex of candidates) {
+      let words: Uint32Array;
+      try {
+        words = pdqHexToWords(hex);
+      } catch {
+        continue;
+      }
+      for (const hit of this.index.query(words, this.options.pdqDistance)) {
+        const li = this.pdqLists[hit.index]!;
+        if (bestPdq === null || better(this.lists, li, hit.distance, bestPdq.li, bestPdq.d)) bestPdq = { li, d: hit.distance };
+      }
+    }
+    if (bestPdq === null) return best;
+    const m = this.result(bestPdq.li, 'pdq', bestPdq.d);
+    if (best === null || (best.mode === 'monitor' && m.mode === 'enforce')) return m;
+    return best;
+  }
+
+  private result(li: number, kind: ImageListKind, distance?: number): ImageMatch {
+    const l = this.lists[li]!;
+    return distance === undefined
+      ? { list: l.id, category: l.category, match: kind, mode: l.mode }
+      : { list: l.id, category: l.category, match: kind, distance, mode: l.mode };
+  }
+
+  /** The list number holding `hex`, or −1. */
+  private lookupExact(kind: ExactKind, hex: string): number {
+    const width = DIGEST_BYTES[kind];
+    if (typeof hex !== 'string' || hex.length !== width * 2 || !HEX.test(hex)) return -1;
+    const key = Buffer.from(hex, 'hex');
+    const t = this.exact[kind];
+    let lo = 0;
+    let hi = t.lists.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = Buffer.compare(t.digests.subarray(mid * width, (mid + 1) * width), key);
+      if (c === 0) return t.lists[mid]!;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /**
+   * Typed sections for the policy bundle: `img.meta` (JSON: options and list table), `img.md5`,
+   * `img.sha1`, `img.sha256` (u32 count, sorted digests, u16 list numbers) and `img.pdq` (u32 count,
+   * 8 u32 words per hash, u16 list numbers). All integers little-endian. The Hamming index is
+   * rebuilt on load (linear time) rather than stored.
+   */
+  toSections(): Array<{ tag: string; bytes: Uint8Array }> {
+    const meta = { version: 1, options: this.options, lists: this.lists };
+    const out: Array<{ tag: string; bytes: Uint8Array }> = [{ tag: 'img.meta', bytes: new TextEncoder().encode(JSON.stringify(meta)) }];
+    for (const kind of EXACT_KINDS) out.push({ tag: `img.${kind}`, bytes: packTable(this.exact[kind].digests, this.exact[kind].lists) });
+    const words = this.index.hashes;
+    const raw = new Uint8Array(words.length * 4);
+    const view = new DataView(raw.buffer);
+    for (let i = 0; i < words.length; i++) view.setUint32(i * 4, words[i]!, true);
+    out.push({ tag: 'img.pdq', bytes: packTable(raw, this.pdqLists) });
+    return out;
+  }
+
+  /** Rebuild from `toSections` output. Throws ERR_BUNDLE_CORRUPT on anything inconsistent. */
+  static fromSections(sections: Iterable<{ tag: string; bytes: Uint8Array }>): ImageMatcher {
+    const byTag = new Map<string, Uint8Array>();
+    for (const s of sections) byTag.set(s.tag, s.bytes);
+    const metaBytes = byTag.get('img.meta');
+    if (!metaBytes) throw corrupt('missing img.meta');
+    let meta: { version: number; options: ImageMatcherOptions; lists: ListMeta[] };
+    try {
+      meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(metaBytes));
+    } catch (cause) {
+      throw corrupt('img.meta is not JSON', cause);
+    }
+    if (meta?.version !== 1 || !Array.isArray(meta.lists) || meta.lists.length > MAX_LISTS) throw corrupt('img.meta has an unknown shape');
+    try {
+      checkOptions(meta.options);
+    } catch (cause) {
+      throw corrupt('img.meta options are invalid', cause);
+    }
+    for (const l of meta.lists) {
+      if (typeof l?.id !== 'string' || typeof l.category !== 'string' || !IMAGE_LIST_KINDS.includes(l.kind) || (l.mode !== 'enforce' && l.mode !== 'monitor')) {
+        throw corrupt('img.meta has a malformed list entry');
+      }
+    }
+    const nLists = meta.lists.length;
+    const exact = {} as Record<ExactKind, ExactTable>;
+    for (const kind of EXACT_KINDS) exact[kind] = unpackTable(byTag.get(`img.${kind}`), DIGEST_BYTES[kind], nLists, `img.${kind}`);
+    const p = unpackTable(byTag.get('img.pdq'), 32, nLists, 'img.pdq');
+    const words = new Uint32Array(p.lists.length * 8);
+    const view = new DataView(p.digests.buffer, p.digests.byteOffset, p.digests.byteLength);
+    for (let i = 0; i < words.length; i++) words[i] = view.getUint32(i * 4, true);
+    return new ImageMatcher(meta.options, meta.lists, exact, words, p.lists);
+  }
+}
+
+function rank(mode: ListMode): number {
+  return mode === 'enforce' ? 0 : 1;
+}
+
+function better(lists: readonly ListMeta[], li: number, d: number, bestLi: number, bestD: number): boolean {
+  const r = rank(lists[li]!.mode) - rank(lists[bestLi]!.mode);
+  if (r !== 0) return r < 0;
+  if (d !== bestD) return d < bestD;
+  return li < bestLi;
+}
+
+function checkOptions(o: ImageMatcherOptions): void {
+  const ok =
+    o !== null &&
+    typeof o === 'object' &&
+    Number.isInteger(o.pdqDistance) &&
+    o.pdqDistance >= 0 &&
+    o.pdqDistance <= 256 &&
+    Number.isInteger(o.pdqMinQuality) &&
+    o.pdqMinQuality >= 0 &&
+    o.pdqMinQuality <= 100 &&
+    typeof o.dihedral === 'boolean';
+  if (!ok) throw new SafespotError('ERR_LIST_INVALID', 'bad image matcher options');
+}
+
+function corrupt(message: string, cause?: unknown): SafespotError {
+  return new SafespotError('ERR_BUNDLE_CORRUPT', `image lists: ${message}`, cause === undefined ? undefined : { cause });
+}
+
+/** u32 count | count × width bytes | count × u16 list numbers (little-endian). */
+function packTable(digests: Uint8Array, lists: Uint16Array): Uint8Array {
+  const n = lists.length;
+  const out = new Uint8Array(4 + digests.length + n * 2);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, n, true);
+  out.set(digests, 4);
+  for (let i = 0; i < n; i++) view.setUint16(4 + digests.length + i * 2, lists[i]!, true);
+  return out;
+}
+
+function unpackTable(bytes: Uint8Array | undefined, width: number, nLists: number, tag: string): ExactTable {
+  if (!bytes) throw corrupt(`missing ${tag}`);
+  if (bytes.length < 4) throw corrupt(`${tag} is truncated`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = view.getUint32(0, true);
+  if (bytes.length !== 4 + n * width + n * 2) throw corrupt(`${tag} has the wrong length`);
+  const digests = bytes.slice(4, 4 + n * width);
+  const lists = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    const li = view.getUint16(4 + n * width + i * 2, true);
+    if (li >= nLists) throw corrupt(`${tag} names list ${li} of ${nLists}`);
+    lists[i] = li;
+  }
+  return { digests, lists };
+}
