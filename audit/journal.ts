@@ -136,6 +136,8 @@ export interface Journal {
   query(from: number, to: number, kinds?: readonly JournalKind[]): JournalRow[];
   /** The newest event before `time` (ms) of one of `kinds`, or null. */
   lastBefore(time: number, kinds: readonly JournalKind[]): JournalRow | null;
+  /** Per list id, the time (ms) of its newest event before `time` of one of `kinds`. */
+  lastTimePerList(time: number, kinds: readonly JournalKind[]): Map<string, number>;
   /** Grouped counts over the same rows `query` returns. */
   count(q: CountQuery): CountRow[];
   /** The open session (if any): when it started and its last sign of life (ms). */
@@ -440,6 +442,16 @@ export function openJournal(opts: JournalOptions): Journal {
         .prepare(`SELECT * FROM events WHERE time < ? AND kind IN (${marks}) ORDER BY time DESC, id DESC LIMIT 1`)
         .get(time, ...kinds) as JournalRow | undefined;
       return row ?? null;
+    },
+    lastTimePerList(time, kinds) {
+      const out = new Map<string, number>();
+      if (kinds.length === 0) return out;
+      const marks = kinds.map(() => '?').join(', ');
+      const rows = db
+        .prepare(`SELECT list, MAX(time) AS t FROM events WHERE time < ? AND kind IN (${marks}) AND list IS NOT NULL GROUP BY list`)
+        .all(time, ...kinds) as Array<{ list: string; t: number }>;
+      for (const r of rows) out.set(r.list, r.t);
+      return out;
     },
     count(q) {
       const cols = q.by.map((c) => GROUP_SQL[c]);
