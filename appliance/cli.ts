@@ -20,6 +20,7 @@ const COMMANDS: Record<string, Entry> = {
   canonicalize: { summary: 'canonical Safe Browsing form of URLs on stdin ([--json])', load: () => import('./cmd-canonicalize.js') },
   expressions: { summary: 'suffix/prefix expressions of URLs on stdin, a JSON array per line ([--json])', load: () => import('./cmd-expressions.js') },
   certs: { summary: 'create, export or show the interception CA (certs init|export|show)', load: () => import('./cmd-certs.js') },
+  hash: { summary: 'exact and PDQ hashes of image files, a JSON line each (hash [--dihedral] FILE…)', load: () => import('./cmd-hash.js') },
   audit: { summary: 'period report from the audit journal (audit report --config FILE --from ISO --to ISO --format json|csv|html)', load: () => import('./cmd-audit.js') },
   check: { summary: 'verdicts for URLs/hosts as JSON lines on stdin (check --config FILE [--bundle FILE])', load: () => import('./cmd-check.js') },
   compile: { summary: 'compile the lists of a config into a policy bundle (compile --config FILE -o FILE)', load: () => import('./cmd-compile.js') },
