@@ -80,8 +80,11 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
  */
 export function normalizeHost(host: string): LeafName {
   let h = host.trim().toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  // Brackets are only for IPv6 literals (RFC 3986 §3.2.2); "[x.test]" is not a name.
+  const bracketed = h.startsWith('[') && h.endsWith(']');
+  if (bracketed) h = h.slice(1, -1);
   const family = isIP(h);
+  if (bracketed && family !== 6) throw new SafespotError('ERR_CERT', `cannot mint a certificate for "${printable(host)}": not a host name or IP address`);
   if (family === 4) {
     const bytes = Uint8Array.from(h.split('.').map(Number));
     return { kind: 'ip', name: bytes.join('.'), bytes };
