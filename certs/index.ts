@@ -18,6 +18,8 @@
  *   const ctx = await minter.getSecureContext(sni);    // per intercepted connection
  *   new tls.TLSSocket(socket, { isServer: true, secureContext: ctx, ALPNProtocols: ['http/1.1'] });
  * or `tls.createServer({ SNICallback: minter.sniCallback, ALPNProtocols: ['http/1.1'] })`.
+ * (tls.createServer ignores a `secureContext` option; a server-side TLSSocket honours it, and is
+ * the way to serve clients that send no SNI, such as IP-literal destinations.)
  */
 export { generateCa, initCa, loadCa, caInstallInfo, CA_CERT_FILE, CA_KEY_FILE } from './ca.js';
 export type { Ca, CaInstallInfo, CaOptions, InitCaOptions, KeyKind } from './ca.js';
