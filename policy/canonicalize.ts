@@ -220,18 +220,28 @@ function canonicalizeRaw(rawLen: number): CanonicalUrl | null {
   const host = canonicalHostBytes(RAW, hs, hostEnd);
   if (host === null) return null;
 
-  // Path up to the first '?', then the query.
+  // Path up to the first '?', then the query. The spec unescapes the whole URL before splitting it,
+  // so a '?' that only appears once the path is unescaped (from %3F) starts the query too.
   let q = a;
   while (q < e && RAW[q] !== 0x3f) q++;
-  const path = a === q ? '/' : canonicalPath(a, q);
-  const query = q < e ? escapeToString(PART_A, unescapeInto(RAW, q + 1, e, PART_A), ESCAPE_PATH) : null;
+  const pn = unescapeInto(RAW, a, q, PART_A);
+  let split = 0;
+  while (split < pn && PART_A[split] !== 0x3f) split++;
+  const path = canonicalPath(split);
+  let query: string | null = null;
+  if (split < pn || q < e) {
+    let qn = 0;
+    for (let i = split + 1; i < pn; i++) PART_B[qn++] = PART_A[i]!;
+    if (split < pn && q < e) PART_B[qn++] = 0x3f;
+    if (q < e) qn = unescapeInto(RAW, q + 1, e, PART_B, qn);
+    query = escapeToString(PART_B, qn, ESCAPE_PATH);
+  }
   const href = `${scheme}://${host.host}${path}${query === null ? '' : `?${query}`}`;
   return { scheme, host: host.host, hostKind: host.hostKind, port, path, query, href };
 }
 
-/** RAW[s, e) (starts with '/') unescaped, dot segments resolved, slashes collapsed, re-escaped. */
-function canonicalPath(s: number, e: number): string {
-  const n = unescapeInto(RAW, s, e, PART_A);
+/** The unescaped path PART_A[0, n) (empty, or starting with '/'): dot segments resolved, slashes collapsed, re-escaped. */
+function canonicalPath(n: number): string {
   let o = 0;
   let depth = 0;
   PART_B[o++] = 0x2f;
@@ -268,6 +278,7 @@ function canonicalPath(s: number, e: number): string {
  */
 function fastPath(s: string): CanonicalUrl | null {
   const n = s.length;
+  if (n > MAX_URL_BYTES) return null; // ASCII only here, so length = bytes; the general path refuses
   let i: number;
   let scheme: string;
   if (s.startsWith('http://')) {
@@ -332,6 +343,7 @@ function fastPath(s: string): CanonicalUrl | null {
 /** Already-canonical host names (optionally `:port`), upper case allowed; else null. */
 function fastHost(s: string): CanonicalHost | null {
   const n = s.length;
+  if (n > MAX_URL_BYTES) return null;
   let labelStart = 0;
   let upper = false;
   let i = 0;

@@ -61,18 +61,18 @@ const ENCODER = new TextEncoder();
 // ---- percent coding ----------------------------------------------------------------------------
 
 /**
- * Percent-unescape `src[start, end)` until no `%XX` is left, writing to `out` from 0; returns the
- * length. One pass in linear time: bytes go onto `out` as onto a stack, and whenever the top three
+ * Percent-unescape `src[start, end)` until no `%XX` is left, writing to `out` from `outStart`;
+ * returns the index after the last byte written. One pass in linear time: bytes go onto `out` as onto a stack, and whenever the top three
  * form `%XX` they are replaced by the byte they encode (which may complete another escape below it).
  * `%XX` occurrences never overlap ('%' is not a hex digit), so the order of replacements does not
  * change the result: this gives exactly what repeated whole-string passes give, without their
  * quadratic worst case (`%252525…`).
  */
-export function unescapeInto(src: Uint8Array, start: number, end: number, out: Uint8Array): number {
-  let n = 0;
+export function unescapeInto(src: Uint8Array, start: number, end: number, out: Uint8Array, outStart = 0): number {
+  let n = outStart;
   for (let i = start; i < end; i++) {
     out[n++] = src[i]!;
-    while (n >= 3 && out[n - 3] === 0x25) {
+    while (n - outStart >= 3 && out[n - 3] === 0x25) {
       const hi = HEX_VALUE[out[n - 2]!]!;
       const lo = HEX_VALUE[out[n - 1]!]!;
       if (hi < 0 || lo < 0) break;
@@ -237,12 +237,14 @@ function idnToAscii(buf: Uint8Array, len: number, out: Uint8Array): number {
  * brackets, no port, no user info). Returns null when the host is empty or a malformed IPv6 literal.
  */
 export function canonicalHostBytes(src: Uint8Array, start: number, end: number): CanonicalHost | null {
+  // Brackets are syntax: decided on the host as written, so an escaped "%5B" stays a name byte.
+  if (end > start && src[start] === 0x5b /* [ */) {
+    if (end - start < 2 || src[end - 1] !== 0x5d /* ] */) return null;
+    const n = unescapeInto(src, start + 1, end - 1, HOST_A);
+    return canonicalIpv6(ASCII_DECODER.decode(HOST_A.subarray(0, n)));
+  }
   let len = unescapeInto(src, start, end, HOST_A);
   let buf = HOST_A;
-  if (len >= 2 && buf[0] === 0x5b /* [ */) {
-    if (buf[len - 1] !== 0x5d /* ] */) return null;
-    return canonicalIpv6(ASCII_DECODER.decode(buf.subarray(1, len - 1)));
-  }
   let nonAscii = false;
   for (let i = 0; i < len; i++) if (buf[i]! >= 0x80) nonAscii = true;
   if (nonAscii) {
