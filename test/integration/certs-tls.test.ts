@@ -5,12 +5,12 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TLSSocket, connect, createServer, type PeerCertificate, type Server, type TlsOptions } from 'node:tls';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { LeafMinter, initCa, type Ca } from '../../certs/index.js';
+import { LeafMinter, initCa, loadCa, type Ca } from '../../certs/index.js';
 
 const BODY = 'hello from a minted leaf\n';
 
@@ -190,4 +190,27 @@ t.test('a burst of 200 distinct hosts completes and the cache stays bounded', as
   t.equal(minter.stats.evictions, 150);
   t.equal(minter.stats.failures, 0);
   t.comment(`heap growth over the burst: ${((process.memoryUsage().heapUsed - heapBefore) / 1e6).toFixed(1)} MB (informational)`);
+});
+
+t.test('a CA made by openssl (an operator’s own) loads, and its leaves pass openssl verify -x509_strict', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'safespot-certs-openssl-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const made = await run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'), '-days', '30',
+    '-subj', '/C=XX/O=Example Venue/CN=Example Venue Interception CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  t.equal(made.code, 0, made.stderr);
+  const ca = await loadCa(dir);
+  const leaf = await new LeafMinter(ca).mint('venue.test');
+  await writeFile(join(dir, 'leaf.pem'), leaf.certPem);
+  const verified = await run('openssl', ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', join(dir, 'ca.crt'), join(dir, 'leaf.pem')]);
+  t.equal(verified.code, 0, verified.stderr);
+  t.match(verified.stdout, /leaf\.pem: OK/);
+  t.equal(new X509Certificate(leaf.certPem).issuer, 'C=XX\nO=Example Venue\nCN=Example Venue Interception CA', 'issuer copied byte for byte');
+  const port = await startServer(t, { SNICallback: new LeafMinter(ca).sniCallback });
+  const r = await fetchOnce(port, 'venue.test', ca.certPem);
+  t.equal(r.authorized, true);
+  t.match(r.data, BODY);
 });
