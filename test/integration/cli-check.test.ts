@@ -72,7 +72,7 @@ const EXPECTED = [
   { action: 'allow', category: null, list: null, rule: 'none', reason: 'no list matched', profile: 'default' },
 ];
 
-type T = typeof t;
+type T = import('tap').Test;
 
 function checkOutput(t: T, stdout: string) {
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
