@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { SafespotError } from '../policy/errors.js';
 
-export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 /** A handler (token-protected like /metrics), or one marked public (no token, e.g. the CA download). */
 export type Route = RouteHandler | { handler: RouteHandler; public: boolean };
 
