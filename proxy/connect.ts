@@ -1,0 +1,77 @@
+/**
+ * CONNECT on the explicit proxy (RFC 9110 §9.3.6):
+ * 1. the authority must be `host:port` with a port in upstream.ports (else 403);
+ * 2. onConnect decides on the authority (blocked: 403 with a short text body, then close);
+ * 3. `200 Connection Established`, then the TLS step reads the ClientHello and decides on the SNI
+ *    (with the authority, so that a disagreement is a policy input), then splices or sends an alert.
+ *
+ * Bytes after the 200 that are not TLS: when they look like an HTTP request (plain HTTP through
+ * CONNECT, typically to port 80) the tunnel is served as plain HTTP, so every request gets its own
+ * full-URL decision and block page, and goes to the CONNECT authority. Anything else follows
+ * tls.notTls: `block` closes, `allow` splices to the authority (already decided in step 2).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { connectRefusal } from './block-page.js';
+import type { ConnInfo, Verdict } from './hooks.js';
+import { parseAuthority } from './http-forward.js';
+import { HOOK_FAILED, type EdgeContext } from './options.js';
+import { endWith, rawHttpResponse } from './refuse.js';
+import { passTls, type TlsTarget } from './tls-passthrough.js';
+import { splice } from './tunnel.js';
+import { upstreamReason } from './upstream.js';
+
+/** Serves plain HTTP found inside a tunnel (the socket is handed over with the bytes already read). */
+export type TunnelHttp = (socket: Socket, bytes: Buffer, target: TlsTarget, conn: ConnInfo) => void;
+
+/** First bytes of an HTTP/1 request line: a method token then a space (or not enough bytes yet). */
+export function looksLikeHttp(bytes: Buffer): boolean {
+  return /^[A-Z]{1,16}(?: |$)/.test(bytes.subarray(0, 17).toString('latin1'));
+}
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+
+export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {
+  socket.on('error', () => {});
+  const target = parseAuthority(req.url ?? '', 0);
+  if (!target || target.port === 0 || !/:\d{1,5}$/.test(req.url ?? '')) {
+    endWith(socket, rawHttpResponse(400, 'safespot: CONNECT needs host:port\n'));
+    return;
+  }
+  if (!ctx.opts.upstream.ports.includes(target.port)) {
+    ctx.observer.upstreamError('refused_destination');
+    endWith(socket, rawHttpResponse(403, `safespot: port ${target.port} is not allowed\n`));
+    return;
+  }
+  let verdict: Verdict;
+  try {
+    verdict = ctx.hooks.onConnect(target, conn);
+  } catch {
+    verdict = { decision: HOOK_FAILED };
+  }
+  if (verdict.decision.action === 'block') {
+    const r = connectRefusal(verdict.decision);
+    endWith(socket, rawHttpResponse(r.status, r.body));
+    return;
+  }
+  socket.write(ESTABLISHED);
+  const notTls = (bytes: Buffer): boolean => {
+    if (looksLikeHttp(bytes)) {
+      tunnelHttp(socket, bytes, target, conn);
+      return true;
+    }
+    if (ctx.opts.tls.notTls !== 'allow') return false;
+    void ctx.upstream.connect(verdict.connectHost ?? target.host, target.port).then(
+      (up) => {
+        if (socket.destroyed) return up.destroy();
+        splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
+      },
+      (err) => {
+        ctx.observer.upstreamError(upstreamReason(err));
+        socket.destroy();
+      },
+    );
+    return true;
+  };
+  void passTls(ctx, socket, head, conn, target, notTls).catch(() => socket.destroy());
+}

@@ -1,0 +1,50 @@
+/**
+ * The decision points of the network edge. Protocol code in proxy/ builds a small typed value, calls
+ * one hook, and acts on the Verdict; it never looks inside the policy (proxy/policy-hooks.ts is the
+ * one implementation over the real policy; tests pass small objects).
+ *
+ * proxy/ may import policy/, audit/ and certs/; never appliance/.
+ */
+import type { Decision } from '../policy/decision.js';
+
+export type { Observer } from '../audit/metrics.js';
+
+/** The listeners of the proxy: explicit proxy, transparent HTTP (from :80), transparent TLS (from :443). */
+export type ListenerName = 'forward' | 'http' | 'tls';
+
+/** Who is asking, on which listener. */
+export interface ConnInfo {
+  readonly listener: ListenerName;
+  /** Remote IP address as text (IPv4-mapped IPv6 shown as plain IPv4). */
+  readonly client: string;
+}
+
+/** What the ClientHello says (proxy/client-hello.ts). */
+export interface ClientHelloInfo {
+  /** server_name host_name (RFC 6066 §3), lower case; null when absent. */
+  readonly sni: string | null;
+  /** An encrypted_client_hello extension (0xfe0d) is present; `sni` is then the outer (public) name. */
+  readonly ech: boolean;
+  /** application_layer_protocol_negotiation names (RFC 7301), in client order. */
+  readonly alpn: readonly string[];
+  /** ClientHello.legacy_version (0x0303 for TLS 1.2 and 1.3). */
+  readonly legacyVersion: number;
+  /** supported_versions (RFC 8446 §4.2.1), in client order; empty when absent. */
+  readonly supportedVersions: readonly number[];
+}
+
+/** A hook's answer: the policy decision, and optionally a different host to connect to. */
+export interface Verdict {
+  readonly decision: Decision;
+  /** Connect here instead (SafeSearch front end), keeping the guest's SNI / Host header. */
+  readonly connectHost?: string;
+}
+
+export interface Hooks {
+  /** CONNECT authority, before the tunnel is answered. */
+  onConnect(target: { host: string; port: number }, conn: ConnInfo): Verdict;
+  /** SNI (and the CONNECT authority host when there was one). */
+  onClientHello(hello: ClientHelloInfo, conn: ConnInfo, connectHost?: string): Verdict;
+  /** Full URL of a plain HTTP request (`http://host[:port]/path?query`). */
+  onRequest(url: string, conn: ConnInfo): Verdict;
+}

@@ -1,0 +1,274 @@
+/**
+ * Plain HTTP: one request in, the full-URL decision, then the block page or the request forwarded
+ * upstream with a streaming body both ways. Used by the explicit proxy (absolute-URI requests), the
+ * transparent HTTP listener (Host header) and plain HTTP inside a CONNECT tunnel.
+ *
+ * Headers (RFC 9110 §7.6): hop-by-hop fields (Connection and every field it names, Keep-Alive,
+ * Proxy-Connection, Proxy-Authorization, Proxy-Authenticate, TE, Trailer, Transfer-Encoding,
+ * Upgrade) are not forwarded; Host is the target's authority (RFC 9112 §3.2.2); Via is appended
+ * (RFC 9110 §7.6.3). Body framing is Node's: a Content-Length is kept, anything else is re-chunked.
+ * WebSocket (and any Upgrade) requests are decided like other requests, then spliced.
+ */
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
+import { ERRORS, SafespotError } from '../policy/errors.js';
+import { blockPage } from './block-page.js';
+import type { ConnInfo, Verdict } from './hooks.js';
+import { HOOK_FAILED, type EdgeContext } from './options.js';
+import { endWith, rawHttpResponse } from './refuse.js';
+import { splice } from './tunnel.js';
+import { upstreamReason } from './upstream.js';
+
+/** Where a request goes and what is decided on. */
+export interface HttpRoute {
+  /** Host to connect to (a name or an IP literal without brackets). */
+  readonly host: string;
+  readonly port: number;
+  /** Value of the Host header sent upstream (`name` or `name:port`). */
+  readonly authority: string;
+  /** Request target sent upstream (origin-form: `/path?query`). */
+  readonly path: string;
+  /** The full URL the policy decides on. */
+  readonly url: string;
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Header names the Connection header(s) list: hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionTokens(rawHeaders: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    for (const t of rawHeaders[i + 1]!.split(',')) {
+      const token = t.trim().toLowerCase();
+      if (token) out.add(token);
+    }
+  }
+  return out;
+}
+
+/**
+ * End-to-end headers of a message, as an object for node:http (repeated fields become arrays, order
+ * kept), with `Via` appended. `keep` lists hop-by-hop names to pass anyway (Upgrade for WebSocket).
+ */
+export function endToEndHeaders(rawHeaders: readonly string[], httpVersion: string, keep: readonly string[] = []): OutgoingHttpHeaders {
+  const named = connectionTokens(rawHeaders);
+  const out: OutgoingHttpHeaders = {};
+  const keys = new Map<string, string>(); // lower -> first spelling
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if ((HOP_BY_HOP.has(lower) || named.has(lower)) && !keep.includes(lower)) continue;
+    if (lower === 'host') continue;
+    const value = rawHeaders[i + 1]!;
+    const key = keys.get(lower) ?? name;
+    keys.set(lower, key);
+    const prev = out[key];
+    if (prev === undefined) out[key] = value;
+    else out[key] = Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  const viaKey = keys.get('via') ?? 'Via';
+  const via = `${httpVersion} safespot`;
+  const prevVia = out[viaKey];
+  out[viaKey] = prevVia === undefined ? via : `${Array.isArray(prevVia) ? prevVia.join(', ') : String(prevVia)}, ${via}`;
+  return out;
+}
+
+export class HttpForwarder {
+  constructor(private readonly ctx: EdgeContext) {}
+
+  decide(url: string, conn: ConnInfo): Verdict {
+    try {
+      return this.ctx.hooks.onRequest(url, conn);
+    } catch {
+      return { decision: HOOK_FAILED };
+    }
+  }
+
+  /** A request that cannot be routed (bad URL or Host): 400 with a short reason, connection closed. */
+  badRequest(res: ServerResponse, why: string): void {
+    res.shouldKeepAlive = false;
+    res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+    res.end(`safespot: ${why}\n`);
+  }
+
+  /** Decide, then answer with the block page or forward. */
+  handle(req: IncomingMessage, res: ServerResponse, conn: ConnInfo, route: HttpRoute): void {
+    const verdict = this.decide(route.url, conn);
+    if (this.ctx.draining) res.shouldKeepAlive = false;
+    if (verdict.decision.action === 'block') {
+      const page = blockPage(verdict.decision, req.headers['accept-language'], this.ctx.opts.blockPage);
+      res.writeHead(page.status, page.headers);
+      res.end(page.body);
+      // The request body (if any) is not wanted; drain it so the connection can be reused.
+      req.resume();
+      return;
+    }
+    void this.forward(req, res, route, verdict.connectHost ?? route.host);
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    this.ctx.observer.upstreamError(upstreamReason(err));
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const status = err instanceof SafespotError ? ERRORS[err.code].http : 502;
+    res.shouldKeepAlive = false;
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+    res.end(`safespot: ${err instanceof SafespotError ? err.message : 'the upstream server failed'}\n`);
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, route: HttpRoute, connectHost: string): Promise<void> {
+    const { ctx } = this;
+    let dest;
+    try {
+      dest = await ctx.upstream.destination(connectHost, route.port);
+    } catch (err) {
+      req.resume();
+      this.fail(res, err);
+      return;
+    }
+    if (res.destroyed) return;
+    const headers = endToEndHeaders(req.rawHeaders, req.httpVersion);
+    headers['Host'] = route.authority;
+    const upReq = httpRequest({
+      host: dest.address,
+      port: dest.port,
+      method: req.method,
+      path: route.path,
+      headers,
+      agent: ctx.agent,
+      setHost: false,
+    });
+    let failed = false;
+    const onUpstreamError = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(upReq);
+      req.resume();
+      this.fail(res, err);
+    };
+    upReq.on('error', onUpstreamError);
+    upReq.on('socket', (s: Socket) => {
+      if (!s.connecting) return;
+      const t = setTimeout(
+        () => upReq.destroy(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'connecting to the upstream server timed out')),
+        ctx.opts.upstream.connectTimeoutMs,
+      );
+      s.once('connect', () => clearTimeout(t));
+      s.once('close', () => clearTimeout(t));
+    });
+    upReq.setTimeout(ctx.opts.limits.idleTimeout, () =>
+      upReq.destroy(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'the upstream server did not answer in time')),
+    );
+    // The client went away: stop the upstream request too.
+    res.on('close', () => {
+      if (!res.writableFinished) upReq.destroy();
+    });
+    req.on('error', () => upReq.destroy());
+    req.pipe(upReq);
+    upReq.on('response', (upRes) => {
+      if (ctx.draining) res.shouldKeepAlive = false;
+      const resHeaders = endToEndHeaders(upRes.rawHeaders, upRes.httpVersion);
+      if (upRes.statusMessage) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, resHeaders);
+      else res.writeHead(upRes.statusCode ?? 502, resHeaders);
+      pipeline(upRes, res, (err) => {
+        if (err) {
+          upReq.destroy();
+          res.destroy();
+        }
+      });
+    });
+  }
+
+  /** An Upgrade request (WebSocket): decide, then splice the raw connection to the upstream server. */
+  async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, route: HttpRoute): Promise<void> {
+    socket.on('error', () => {});
+    const verdict = this.decide(route.url, conn);
+    if (verdict.decision.action === 'block') {
+      const page = blockPage(verdict.decision, req.headers['accept-language'], this.ctx.opts.blockPage);
+      endWith(socket, rawHttpResponse(page.status, page.body, page.headers));
+      return;
+    }
+    let up: Socket;
+    try {
+      up = await this.ctx.upstream.connect(verdict.connectHost ?? route.host, route.port);
+    } catch (err) {
+      this.ctx.observer.upstreamError(upstreamReason(err));
+      const status = err instanceof SafespotError ? ERRORS[err.code].http : 502;
+      endWith(socket, rawHttpResponse(status, 'safespot: the upstream server could not be reached\n'));
+      return;
+    }
+    if (socket.destroyed) {
+      up.destroy();
+      return;
+    }
+    const headers = endToEndHeaders(req.rawHeaders, req.httpVersion, ['upgrade']);
+    const lines = [`${req.method} ${route.path} HTTP/1.1`, `Host: ${route.authority}`, 'Connection: Upgrade'];
+    for (const [k, v] of Object.entries(headers)) {
+      for (const one of Array.isArray(v) ? v : [String(v)]) lines.push(`${k}: ${one}`);
+    }
+    up.write(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+    splice(socket, up, head, {
+      idleTimeoutMs: this.ctx.opts.limits.idleTimeout,
+      onIdle: () => this.ctx.observer.limitHit('idle_timeout'),
+    });
+  }
+}
+
+// ---- routes ------------------------------------------------------------------------------------
+
+/** Split `host[:port]` / `[v6][:port]`; null when it is not a valid authority. */
+export function parseAuthority(text: string, defaultPort: number): { host: string; port: number } | null {
+  if (text.length === 0 || text.length > 260 || /[\s@/?#\\]/.test(text)) return null;
+  let url: URL;
+  try {
+    url = new URL(`http://${text}`);
+  } catch {
+    return null;
+  }
+  if (url.username || url.password || url.pathname !== '/') return null;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (!host) return null;
+  // An explicit port equal to the default disappears in url.port; read it from the text.
+  const m = /:(\d{1,5})$/.exec(text);
+  const port = m && !text.endsWith(']') ? Number(m[1]) : defaultPort;
+  if (port < 1 || port > 65535) return null;
+  return { host, port };
+}
+
+/** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
+export function routeAbsolute(target: string): HttpRoute | null {
+  const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(target);
+  if (!m) return null;
+  const authority = m[1]!;
+  const a = parseAuthority(authority, 80);
+  if (!a) return null;
+  let path = m[2]!;
+  if (path === '') path = '/';
+  else if (path.startsWith('?')) path = '/' + path;
+  const hostPart = authority.toLowerCase();
+  return { host: a.host, port: a.port, authority: hostPart, path, url: `http://${hostPart}${path}` };
+}
+
+/** Route of an origin-form target with a Host header (transparent HTTP; HTTP inside CONNECT). */
+export function routeOrigin(target: string, hostHeader: string | undefined, defaultPort: number): HttpRoute | null {
+  if (target.startsWith('http://') || target.startsWith('HTTP://')) return routeAbsolute(target);
+  if (!target.startsWith('/') || hostHeader === undefined) return null;
+  const a = parseAuthority(hostHeader, defaultPort);
+  if (!a) return null;
+  const authority = hostHeader.toLowerCase();
+  return { host: a.host, port: a.port, authority, path: target, url: `http://${authority}${target}` };
+}

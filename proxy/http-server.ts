@@ -1,0 +1,153 @@
+/**
+ * The node:http servers of the explicit proxy (`forward`) and of the transparent HTTP listener
+ * (`http`), and the unlistened one that serves plain HTTP found inside CONNECT tunnels.
+ *
+ * Limits applied here: header size (`maxHeaderSize` -> 431), headers timeout (408), idle timeout
+ * (close), and the admission gate (client networks 403, connection limits 503) which runs before
+ * the HTTP parser sees a byte.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { handleConnect, type TunnelHttp } from './connect.js';
+import type { ConnInfo, ListenerName } from './hooks.js';
+import { HttpForwarder, routeAbsolute, type HttpRoute } from './http-forward.js';
+import type { EdgeContext } from './options.js';
+import { endWith, rawHttpResponse } from './refuse.js';
+import type { TlsTarget } from './tls-passthrough.js';
+import { transparentRoute, tunnelRoute } from './transparent-http.js';
+
+const REFUSALS = {
+  client_forbidden: { status: 403, body: 'safespot: this network is not allowed to use the proxy\n' },
+  connections: { status: 503, body: 'safespot: too many connections, try again shortly\n' },
+  connections_per_client: { status: 503, body: 'safespot: too many connections from this device, try again shortly\n' },
+} as const;
+
+function serverOptions(ctx: EdgeContext) {
+  const { limits } = ctx.opts;
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: 0, // slow bodies are bounded by the idle timeout instead
+    // Node checks the headers timeout on this interval; keep it well under the timeout itself.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeout / 4))),
+    keepAlive: true,
+  };
+}
+
+/** 431 / 408 / 400 for what the parser refused, counted; a dead socket is just destroyed. */
+function onClientError(ctx: EdgeContext, err: NodeJS.ErrnoException, socket: Socket): void {
+  const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (err.code === 'ECONNRESET' || !socket.writable || busy) {
+    socket.destroy();
+    return;
+  }
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      ctx.observer.limitHit('header_size');
+      endWith(socket, rawHttpResponse(431, 'safespot: request headers too large\n'));
+      return;
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      ctx.observer.limitHit('headers_timeout');
+      endWith(socket, rawHttpResponse(408, 'safespot: request headers not received in time\n'));
+      return;
+    default:
+      endWith(socket, rawHttpResponse(400, 'safespot: malformed request\n'));
+  }
+}
+
+function common(ctx: EdgeContext, server: Server): void {
+  server.timeout = ctx.opts.limits.idleTimeout;
+  server.on('timeout', (socket: Socket) => {
+    ctx.observer.limitHit('idle_timeout');
+    socket.destroy();
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(ctx, err, socket));
+  server.on('error', () => {}); // listen errors are reported by listen(); nothing else may crash us
+}
+
+/** The forward (explicit proxy) or transparent HTTP listener. */
+export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerName, 'tls'>, forwarder: HttpForwarder, tunnelHttp: TunnelHttp): Server {
+  const server = createServer(serverOptions(ctx));
+  common(ctx, server);
+  const refused = new WeakSet<Socket>();
+  // Runs before node:http's own connection listener, so a refused client never reaches the parser.
+  server.prependListener('connection', (socket: Socket) => {
+    socket.on('error', () => {});
+    const admission = ctx.gate.admit(socket, listener);
+    if (admission.ok) return;
+    refused.add(socket);
+    const r = REFUSALS[admission.why];
+    endWith(socket, rawHttpResponse(r.status, r.body));
+  });
+  const connOf = (socket: Socket): ConnInfo | null => (refused.has(socket) ? null : (ctx.gate.connOf(socket) ?? null));
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const conn = connOf(req.socket);
+    if (!conn) {
+      req.socket.destroy();
+      return;
+    }
+    const route = listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req);
+    if (!route) {
+      forwarder.badRequest(res, listener === 'forward' ? 'this is a proxy: send absolute http:// URLs, or CONNECT for https' : 'no usable Host header');
+      return;
+    }
+    forwarder.handle(req, res, conn, route);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const conn = connOf(socket);
+    const route = conn && (listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req));
+    if (!conn || !route) {
+      endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
+      return;
+    }
+    void forwarder.upgrade(req, socket, head, conn, route).catch(() => socket.destroy());
+  });
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const conn = connOf(socket);
+    if (!conn) {
+      socket.destroy();
+      return;
+    }
+    if (listener !== 'forward') {
+      endWith(socket, rawHttpResponse(405, 'safespot: CONNECT is served on the explicit proxy listener only\n'));
+      return;
+    }
+    handleConnect(ctx, req, socket, head, conn, tunnelHttp);
+  });
+  return server;
+}
+
+/**
+ * Plain HTTP inside CONNECT tunnels: a node:http server that never listens; sockets are handed to
+ * it with the bytes already read pushed back. Requests go to the tunnel's authority.
+ */
+export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): TunnelHttp {
+  const server = createServer(serverOptions(ctx));
+  common(ctx, server);
+  const targets = new WeakMap<Socket, { target: TlsTarget; conn: ConnInfo }>();
+  const routeOf = (req: IncomingMessage): { route: HttpRoute | null; conn: ConnInfo } | null => {
+    const t = targets.get(req.socket);
+    return t ? { route: tunnelRoute(req, t.target), conn: t.conn } : null;
+  };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const r = routeOf(req);
+    if (!r) return req.socket.destroy();
+    if (!r.route) return forwarder.badRequest(res, 'cannot route this request');
+    forwarder.handle(req, res, r.conn, r.route);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const r = routeOf(req);
+    if (!r || !r.route) return endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
+    void forwarder.upgrade(req, socket, head, r.conn, r.route).catch(() => socket.destroy());
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a tunnel is not allowed\n'));
+  });
+  return (socket, bytes, target, conn) => {
+    targets.set(socket, { target, conn });
+    socket.unshift(bytes);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The admission gate every accepted socket passes first, on every listener: client networks
+ * (`clients`), the total connection limit and the per-client limit. It also keeps the set of open
+ * sockets for draining, and counts opens and closes for the active-connections gauge.
+ */
+import type { Socket } from 'node:net';
+import type { CidrSet } from '../policy/ip.js';
+import type { ConnInfo, ListenerName, Observer } from './hooks.js';
+
+export interface ConnectionLimits {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+}
+
+export type Admission =
+  | { readonly ok: true; readonly conn: ConnInfo }
+  | { readonly ok: false; readonly why: 'client_forbidden' | 'connections' | 'connections_per_client'; readonly conn: ConnInfo };
+
+/** `::ffff:10.0.0.1` → `10.0.0.1`; anything else unchanged. */
+export function clientText(remoteAddress: string | undefined): string {
+  if (!remoteAddress) return '';
+  return remoteAddress.startsWith('::ffff:') && remoteAddress.includes('.') ? remoteAddress.slice(7) : remoteAddress;
+}
+
+export class ConnectionGate {
+  private readonly open = new Set<Socket>();
+  private readonly perClient = new Map<string, number>();
+  private readonly info = new WeakMap<Socket, ConnInfo>();
+
+  constructor(
+    private readonly clients: CidrSet,
+    private readonly limits: ConnectionLimits,
+    private readonly observer: Observer,
+  ) {}
+
+  /** Decide on a new socket. Admitted sockets are tracked until they close. */
+  admit(socket: Socket, listener: ListenerName): Admission {
+    const client = clientText(socket.remoteAddress);
+    const conn: ConnInfo = { listener, client };
+    if (!this.clients.contains(client)) return this.refuse('client_forbidden', conn);
+    if (this.open.size >= this.limits.maxConnections) return this.refuse('connections', conn);
+    const n = this.perClient.get(client) ?? 0;
+    if (n >= this.limits.maxConnectionsPerClient) return this.refuse('connections_per_client', conn);
+    this.open.add(socket);
+    this.perClient.set(client, n + 1);
+    this.info.set(socket, conn);
+    this.observer.connectionOpened(listener);
+    socket.once('close', () => {
+      this.open.delete(socket);
+      const left = (this.perClient.get(client) ?? 1) - 1;
+      if (left <= 0) this.perClient.delete(client);
+      else this.perClient.set(client, left);
+      this.observer.connectionClosed(listener);
+    });
+    return { ok: true, conn };
+  }
+
+  private refuse(why: 'client_forbidden' | 'connections' | 'connections_per_client', conn: ConnInfo): Admission {
+    this.observer.limitHit(why);
+    return { ok: false, why, conn };
+  }
+
+  /** The ConnInfo of an admitted socket. */
+  connOf(socket: Socket): ConnInfo | undefined {
+    return this.info.get(socket);
+  }
+
+  /** Open admitted sockets. */
+  count(): number {
+    return this.open.size;
+  }
+
+  sockets(): readonly Socket[] {
+    return [...this.open];
+  }
+}

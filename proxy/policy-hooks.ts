@@ -1,0 +1,153 @@
+/**
+ * The Hooks over the real policy (policy/policy.ts): each hook times the decision, reports one
+ * verdict to the Observer, fails closed when no policy is loaded (block, rule `no-policy`), applies
+ * SafeSearch when the client's profile asks for it, and turns the TLS options into decisions:
+ *
+ * - no SNI: inside a CONNECT the authority is decided instead; on the transparent listener
+ *   `noSni: block` refuses (there is no other name to decide on).
+ * - ECH: `block` refuses any ClientHello with an encrypted_client_hello extension; `allow-outer`
+ *   decides on the outer (public) SNI. Note that Chrome sends a GREASE ECH extension on most
+ *   connections, so `block` refuses those too.
+ * - CONNECT authority and SNI that differ (domain fronting): both are decided and the stricter
+ *   verdict wins; with `blockFronting` the disagreement alone is a block.
+ *
+ * URLs and client addresses go to the Observer only when recordUrls / recordClients say so.
+ */
+import type { Decision } from '../policy/decision.js';
+import { BLOCK_NO_POLICY, type PolicyHolder } from '../policy/policy.js';
+import { safeSearchHost } from '../policy/safe-search.js';
+import type { ClientHelloInfo, ConnInfo, Hooks, Observer, Verdict } from './hooks.js';
+
+export interface PolicyHookOptions {
+  readonly recordUrls: boolean;
+  readonly recordClients: boolean;
+  readonly blockFronting: boolean;
+  readonly noSni: 'block' | 'allow';
+  readonly ech: 'block' | 'allow-outer';
+}
+
+const BLOCK_NO_SNI: Decision = Object.freeze({
+  action: 'block',
+  category: null,
+  list: null,
+  rule: 'none',
+  reason: 'the ClientHello names no server (tls.noSni: block)',
+});
+
+const BLOCK_ECH: Decision = Object.freeze({
+  action: 'block',
+  category: null,
+  list: null,
+  rule: 'none',
+  reason: 'encrypted ClientHello refused (tls.ech: block)',
+});
+
+const BLOCK_FRONTING: Decision = Object.freeze({
+  action: 'block',
+  category: null,
+  list: null,
+  rule: 'none',
+  reason: 'CONNECT authority and SNI disagree (tls.blockFronting)',
+});
+
+const ALLOW_NO_NAME: Decision = Object.freeze({
+  action: 'allow',
+  category: null,
+  list: null,
+  rule: 'none',
+  reason: 'no name to decide on (tls.noSni: allow)',
+});
+
+const SEVERITY = { block: 2, monitor: 1, allow: 0 } as const;
+
+function stricter(a: Decision, b: Decision): Decision {
+  return SEVERITY[b.action] > SEVERITY[a.action] ? b : a;
+}
+
+function bareHost(host: string): string {
+  const h = host.toLowerCase();
+  const unbracketed = h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+  return unbracketed.endsWith('.') ? unbracketed.slice(0, -1) : unbracketed;
+}
+
+/** Host of an absolute http URL, or null. */
+function urlHost(url: string): string | null {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return null;
+  }
+}
+
+export function createPolicyHooks(holder: PolicyHolder, observer: Observer, opts: PolicyHookOptions): Hooks {
+  const report = (
+    conn: ConnInfo,
+    protocol: 'connect' | 'tls' | 'http',
+    decision: Decision,
+    started: bigint,
+    subject: string,
+  ): void => {
+    const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    observer.verdict({
+      listener: conn.listener,
+      protocol,
+      action: decision.action,
+      category: decision.category,
+      list: decision.list,
+      durationSeconds,
+      ...(opts.recordUrls ? { url: subject } : {}),
+      ...(opts.recordClients ? { client: conn.client } : {}),
+    });
+  };
+
+  /** SafeSearch front end for an allowed connection to `host`, when the client's profile enforces it. */
+  const safeSearch = (decision: Decision, host: string | null, client: string): string | undefined => {
+    const policy = holder.current;
+    if (decision.action === 'block' || host === null || policy === null) return undefined;
+    if (!policy.profileFor(client).safeSearch) return undefined;
+    return safeSearchHost(host) ?? undefined;
+  };
+
+  const verdict = (decision: Decision, connectHost: string | undefined): Verdict =>
+    connectHost === undefined ? { decision } : { decision, connectHost };
+
+  return {
+    onConnect(target, conn) {
+      const started = process.hrtime.bigint();
+      const policy = holder.current;
+      const decision = policy === null ? BLOCK_NO_POLICY : policy.decideHost(target.host, conn.client);
+      report(conn, 'connect', decision, started, `${target.host}:${target.port}`);
+      return verdict(decision, safeSearch(decision, target.host, conn.client));
+    },
+
+    onClientHello(hello: ClientHelloInfo, conn, connectHost) {
+      const started = process.hrtime.bigint();
+      const policy = holder.current;
+      let decision: Decision;
+      let name: string | null = hello.sni;
+      if (policy === null) decision = BLOCK_NO_POLICY;
+      else if (hello.ech && opts.ech === 'block') decision = BLOCK_ECH;
+      else if (hello.sni === null) {
+        name = connectHost ?? null;
+        if (name !== null) decision = policy.decideHost(name, conn.client);
+        else decision = opts.noSni === 'block' ? BLOCK_NO_SNI : ALLOW_NO_NAME;
+      } else {
+        decision = policy.decideHost(hello.sni, conn.client);
+        if (connectHost !== undefined && bareHost(connectHost) !== hello.sni) {
+          decision = stricter(decision, policy.decideHost(connectHost, conn.client));
+          if (opts.blockFronting && decision.action !== 'block') decision = BLOCK_FRONTING;
+        }
+      }
+      report(conn, 'tls', decision, started, name ?? '');
+      return verdict(decision, safeSearch(decision, name, conn.client));
+    },
+
+    onRequest(url, conn) {
+      const started = process.hrtime.bigint();
+      const policy = holder.current;
+      const decision = policy === null ? BLOCK_NO_POLICY : policy.decideUrl(url, conn.client);
+      report(conn, 'http', decision, started, url);
+      return verdict(decision, safeSearch(decision, urlHost(url), conn.client));
+    },
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Ending a connection with a last message: an HTTP response written on the raw socket (before or
+ * outside the HTTP server's parser: admission refusals, CONNECT refusals) or a TLS alert record. The
+ * socket is half-closed after the message, what the client still sends is read and dropped (closing
+ * with unread data would send a RST that can destroy the message in flight), and a short grace timer
+ * destroys it if the client never closes: a refusal is fast and never hangs.
+ */
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+
+const GRACE_MS = 2000;
+
+export function endWith(socket: Socket, message: Buffer | string): void {
+  if (socket.destroyed) return;
+  socket.on('error', () => {});
+  const timer = setTimeout(() => socket.destroy(), GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.setTimeout(0);
+  socket.end(message);
+  socket.resume();
+}
+
+/** A complete HTTP/1.1 response with `Connection: close`, as bytes. */
+export function rawHttpResponse(status: number, body: string | Buffer, headers: Readonly<Record<string, string>> = {}): Buffer {
+  const bodyBytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`];
+  const all: Record<string, string> = {
+    'content-type': 'text/plain; charset=utf-8',
+    'cache-control': 'no-store',
+    ...headers,
+    'content-length': String(bodyBytes.length),
+    connection: 'close',
+  };
+  for (const [k, v] of Object.entries(all)) lines.push(`${k}: ${v}`);
+  return Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), bodyBytes]);
+}

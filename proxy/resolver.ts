@@ -1,0 +1,239 @@
+/**
+ * Names to addresses for upstream connections, and the destination check that keeps safespot from
+ * being an open door into the venue's own network.
+ *
+ * Order: an IP literal is itself; then `upstream.hosts` (the operator's static map, trusted); then DNS
+ * through `dns.promises.Resolver` (c-ares, asynchronous on the event loop). `dns.lookup` is avoided on
+ * purpose: it runs getaddrinfo on the libuv thread pool (4 threads by default), and a few slow lookups
+ * stall every other user of the pool, file system calls included.
+ *
+ * The cache respects the record TTL, capped by `dnsCacheTtlMs`, holds at most `maxEntries` names,
+ * and shares one in-flight query per name.
+ */
+import { promises as dnsPromises } from 'node:dns';
+import { isIP } from 'node:net';
+import { CidrSet, isIpv4Mapped, parseIp } from '../policy/ip.js';
+import { SafespotError } from '../policy/errors.js';
+
+/** Where to connect. `trusted`: named in upstream.hosts, so the private-range check does not apply. */
+export interface Resolved {
+  readonly address: string;
+  /** Port from upstream.hosts (`addr:port`), else the port asked for. */
+  readonly port: number;
+  readonly trusted: boolean;
+}
+
+/** The slice of dns.promises.Resolver we use (tests pass a fake). */
+export interface DnsClient {
+  resolve4(name: string, options: { ttl: true }): Promise<{ address: string; ttl: number }[]>;
+  resolve6(name: string, options: { ttl: true }): Promise<{ address: string; ttl: number }[]>;
+}
+
+export interface ResolverOptions {
+  /** upstream.hosts: name -> `addr` | `addr:port` | `[v6]:port`. */
+  readonly hosts: Readonly<Record<string, string>>;
+  /** Upper bound on how long an answer is cached, whatever its TTL. */
+  readonly dnsCacheTtlMs: number;
+  readonly maxEntries?: number;
+  /** DNS servers (`addr` or `addr:port`); default: the system's. */
+  readonly servers?: readonly string[];
+  /** Per-query timeout for the DNS client. */
+  readonly queryTimeoutMs?: number;
+  readonly dns?: DnsClient;
+  readonly now?: () => number;
+}
+
+interface CacheEntry {
+  readonly addresses: readonly string[];
+  readonly expires: number;
+}
+
+/** Parse an upstream.hosts value; null when it is not `addr`, `addr:port` or `[v6]:port`. */
+export function parseHostsValue(value: string): { address: string; port: number | null } | null {
+  let address = value;
+  let port: number | null = null;
+  const bracket = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
+  if (bracket) {
+    address = bracket[1]!;
+    port = bracket[2] === undefined ? null : Number(bracket[2]);
+  } else if (!value.includes(':') || value.indexOf(':') !== value.lastIndexOf(':')) {
+    address = value; // IPv4, or bare IPv6 (several colons)
+  } else {
+    const i = value.lastIndexOf(':');
+    address = value.slice(0, i);
+    if (!/^\d{1,5}$/.test(value.slice(i + 1))) return null;
+    port = Number(value.slice(i + 1));
+  }
+  if (isIP(address) === 0) return null;
+  if (port !== null && (port < 1 || port > 65535)) return null;
+  return { address, port };
+}
+
+/** Lower case, without a trailing dot. */
+export function normalizeName(host: string): string {
+  const h = host.toLowerCase();
+  return h.endsWith('.') ? h.slice(0, -1) : h;
+}
+
+export class Resolver {
+  private readonly hosts = new Map<string, { address: string; port: number | null }>();
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly inflight = new Map<string, Promise<readonly string[]>>();
+  private readonly dns: DnsClient;
+  private readonly now: () => number;
+  private readonly maxEntries: number;
+
+  constructor(private readonly opts: ResolverOptions) {
+    for (const [name, value] of Object.entries(opts.hosts)) {
+      const parsed = parseHostsValue(value);
+      if (!parsed) throw new SafespotError('ERR_CONFIG_INVALID', `upstream.hosts.${name}: "${value}" is not addr, addr:port or [v6]:port`);
+      this.hosts.set(normalizeName(name), parsed);
+    }
+    this.maxEntries = opts.maxEntries ?? 10_000;
+    this.now = opts.now ?? Date.now;
+    if (opts.dns) {
+      this.dns = opts.dns;
+    } else {
+      const r = new dnsPromises.Resolver({ timeout: opts.queryTimeoutMs ?? 3000, tries: 2 });
+      if (opts.servers && opts.servers.length > 0) r.setServers([...opts.servers]);
+      this.dns = r;
+    }
+  }
+
+  /** True when `host` is named in upstream.hosts. */
+  isStatic(host: string): boolean {
+    return this.hosts.has(normalizeName(host));
+  }
+
+  /** Resolve `host` for a connection to `port`. Throws ERR_RESOLVE. */
+  async resolve(host: string, port: number): Promise<Resolved> {
+    const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+    if (isIP(bare) !== 0) return { address: bare, port, trusted: false };
+    const name = normalizeName(bare);
+    const fixed = this.hosts.get(name);
+    if (fixed) return { address: fixed.address, port: fixed.port ?? port, trusted: true };
+    const addresses = await this.lookup(name);
+    // Prefer IPv4: most venue uplinks have it; the first answer of the family is used.
+    const address = addresses.find((a) => !a.includes(':')) ?? addresses[0];
+    if (address === undefined) throw new SafespotError('ERR_RESOLVE', 'the destination name has no address');
+    return { address, port, trusted: false };
+  }
+
+  private lookup(name: string): Promise<readonly string[]> {
+    if (!/^[a-z0-9_.-]{1,253}$/.test(name)) return Promise.reject(new SafespotError('ERR_RESOLVE', 'the destination is not a valid host name'));
+    const hit = this.cache.get(name);
+    if (hit && hit.expires > this.now()) return Promise.resolve(hit.addresses);
+    if (hit) this.cache.delete(name);
+    const pending = this.inflight.get(name);
+    if (pending) return pending;
+    const p = this.query(name).finally(() => this.inflight.delete(name));
+    this.inflight.set(name, p);
+    return p;
+  }
+
+  private async query(name: string): Promise<readonly string[]> {
+    const settle = (p: Promise<{ address: string; ttl: number }[]>) =>
+      p.then(
+        (v) => v,
+        (err: NodeJS.ErrnoException) => {
+          // ENODATA / ENOTFOUND: no record of this family; anything else is a resolver failure.
+          if (err.code === 'ENODATA' || err.code === 'ENOTFOUND') return [];
+          throw err;
+        },
+      );
+    let records: { address: string; ttl: number }[];
+    try {
+      const [v4, v6] = await Promise.all([settle(this.dns.resolve4(name, { ttl: true })), settle(this.dns.resolve6(name, { ttl: true }))]);
+      records = [...v4, ...v6];
+    } catch (cause) {
+      throw new SafespotError('ERR_RESOLVE', `DNS query failed (${(cause as NodeJS.ErrnoException).code ?? 'error'})`, { cause });
+    }
+    if (records.length === 0) throw new SafespotError('ERR_RESOLVE', 'the destination name has no address');
+    const ttlMs = Math.min(this.opts.dnsCacheTtlMs, Math.max(0, Math.min(...records.map((r) => r.ttl))) * 1000);
+    const addresses = records.map((r) => r.address);
+    if (ttlMs > 0) {
+      if (this.cache.size >= this.maxEntries) {
+        // Drop the oldest insertion (Map keeps insertion order): a bounded, cheap eviction.
+        const oldest = this.cache.keys().next();
+        if (!oldest.done) this.cache.delete(oldest.value);
+      }
+      this.cache.set(name, { addresses, expires: this.now() + ttlMs });
+    }
+    return addresses;
+  }
+
+  /** Cached names (for tests and diagnostics). */
+  cacheSize(): number {
+    return this.cache.size;
+  }
+}
+
+// ---- destination checks ------------------------------------------------------------------------
+
+/**
+ * Ranges a guest must not reach through the appliance unless the operator allows it: loopback,
+ * unspecified, "this network", link-local, private (RFC 1918, RFC 4193 ULA), shared address space
+ * (RFC 6598), multicast, reserved and broadcast. IPv4 ranges also cover their IPv4-mapped form,
+ * because policy/ip.ts stores IPv4 as ::ffff:a.b.c.d.
+ */
+const FORBIDDEN = CidrSet.parse([
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.0.0.0/24',
+  '192.168.0.0/16',
+  '198.18.0.0/15',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+  '::/128',
+  '::1/128',
+  'fc00::/7',
+  'fe80::/10',
+  'fec0::/10',
+  'ff00::/8',
+]);
+
+/**
+ * IPv6 forms that carry an IPv4 address a host would reach: IPv4-compatible (::a.b.c.d, RFC 4291
+ * §2.5.5.1), NAT64 well-known prefix (64:ff9b::/96, RFC 6052) and 6to4 (2002:AABB:CCDD::/48, RFC
+ * 3056). The embedded address is checked as IPv4 too.
+ */
+function embeddedIpv4(a: Uint8Array): Uint8Array | null {
+  const v4 = (offset: number): Uint8Array => {
+    const out = new Uint8Array(16);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    out.set(a.subarray(offset, offset + 4), 12);
+    return out;
+  };
+  if (isIpv4Mapped(a)) return null; // already checked as IPv4
+  let zeros = true;
+  for (let i = 0; i < 12; i++) if (a[i] !== 0) zeros = false;
+  if (zeros && !(a[12] === 0 && a[13] === 0 && a[14] === 0 && (a[15] === 0 || a[15] === 1))) return v4(12);
+  const nat64 = [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
+  if (nat64.every((b, i) => a[i] === b)) return v4(12);
+  if (a[0] === 0x20 && a[1] === 0x02) return v4(2);
+  return null;
+}
+
+/** Why an address is not a public destination, or null when it is. */
+export function privateAddressReason(address: string): string | null {
+  const a = parseIp(address);
+  if (!a) return 'not an IP address';
+  if (FORBIDDEN.containsBytes(a)) return 'loopback, link-local, private, multicast or reserved address';
+  const inner = embeddedIpv4(a);
+  if (inner && FORBIDDEN.containsBytes(inner)) return 'IPv6 form of a loopback, link-local, private or reserved IPv4 address';
+  return null;
+}
+
+/** Same address (any text form: `::ffff:127.0.0.1` equals `127.0.0.1`). */
+export function sameAddress(x: string, y: string): boolean {
+  const a = parseIp(x);
+  const b = parseIp(y);
+  if (!a || !b) return false;
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

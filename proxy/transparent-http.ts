@@ -1,0 +1,22 @@
+/**
+ * Routes for requests on the transparent HTTP listener (traffic redirected from :80): the Host
+ * header names the destination (port 80 unless it says otherwise), the full URL is
+ * `http://{Host}{path}`. A request without a usable Host cannot be routed: 400.
+ */
+import type { IncomingMessage } from 'node:http';
+import { routeOrigin, type HttpRoute } from './http-forward.js';
+
+export function transparentRoute(req: IncomingMessage): HttpRoute | null {
+  return routeOrigin(req.url ?? '', req.headers.host, 80);
+}
+
+/**
+ * Route of a request found inside a CONNECT tunnel: the destination is the CONNECT authority
+ * (already decided), the URL decided on is built from the Host header (or the authority).
+ */
+export function tunnelRoute(req: IncomingMessage, target: { host: string; port: number }): HttpRoute | null {
+  const authorityText = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  const r = routeOrigin(req.url ?? '', req.headers.host ?? authorityText, target.port);
+  if (!r) return null;
+  return { ...r, host: target.host, port: target.port };
+}

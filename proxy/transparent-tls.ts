@@ -1,0 +1,25 @@
+/**
+ * The transparent TLS listener (traffic redirected from :443 by the router): every connection
+ * passes the admission gate, then the TLS step routes it to SNI:443. There is no SO_ORIGINAL_DST:
+ * the SNI is the destination, so a hello without SNI, or bytes that are not TLS, are refused.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { EdgeContext } from './options.js';
+import { refuseTls, passTls } from './tls-passthrough.js';
+
+export function createTransparentTlsServer(ctx: EdgeContext): Server {
+  const server = createServer({ noDelay: true, pauseOnConnect: true });
+  server.on('connection', (socket: Socket) => {
+    socket.on('error', () => {});
+    const admission = ctx.gate.admit(socket, 'tls');
+    if (!admission.ok) {
+      // Over a limit: just close. Outside the client networks: the alert says why.
+      if (admission.why === 'client_forbidden') refuseTls(socket, 'access_denied');
+      else socket.destroy();
+      return;
+    }
+    void passTls(ctx, socket, Buffer.alloc(0), admission.conn, undefined).catch(() => socket.destroy());
+  });
+  server.on('error', () => {}); // listen errors are reported by listen(); accept errors must not crash
+  return server;
+}

@@ -1,0 +1,126 @@
+/**
+ * Opening a connection to an upstream server: resolve (proxy/resolver.ts), check the RESOLVED
+ * address (never the name: a public name may point at 127.0.0.1), connect with a timeout.
+ *
+ * Refused always: the appliance's own listeners (a request to ourselves would loop). Refused unless
+ * `allowPrivate` or the name is in upstream.hosts: loopback, link-local, private, multicast, reserved
+ * and the appliance's own interface addresses.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { SafespotError } from '../policy/errors.js';
+import { CidrSet } from '../policy/ip.js';
+import type { Observer } from './hooks.js';
+import { privateAddressReason, sameAddress, type Resolved, type Resolver } from './resolver.js';
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface UpstreamOptions {
+  readonly allowPrivate: boolean;
+  readonly connectTimeoutMs: number;
+}
+
+const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
+
+type UpstreamReason = Parameters<Observer['upstreamError']>[0];
+
+/** The observer reason for an upstream failure. */
+export function upstreamReason(err: unknown): UpstreamReason {
+  if (err instanceof SafespotError) {
+    switch (err.code) {
+      case 'ERR_RESOLVE':
+        return 'resolve';
+      case 'ERR_DESTINATION_FORBIDDEN':
+        return 'refused_destination';
+      case 'ERR_UPSTREAM_TIMEOUT':
+        return 'timeout';
+      case 'ERR_UPSTREAM':
+        return 'connect';
+      default:
+        return 'other';
+    }
+  }
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return 'connect';
+  return 'other';
+}
+
+export class Upstream {
+  /** Listening endpoints of this appliance (loop protection), filled by the server after listen. */
+  private readonly own: Endpoint[] = [];
+  private readonly localAddresses: string[];
+
+  constructor(
+    readonly resolver: Resolver,
+    private readonly opts: UpstreamOptions,
+    extraOwnAddresses: readonly string[] = [],
+  ) {
+    const ifaces = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+    this.localAddresses = [...ifaces, ...extraOwnAddresses];
+  }
+
+  /** Register one of our own listening endpoints (`0.0.0.0` / `::` = every local address). */
+  addOwnEndpoint(e: Endpoint): void {
+    this.own.push(e);
+  }
+
+  private isOwnEndpoint(address: string, port: number): boolean {
+    for (const e of this.own) {
+      if (e.port !== port) continue;
+      if (e.host === '0.0.0.0' || e.host === '::') {
+        if (LOOPBACK.contains(address)) return true;
+        if (this.localAddresses.some((l) => sameAddress(l, address))) return true;
+      } else if (sameAddress(e.host, address)) return true;
+    }
+    return false;
+  }
+
+  /** Resolve and check a destination. Throws ERR_RESOLVE or ERR_DESTINATION_FORBIDDEN. */
+  async destination(host: string, port: number): Promise<Resolved> {
+    const r = await this.resolver.resolve(host, port);
+    if (this.isOwnEndpoint(r.address, r.port)) {
+      throw new SafespotError('ERR_DESTINATION_FORBIDDEN', 'the destination is this appliance');
+    }
+    if (!r.trusted && !this.opts.allowPrivate) {
+      const why = privateAddressReason(r.address);
+      if (why !== null) throw new SafespotError('ERR_DESTINATION_FORBIDDEN', `the destination is a ${why}`);
+      if (this.localAddresses.some((l) => sameAddress(l, r.address))) {
+        throw new SafespotError('ERR_DESTINATION_FORBIDDEN', 'the destination is an address of this appliance');
+      }
+    }
+    return r;
+  }
+
+  /** A connected TCP socket to a checked destination. The socket has an error listener from birth. */
+  async connect(host: string, port: number): Promise<Socket> {
+    const r = await this.destination(host, port);
+    return connectTcp(r.address, r.port, this.opts.connectTimeoutMs);
+  }
+}
+
+/** net.connect with a connect timeout; resolves once connected. Errors become SafespotErrors. */
+export function connectTcp(address: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: address, port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'connecting to the upstream server timed out'));
+    }, timeoutMs);
+    const onError = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new SafespotError('ERR_UPSTREAM', `cannot connect to the upstream server (${err.code ?? 'error'})`, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.on('error', () => {}); // the tunnel or request that takes the socket adds its own handling
+      resolve(socket);
+    });
+  });
+}
