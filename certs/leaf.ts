@@ -80,6 +80,7 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
  */
 export function normalizeHost(host: string): LeafName {
   let h = host.trim().toLowerCase();
+  if (h.endsWith('.') && isIP(h.slice(0, -1)) === 4) h = h.slice(0, -1); // "192.0.2.1." is still an address
   // Brackets are only for IPv6 literals (RFC 3986 §3.2.2); "[x.test]" is not a name.
   const bracketed = h.startsWith('[') && h.endsWith(']');
   if (bracketed) h = h.slice(1, -1);

@@ -210,6 +210,7 @@ t.test('normalizeHost', async (t) => {
     ['_dmarc.a-b.test', '_dmarc.a-b.test', 'dns'],
     ['localhost', 'localhost', 'dns'],
     ['127.0.0.1', '127.0.0.1', 'ip'],
+    ['192.0.2.1.', '192.0.2.1', 'ip'],
     ['[::1]', '::1', 'ip'],
     ['2001:DB8::1', '2001:db8::1', 'ip'],
     ['::ffff:192.0.2.1', '::ffff:c000:201', 'ip'],
