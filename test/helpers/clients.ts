@@ -200,3 +200,52 @@ export function runCmd(cmd: string, args: readonly string[], opts: { input?: str
 export function isAlert(b: Buffer, description: number): boolean {
   return b.length >= 7 && b[0] === 0x15 && b[1] === 0x03 && b[2]! <= 0x03 && b[3] === 0 && b[4] === 2 && b[5] === 2 && b[6] === description;
 }
+
+/**
+ * The first flight of a real TLS client, captured on a port 0 listener: bytes are collected until
+ * they parse as a complete ClientHello, then the connection is dropped (the client fails, which is
+ * expected). `kind` picks the client: Node's tls.connect, `openssl s_client` or `curl`.
+ */
+export async function captureClientHello(kind: 'node' | 'openssl' | 'curl', servername: string, alpn: readonly string[] = []): Promise<Buffer> {
+  const { createServer } = await import('node:net');
+  const { parseClientHello } = await import('../../proxy/client-hello.js');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const captured = new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ClientHello from ${kind}`)), 20_000);
+    server.on('connection', (s) => {
+      s.on('error', () => {});
+      let got = Buffer.alloc(0);
+      s.on('data', (c: Buffer) => {
+        got = Buffer.concat([got, c]);
+        if (parseClientHello(got).kind !== 'need-more') {
+          clearTimeout(timer);
+          s.destroy();
+          resolve(got);
+        }
+      });
+    });
+  });
+  let client: Promise<unknown>;
+  if (kind === 'node') {
+    const tls = await import('node:tls');
+    client = new Promise<void>((resolve) => {
+      const c = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ...(alpn.length ? { ALPNProtocols: [...alpn] } : {}) });
+      c.on('error', () => resolve());
+      c.on('close', () => resolve());
+    });
+  } else if (kind === 'openssl') {
+    const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername];
+    if (alpn.length) args.push('-alpn', alpn.join(','));
+    client = runCmd('openssl', args, { timeoutMs: 20_000 });
+  } else {
+    client = runCmd('curl', ['-sk', '--max-time', '15', '--resolve', `${servername}:${port}:127.0.0.1`, `https://${servername}:${port}/`], { timeoutMs: 20_000 });
+  }
+  try {
+    return await captured;
+  } finally {
+    await client;
+    server.close();
+  }
+}
