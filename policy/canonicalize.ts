@@ -17,7 +17,7 @@
  * Ordinary already-canonical ASCII URLs take a fast path: one scan that finds nothing to change,
  * and the result is built from slices of the input.
  */
-import { canonicalHostBytes, escapeToString, ESCAPE_PATH, MAX_URL_BYTES, unescapeInto, type CanonicalHost, type HostKind } from './host.js';
+import { canonicalHostBytes, canonicalHostInto, escapeInto, ESCAPE_PATH, HOST_KINDS, MAX_URL_BYTES, unescapeInto, type CanonicalHost, type HostKind } from './host.js';
 
 export type { HostKind, CanonicalHost } from './host.js';
 export { MAX_URL_BYTES } from './host.js';
@@ -50,6 +50,8 @@ const RAW = new Uint8Array(MAX_INPUT_UNITS * 3);
 const PART_A = new Uint8Array(MAX_URL_BYTES + 8);
 const PART_B = new Uint8Array(MAX_URL_BYTES + 8);
 const SEGMENTS = new Int32Array(MAX_URL_BYTES);
+/** The canonical URL is assembled here as bytes, decoded once, and its parts sliced from it. */
+const OUT = new Uint8Array((MAX_URL_BYTES + 16) * 3);
 const ENCODER = new TextEncoder();
 const ASCII_DECODER = new TextDecoder('utf-8');
 
@@ -179,17 +181,20 @@ function canonicalizeRaw(rawLen: number): CanonicalUrl | null {
   }
 
   // Scheme: letters, digits, + - . followed by "://"; otherwise http.
-  let scheme = 'http';
+  let o = 0; // write position in OUT
   let p = s;
   if (isAlpha(RAW[s]!)) {
     let j = s + 1;
     while (j < e && isSchemeByte(RAW[j]!)) j++;
     if (j + 2 < e && RAW[j] === 0x3a && RAW[j + 1] === 0x2f && RAW[j + 2] === 0x2f) {
-      scheme = ASCII_DECODER.decode(RAW.subarray(s, j)).toLowerCase();
+      for (let k = s; k < j; k++) OUT[o++] = RAW[k]! | (isAlpha(RAW[k]!) ? 0x20 : 0);
       p = j + 3;
     }
   }
-  const defaultPort = DEFAULT_PORTS[scheme];
+  const schemeLen = o === 0 ? 4 : o;
+  if (o === 0) o = writeAscii('http', 0);
+  const defaultPort = schemeDefaultPort(schemeLen);
+  o = writeAscii('://', o);
   if (p === s || defaultPort !== undefined) while (p < e && RAW[p] === 0x2f) p++;
 
   // Authority: up to the first '/' or '?'; user info before the last '@' is dropped.
@@ -217,8 +222,11 @@ function canonicalizeRaw(rawLen: number): CanonicalUrl | null {
   const portValue = parsePort(portStart, a);
   if (portValue < -1) return null;
   const port = portValue < 0 || portValue === defaultPort ? null : portValue;
-  const host = canonicalHostBytes(RAW, hs, hostEnd);
-  if (host === null) return null;
+  const hostStart = o;
+  const h = canonicalHostInto(RAW, hs, hostEnd, OUT, o);
+  if (h < 0) return null;
+  o = h >> 2;
+  const hostEndOut = o;
 
   // Path up to the first '?', then the query. The spec unescapes the whole URL before splitting it,
   // so a '?' that only appears once the path is unescaped (from %3F) starts the query too.
@@ -227,21 +235,48 @@ function canonicalizeRaw(rawLen: number): CanonicalUrl | null {
   const pn = unescapeInto(RAW, a, q, PART_A);
   let split = 0;
   while (split < pn && PART_A[split] !== 0x3f) split++;
-  const path = canonicalPath(split);
-  let query: string | null = null;
-  if (split < pn || q < e) {
+  o = canonicalPathInto(split, o);
+  const pathEnd = o;
+  const hasQuery = split < pn || q < e;
+  if (hasQuery) {
     let qn = 0;
     for (let i = split + 1; i < pn; i++) PART_B[qn++] = PART_A[i]!;
     if (split < pn && q < e) PART_B[qn++] = 0x3f;
     if (q < e) qn = unescapeInto(RAW, q + 1, e, PART_B, qn);
-    query = escapeToString(PART_B, qn, ESCAPE_PATH);
+    OUT[o++] = 0x3f;
+    o = escapeInto(PART_B, qn, ESCAPE_PATH, OUT, o);
   }
-  const href = `${scheme}://${host.host}${path}${query === null ? '' : `?${query}`}`;
-  return { scheme, host: host.host, hostKind: host.hostKind, port, path, query, href };
+  // Everything in OUT is printable ASCII now, so one decode gives the href and slices the parts.
+  const href = ASCII_DECODER.decode(OUT.subarray(0, o));
+  return {
+    scheme: href.slice(0, schemeLen),
+    host: href.slice(hostStart, hostEndOut),
+    hostKind: HOST_KINDS[h & 3]!,
+    port,
+    path: href.slice(hostEndOut, pathEnd),
+    query: hasQuery ? href.slice(pathEnd + 1) : null,
+    href,
+  };
 }
 
-/** The unescaped path PART_A[0, n) (empty, or starting with '/'): dot segments resolved, slashes collapsed, re-escaped. */
-function canonicalPath(n: number): string {
+function writeAscii(text: string, o: number): number {
+  for (let i = 0; i < text.length; i++) OUT[o++] = text.charCodeAt(i);
+  return o;
+}
+
+/** Default port of the (lower-case) scheme in OUT[0, len), or undefined. */
+function schemeDefaultPort(len: number): number | undefined {
+  if (len > 5) return undefined;
+  let name = '';
+  for (let i = 0; i < len; i++) name += String.fromCharCode(OUT[i]!);
+  return DEFAULT_PORTS[name];
+}
+
+/**
+ * The unescaped path PART_A[0, n) (empty, or starting with '/'): slash runs collapsed, "." segments
+ * dropped, ".." removing the previous segment, then re-escaped into OUT from `out`; returns the end.
+ */
+function canonicalPathInto(n: number, out: number): number {
   let o = 0;
   let depth = 0;
   PART_B[o++] = 0x2f;
@@ -265,16 +300,17 @@ function canonicalPath(n: number): string {
     }
     i = j;
   }
-  return escapeToString(PART_B, o, ESCAPE_PATH);
+  return escapeInto(PART_B, o, ESCAPE_PATH, OUT, out);
 }
 
 // ---- the fast path -----------------------------------------------------------------------------
 
 /**
- * Already-canonical ASCII `http(s)://host[/path][?query]`: lower-case host of letters, digits,
- * '-', '_' and single inner dots whose last label does not start with a digit (so not IPv4), no
- * port, no user info, no '%', '#', space or control anywhere, no empty, '.' or '..' path segment.
- * Returns null whenever anything else is seen; the general path then decides.
+ * Ordinary ASCII `http(s)://host[:port][/path][?query]` that needs no byte work: a host of letters
+ * (upper case is lowered here), digits, '-', '_' and single inner dots whose last label does not
+ * start with a digit (so not IPv4), an optional decimal port, no user info, no '%', '#', space or
+ * control anywhere, no empty, '.' or '..' path segment. Returns null whenever anything else is seen;
+ * the general path then decides.
  */
 function fastPath(s: string): CanonicalUrl | null {
   const n = s.length;
@@ -290,27 +326,46 @@ function fastPath(s: string): CanonicalUrl | null {
   } else return null;
   const hostStart = i;
   let labelStart = i;
+  let upper = false;
   for (; i < n; i++) {
     const c = s.charCodeAt(i);
     if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f) continue;
+    if (c >= 0x41 && c <= 0x5a) {
+      upper = true;
+      continue;
+    }
     if (c === 0x2e) {
       if (i === labelStart) return null;
       labelStart = i + 1;
       continue;
     }
-    if (c === 0x2f || c === 0x3f) break;
+    if (c === 0x2f || c === 0x3f || c === 0x3a) break;
     return null;
   }
   if (i === labelStart) return null; // empty host or trailing dot
   const last = s.charCodeAt(labelStart);
   if (last >= 0x30 && last <= 0x39) return null;
-  const host = s.slice(hostStart, i);
-  if (i === n) {
-    return { scheme, host, hostKind: 'name', port: null, path: '/', query: null, href: `${s}/` };
+  const hostEnd = i;
+  let port: number | null = null;
+  if (i < n && s.charCodeAt(i) === 0x3a) {
+    let v = 0;
+    let digits = 0;
+    for (i++; i < n; i++, digits++) {
+      const c = s.charCodeAt(i);
+      if (c === 0x2f || c === 0x3f) break;
+      if (c < 0x30 || c > 0x39 || digits === 5) return null;
+      v = v * 10 + (c - 0x30);
+    }
+    if (v > 65535) return null;
+    if (digits > 0 && v !== (scheme === 'http' ? 80 : 443)) port = v;
   }
+  const rawHost = s.slice(hostStart, hostEnd);
+  const host = upper ? rawHost.toLowerCase() : rawHost;
+  // The href is the input itself when nothing before the path changes.
+  const prefixSame = !upper && i === hostEnd;
   const pathStart = i;
   let path = '/';
-  if (s.charCodeAt(i) === 0x2f) {
+  if (i < n && s.charCodeAt(i) === 0x2f) {
     let segStart = i + 1;
     for (i++; i < n; i++) {
       const c = s.charCodeAt(i);
@@ -329,15 +384,19 @@ function fastPath(s: string): CanonicalUrl | null {
     if (seg === 2 && s.charCodeAt(segStart) === 0x2e && s.charCodeAt(segStart + 1) === 0x2e) return null;
     path = s.slice(pathStart, i);
   }
-  if (i === n) return { scheme, host, hostKind: 'name', port: null, path, query: null, href: s };
-  // s[i] === '?'
-  for (let k = i + 1; k < n; k++) {
-    const c = s.charCodeAt(k);
-    if (c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x23) return null;
+  let query: string | null = null;
+  if (i < n) {
+    // s[i] === '?'
+    for (let k = i + 1; k < n; k++) {
+      const c = s.charCodeAt(k);
+      if (c <= 0x20 || c >= 0x7f || c === 0x25 || c === 0x23) return null;
+    }
+    query = s.slice(i + 1);
   }
-  const query = s.slice(i + 1);
-  const href = pathStart === i ? `${s.slice(0, i)}/${s.slice(i)}` : s;
-  return { scheme, host, hostKind: 'name', port: null, path, query, href };
+  let href: string;
+  if (prefixSame && pathStart < n && s.charCodeAt(pathStart) === 0x2f) href = s;
+  else href = `${scheme}://${host}${path}${query === null ? '' : `?${query}`}`;
+  return { scheme, host, hostKind: 'name', port, path, query, href };
 }
 
 /** Already-canonical host names (optionally `:port`), upper case allowed; else null. */

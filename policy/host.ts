@@ -83,21 +83,25 @@ export function unescapeInto(src: Uint8Array, start: number, end: number, out: U
   return n;
 }
 
-/** Escape `buf[0, len)` with a table (1 = escape as %XX, upper-case hex) and return it as a string. */
-export function escapeToString(buf: Uint8Array, len: number, table: Uint8Array): string {
-  let o = 0;
+/** Escape `buf[0, len)` with a table (1 = `%XX`, upper-case hex) into `out` from `o`; returns the new end. */
+export function escapeInto(buf: Uint8Array, len: number, table: Uint8Array, out: Uint8Array, o: number): number {
   for (let i = 0; i < len; i++) {
     const b = buf[i]!;
     if (table[b] === 1) {
-      ESCAPED[o++] = 0x25;
-      ESCAPED[o++] = HEX_UPPER[b >> 4]!;
-      ESCAPED[o++] = HEX_UPPER[b & 15]!;
+      out[o++] = 0x25;
+      out[o++] = HEX_UPPER[b >> 4]!;
+      out[o++] = HEX_UPPER[b & 15]!;
     } else {
-      ESCAPED[o++] = b;
+      out[o++] = b;
     }
   }
-  // Everything left is printable ASCII, so any decoder gives the same string.
-  return ASCII_DECODER.decode(ESCAPED.subarray(0, o));
+  return o;
+}
+
+/** Write an ASCII string into `out` from `o`; returns the new end. */
+function asciiInto(text: string, out: Uint8Array, o: number): number {
+  for (let i = 0; i < text.length; i++) out[o++] = text.charCodeAt(i);
+  return o;
 }
 
 // ---- IPv4 --------------------------------------------------------------------------------------
@@ -232,16 +236,23 @@ function idnToAscii(buf: Uint8Array, len: number, out: Uint8Array): number {
 
 // ---- the host pipeline -------------------------------------------------------------------------
 
+/** Host kinds by the code that canonicalHostInto returns in its low two bits. */
+export const HOST_KINDS: readonly HostKind[] = ['name', 'ipv4', 'ipv6'];
+
 /**
- * Canonicalise the host bytes `src[start, end)` (as they appear in the URL: escaped, maybe with
- * brackets, no port, no user info). Returns null when the host is empty or a malformed IPv6 literal.
+ * Canonicalise the host bytes `src[start, end)` (as they appear in the URL: escaped, maybe in
+ * brackets, no port, no user info) and write the canonical host into `out` from `o` (room for
+ * three times the input is needed). Returns `(newEnd << 2) | kindCode` (kindCode indexes
+ * HOST_KINDS), or -1 when the host is empty or a malformed IPv6 literal.
  */
-export function canonicalHostBytes(src: Uint8Array, start: number, end: number): CanonicalHost | null {
+export function canonicalHostInto(src: Uint8Array, start: number, end: number, out: Uint8Array, o: number): number {
   // Brackets are syntax: decided on the host as written, so an escaped "%5B" stays a name byte.
   if (end > start && src[start] === 0x5b /* [ */) {
-    if (end - start < 2 || src[end - 1] !== 0x5d /* ] */) return null;
+    if (end - start < 2 || src[end - 1] !== 0x5d /* ] */) return -1;
     const n = unescapeInto(src, start + 1, end - 1, HOST_A);
-    return canonicalIpv6(ASCII_DECODER.decode(HOST_A.subarray(0, n)));
+    const v6 = canonicalIpv6(ASCII_DECODER.decode(HOST_A.subarray(0, n)));
+    if (v6 === null) return -1;
+    return (asciiInto(v6.host, out, o) << 2) | (v6.hostKind === 'ipv4' ? 1 : 2);
   }
   let len = unescapeInto(src, start, end, HOST_A);
   let buf = HOST_A;
@@ -255,17 +266,24 @@ export function canonicalHostBytes(src: Uint8Array, start: number, end: number):
     }
   }
   // Dots (leading/trailing removed, runs collapsed) and ASCII lower case, in one pass.
-  const out = buf === HOST_A ? HOST_B : HOST_A;
-  let o = 0;
+  const lower = buf === HOST_A ? HOST_B : HOST_A;
+  let m = 0;
   for (let i = 0; i < len; i++) {
     let b = buf[i]!;
-    if (b === 0x2e && (o === 0 || out[o - 1] === 0x2e)) continue;
+    if (b === 0x2e && (m === 0 || lower[m - 1] === 0x2e)) continue;
     if (b >= 0x41 && b <= 0x5a) b += 0x20;
-    out[o++] = b;
+    lower[m++] = b;
   }
-  if (o > 0 && out[o - 1] === 0x2e) o--;
-  if (o === 0) return null;
-  const v4 = parseIpv4Bytes(out, o);
-  if (v4 >= 0) return { host: ipv4Text(v4), hostKind: 'ipv4' };
-  return { host: escapeToString(out, o, ESCAPE_HOST), hostKind: 'name' };
+  if (m > 0 && lower[m - 1] === 0x2e) m--;
+  if (m === 0) return -1;
+  const v4 = parseIpv4Bytes(lower, m);
+  if (v4 >= 0) return (asciiInto(ipv4Text(v4), out, o) << 2) | 1;
+  return escapeInto(lower, m, ESCAPE_HOST, out, o) << 2;
+}
+
+/** canonicalHostInto, as a string: for host-only callers (SNI, CONNECT, Host header). */
+export function canonicalHostBytes(src: Uint8Array, start: number, end: number): CanonicalHost | null {
+  const r = canonicalHostInto(src, start, end, ESCAPED, 0);
+  if (r < 0) return null;
+  return { host: ASCII_DECODER.decode(ESCAPED.subarray(0, r >> 2)), hostKind: HOST_KINDS[r & 3]! };
 }

@@ -170,6 +170,13 @@ t.test('fast path and general path agree', async (t) => {
     'http://a.test?q=1',
     'http://a-b_c.test/a.b/.c/d..?x?y/../z',
     'http://a.test/~!$&\'()*+,;=:@[]\\^`{|}',
+    'http://WWW.Example.TEST:8080/a?b',
+    'http://a.test:80/x',
+    'https://a.test:443',
+    'https://a.test:80?q',
+    'http://a.test:/x',
+    'http://A.test?x',
+    'http://a.test:00080/',
   ];
   for (const u of urls) {
     const fast = canonicalize(u);
