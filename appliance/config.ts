@@ -143,6 +143,19 @@ export const configSchema = z
       })
       .prefault({}),
     lists: z.array(listSchema).default([]),
+    /** How list sources are fetched (appliance/list-source.ts) and what start-up does without them (appliance/refresh.ts). */
+    sources: z
+      .strictObject({
+        /** Whole-request deadline for one fetch: headers AND body (a trickling origin is cut off). */
+        timeout: duration.default(30_000),
+        /** Extra attempts after a failed fetch (network errors, 5xx, 408, 429, timeouts), with exponential back-off and jitter. */
+        retries: z.number().int().min(0).max(10).default(3),
+        /** A list with no last-good copy at start: 'wait' fetches it before serving; 'fail-closed' serves at once and reports it missing. */
+        startup: z.enum(['wait', 'fail-closed']).default('wait'),
+        /** Extra CA certificates (PEM file) trusted for https:// sources, beside the system roots (private or test origins). */
+        ca: z.string().min(1).optional(),
+      })
+      .prefault({}),
     allow: z.array(z.string()).default([]),
     profiles: z.array(profileSchema).default([]),
     safeSearch: z.boolean().default(false),
@@ -237,7 +250,14 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
   const abs = (p: string): string => (isAbsolute(p) || isUrl(p) ? p : resolve(baseDir, p));
   return {
     ...cfg,
-    lists: cfg.lists.map((l) => ({ ...l, source: abs(l.source), publicKey: l.publicKey && abs(l.publicKey) })),
+    lists: cfg.lists.map((l) => ({
+      ...l,
+      source: abs(l.source),
+      publicKey: l.publicKey && abs(l.publicKey),
+      // `file:PATH` header values are paths like any other.
+      headers: l.headers && Object.fromEntries(Object.entries(l.headers).map(([k, v]) => [k, v.startsWith('file:') ? `file:${abs(v.slice(5))}` : v])),
+    })),
+    sources: { ...cfg.sources, ca: cfg.sources.ca && abs(cfg.sources.ca) },
     admin: cfg.admin && { ...cfg.admin, tokenFile: cfg.admin.tokenFile && abs(cfg.admin.tokenFile) },
     journal: { ...cfg.journal, path: abs(cfg.journal.path) },
     state: { dir: abs(cfg.state.dir) },

@@ -56,6 +56,7 @@ export const ERRORS = {
   ERR_JOURNAL: { summary: 'The audit journal could not be opened or written.', http: 500, tls: 'internal_error', exit: 1 },
   ERR_UNAUTHORIZED: { summary: 'The admin endpoint needs a valid bearer token.', http: 401, tls: 'access_denied', exit: 1 },
   ERR_INTERNAL: { summary: 'An unexpected internal error.', http: 500, tls: 'internal_error', exit: 1 },
+  ERR_LIST_INTEGRITY: { summary: 'A list source failed its integrity check (SHA-256 or Ed25519 signature); the last good version stays in use.', http: 500, tls: 'internal_error', exit: 1 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
