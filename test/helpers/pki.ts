@@ -16,7 +16,7 @@ export interface TestPki {
   cleanup(): void;
 }
 
-export function makeTestPki(names: readonly string[] = ['allowed.test', 'blocked.test', '*.test', 'localhost']): TestPki {
+export function makeTestPki(names: readonly string[] = ['allowed.test', 'blocked.test', 'search.test', 'plain.test', 'localhost']): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'safespot-pki-'));
   const run = (args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
