@@ -35,6 +35,8 @@ export interface AdminServer {
   port: number;
   close(): Promise<void>;
 }
+/** Same as AdminServer (the name serve.ts uses). */
+export type AdminHandle = AdminServer;
 
 /** Loopback names and addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {

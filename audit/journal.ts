@@ -153,7 +153,10 @@ export interface JournalOptions {
   now?: () => number;
   /** Open for reading only (reports): no writes, no retention, no start/stop, corrupt = error. */
   readOnly?: boolean;
-  /** Write start/stop and keep the heartbeat (default true when writable). */
+  /**
+   * Write start (at open) and stop (at close) and keep the heartbeat (default true when writable).
+   * While on, `record()` ignores start/stop events from callers: the journal owns them.
+   */
   lifecycle?: boolean;
   /** Where warnings go (corrupt file set aside, failed flush); default stderr. */
   warn?: (message: string) => void;
@@ -353,10 +356,14 @@ export function openJournal(opts: JournalOptions): Journal {
     timer.unref();
   }
 
+  let internal = false;
   const record = (e: JournalEvent): void => {
     if (readOnly) throw new SafespotError('ERR_JOURNAL', `the audit journal ${path} is open read-only`);
     if (closed) return;
     if (!KIND_SET.has(e.kind)) throw new SafespotError('ERR_JOURNAL', `unknown journal event kind "${String(e.kind)}"`);
+    // With lifecycle on, the journal itself writes start (at open) and stop (at close, or at the next
+    // open after a crash); a caller's own start/stop would only duplicate them.
+    if (lifecycle && (e.kind === 'start' || e.kind === 'stop') && !internal) return;
     if (queue.length >= MAX_QUEUE) {
       stats.dropped++;
       return;
@@ -412,7 +419,11 @@ export function openJournal(opts: JournalOptions): Journal {
 
   const close = (): void => {
     if (closed) return;
-    if (lifecycle) record({ kind: 'stop', detail: 'clean shutdown' });
+    if (lifecycle) {
+      internal = true;
+      record({ kind: 'stop', detail: 'clean shutdown' });
+      internal = false;
+    }
     flush();
     closed = true;
     if (heartbeat) clearInterval(heartbeat);

@@ -189,12 +189,18 @@ function filteringOver(input: ReportInput, end: number): Report['filtering'] {
   };
 }
 
+/** List events that name no list (a failure of the whole policy compile) are shown under this id. */
+export const NO_LIST = '(all lists)';
+
 function listsOver(input: ReportInput, end: number): Report['lists'] {
   const ids = [...input.lists];
-  for (const e of input.listEvents) if (e.list !== null && !ids.includes(e.list)) ids.push(e.list);
+  for (const e of input.listEvents) {
+    const id = e.list ?? NO_LIST;
+    if (!ids.includes(id)) ids.push(id);
+  }
   for (const id of input.lastSuccessBefore.keys()) if (!ids.includes(id)) ids.push(id);
   return ids.map((list) => {
-    const events = input.listEvents.filter((e) => e.list === list);
+    const events = input.listEvents.filter((e) => (e.list ?? NO_LIST) === list);
     const successes = events.filter((e) => e.kind !== 'list_failure' && e.time < end).map((e) => e.time);
     const before = input.lastSuccessBefore.get(list) ?? null;
     // Staleness: from the last success before the period (or the period start when there is none)
@@ -210,6 +216,8 @@ function listsOver(input: ReportInput, end: number): Report['lists'] {
         gapAt = { from: iso(a), to: iso(b) };
       }
     }
+    if (list === NO_LIST) gapAt = null; // not a list: no refresh schedule to measure
+    if (list === NO_LIST) gap = 0;
     const lastSuccess = successes.length ? successes[successes.length - 1]! : before;
     return {
       list,

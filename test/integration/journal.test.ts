@@ -38,14 +38,16 @@ t.test('writes are queued and committed in one transaction per flush', async (t)
 t.test('a clean close loses nothing and records start and stop', async (t) => {
   const path = join(tempDir(t), 'journal.db');
   const j = openJournal(base(path));
+  j.record({ kind: 'start', detail: 'a caller’s own start' });
   for (let i = 0; i < 1234; i++) j.record({ kind: 'verdict', action: 'block', category: 'csam', list: 'hotline', listener: 'forward', protocol: 'connect' });
+  j.record({ kind: 'stop', detail: 'a caller’s own stop' });
   j.close();
   j.close(); // idempotent
   const r = openJournal({ ...base(path), readOnly: true });
   t.teardown(() => r.close());
   const all = r.query(0, Date.now() + 1000);
   t.equal(all.filter((e) => e.kind === 'verdict').length, 1234);
-  t.same(all.filter((e) => e.kind === 'start' || e.kind === 'stop').map((e) => e.kind), ['start', 'stop']);
+  t.same(all.filter((e) => e.kind === 'start' || e.kind === 'stop').map((e) => e.kind), ['start', 'stop'], 'one start, one stop: the journal owns them');
   t.equal(all.at(-1)?.detail, 'clean shutdown');
   t.same(r.session().open, false);
 });

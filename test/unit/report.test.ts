@@ -130,6 +130,12 @@ t.test('largest gap between successful list refreshes', async (t) => {
     },
     { name: 'configured list never loaded', in: { lists: ['l'] }, gapHours: 10, counts: [0, 0, 0] },
   ];
+  const unnamed = computeReport(input({ listEvents: [row('list_failure', T0 + H, { detail: 'ERR_LIST_INVALID' })] })).lists;
+  t.same(
+    unnamed.map((l) => [l.list, l.failures, l.largestGap]),
+    [['(all lists)', 1, null]],
+    'a failure that names no list is reported under "(all lists)", without a gap',
+  );
   for (const c of cases) {
     const l = computeReport(input(c.in)).lists.find((x) => x.list === 'l');
     t.ok(l, c.name);
