@@ -30,6 +30,8 @@ function promtool(text: string): Promise<{ code: number | null; out: string }> {
 }
 
 t.test('promtool check metrics accepts the real /metrics output', async (t) => {
+  const have = await promtool('').catch((err: Error) => ({ code: null, out: err.message }));
+  if (have.code === null) throw new Error(`promtool is not installed (${have.out}): run \`bash test/setup-system.sh\` as root or \`apt-get install -y prometheus\``);
   const metrics = createMetrics({ categories: ['adult', 'csam'], lists: ['demo-urls', 'demo-images'] });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, token: TOKEN, registry: metrics.registry, isReady: () => ({ ready: true, reasons: [] }) });
   t.teardown(() => admin.close());
