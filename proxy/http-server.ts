@@ -58,7 +58,9 @@ function onClientError(ctx: EdgeContext, err: NodeJS.ErrnoException, socket: Soc
 function common(ctx: EdgeContext, server: Server): void {
   server.timeout = ctx.opts.limits.idleTimeout;
   server.on('timeout', (socket: Socket) => {
-    ctx.observer.limitHit('idle_timeout');
+    // A keep-alive connection waiting for its next request is closed quietly (normal operation);
+    // one with a request in progress that went silent is a limit hit.
+    if ((socket as Socket & { _httpMessage?: unknown })._httpMessage) ctx.observer.limitHit('idle_timeout');
     socket.destroy();
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(ctx, err, socket));

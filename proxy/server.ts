@@ -85,12 +85,20 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, observer: Obs
     closing ??= (async () => {
       ctx.draining = true;
       const closed = [...servers.values()].map((s) => new Promise<void>((r) => s.close(() => r())));
-      // Idle keep-alive connections hold no work: close them now (http.Server.close does this too).
-      for (const s of servers.values()) (s as Server & { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      // Idle keep-alive connections hold no work: close them now, and each one that becomes idle
+      // (its response finished) on every round, so a drain does not wait for keep-alive timeouts.
+      const closeIdle = (): void => {
+        for (const s of servers.values()) (s as Server & { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      };
       const deadline = Date.now() + Math.max(0, drainMs);
-      while (ctx.gate.count() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      while (ctx.gate.count() > 0 && Date.now() < deadline) {
+        closeIdle();
+        await new Promise((r) => setTimeout(r, 25));
+      }
       for (const s of ctx.gate.sockets()) s.destroy();
       ctx.agent.destroy();
+      // 'close' events of destroyed sockets come on a later tick; wait for them (bounded).
+      for (let i = 0; i < 40 && ctx.gate.count() > 0; i++) await new Promise((r) => setTimeout(r, 5));
       await Promise.all(closed);
     })();
     return closing;
