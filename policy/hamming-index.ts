@@ -1,18 +1,24 @@
 /**
  * A Hamming-distance index over 256-bit hashes (PDQ), by multi-index hashing (Norouzi, Punjani,
- * Fleet, "Fast Search in Hamming Space with Multi-Index Hashing", CVPR 2012).
+ * Fleet, "Fast Search in Hamming Space with Multi-Index Hashing", CVPR 2012), with two partitions.
  *
- * Each hash is cut into 16 slots of 16 bits. If two hashes differ in d bits and d ≤ 16·(r+1) − 1,
- * then some slot differs in at most r bits (pigeonhole: if all 16 slots differed in r+1 or more,
- * d would be at least 16·(r+1)). So a query within distance 31 (r = 1) probes, in every slot, the
- * slot's own value and its 16 one-bit neighbours (17 probes × 16 slots); within distance 15 (r = 0)
- * the exact values alone suffice. Every candidate is then checked with the full popcount distance,
- * so the answer is exactly what a linear scan returns. Distances above 31 fall back to a linear scan
- * (at that radius a slot may differ in 2 bits, and 137 probes per slot buy little over the scan).
+ * Pigeonhole: cut the 256 bits into 16 slots of 16 bits. If two hashes differ in d ≤ 31 bits, some
+ * slot differs in at most 1 bit (if every slot differed in 2 or more, d would be at least 32). So
+ * probing, in every slot, the query's slot value and its 16 one-bit neighbours finds every hash
+ * within 31 (17 probes × 16 slots); within 15, the exact slot values alone suffice.
  *
- * Layout (compact, typed arrays only): the hashes as 8 uint32 words each; per slot a CSR table,
- * `offsets` (65,537 entries per slot) into `ids` (n entries per slot, hash numbers in ascending
- * order). At n = 1,000,000: 32 MB of hashes, 64 MB of ids, 4 MB of offsets.
+ * Two partitions: A cuts the hash into its sixteen 16-bit half-words; B takes slot t from bit t of
+ * every half-word (a 16×16 bit transpose), so an A-slot and a B-slot share a single bit. The
+ * pigeonhole holds in each partition separately, so a hash within 31 is a candidate of both; a
+ * random hash lands in both candidate sets with probability about (272·n/65536 / n)², which cuts
+ * candidates at n = 1,000,000 from about 4,150 per query to about 20. The intersection is done with
+ * a one-bit-per-hash mark array (125 KB at a million hashes, cache-resident); only the survivors are read from the (large, randomly accessed)
+ * hash array and checked with the full popcount distance, so the answer is exactly what a linear
+ * scan returns. Distances above 31 fall back to a linear scan.
+ *
+ * Layout (compact, typed arrays only): the hashes as 8 uint32 words each; per partition and slot a
+ * CSR table, `offsets` (65,537 entries) into `ids` (n hash numbers). At n = 1,000,000: 32 MB of
+ * hashes, 2 × 64 MB of ids, 8 MB of offsets, 125 KB of marks.
  */
 
 /** One hit: the hash's position in the build array and its Hamming distance to the query. */
@@ -23,6 +29,7 @@ export interface HammingHit {
 
 const SLOTS = 16;
 const SLOT_VALUES = 1 << 16;
+const TABLE = SLOT_VALUES + 1;
 /** The largest distance the slot probes answer exactly; larger distances scan linearly. */
 export const MAX_INDEXED_DISTANCE = 31;
 
@@ -33,20 +40,36 @@ function popcount32(v: number): number {
   return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
 }
 
-/** Hamming distance between hash `i` of `hashes` and the 8-word `q`, stopping once above `limit`. */
+/** Hamming distance of hash `i` to the 8-word `q`, stopping once above `limit`. */
 function distanceTo(hashes: Uint32Array, i: number, q: Uint32Array, limit: number): number {
   const o = i * 8;
-  let d = 0;
-  for (let w = 0; w < 8; w++) {
-    d += popcount32(hashes[o + w]! ^ q[w]!);
-    if (d > limit) return d;
-  }
+  let d = popcount32(hashes[o]! ^ q[0]!) + popcount32(hashes[o + 1]! ^ q[1]!) + popcount32(hashes[o + 2]! ^ q[2]!) + popcount32(hashes[o + 3]! ^ q[3]!);
+  if (d > limit) return d;
+  d += popcount32(hashes[o + 4]! ^ q[4]!) + popcount32(hashes[o + 5]! ^ q[5]!) + popcount32(hashes[o + 6]! ^ q[6]!) + popcount32(hashes[o + 7]! ^ q[7]!);
   return d;
 }
 
-function slotValue(words: Uint32Array, base: number, slot: number): number {
-  const w = words[base + (slot >> 1)]!;
-  return slot & 1 ? w & 0xffff : w >>> 16;
+/** Partition A slot values (the 16 half-words, high half first) of the hash at `base`, into `out`. */
+function slotsA(words: Uint32Array, base: number, out: Uint16Array): void {
+  for (let w = 0; w < 8; w++) {
+    const v = words[base + w]!;
+    out[2 * w] = v >>> 16;
+    out[2 * w + 1] = v & 0xffff;
+  }
+}
+
+/** Partition B slot values: slot t holds bit t of each A slot s at bit s (a 16×16 bit transpose). */
+function slotsB(a: Uint16Array, out: Uint16Array): void {
+  // The classic block-swap transpose (blocks of 8, 4, 2, 1): 4 rounds of 8 masked swaps
+  // instead of 256 single-bit moves.
+  for (let i = 0; i < SLOTS; i++) out[i] = a[i]!;
+  for (let j = 8, m = 0x00ff; j !== 0; j >>= 1, m ^= m << j) {
+    for (let k = 0; k < SLOTS; k = (k + j + 1) & ~j) {
+      const t = ((out[k]! >>> j) ^ out[k + j]!) & m;
+      out[k] = out[k]! ^ (t << j);
+      out[k + j] = out[k + j]! ^ t;
+    }
+  }
 }
 
 function toQuery(hash: Uint32Array | ArrayLike<number>): Uint32Array {
@@ -71,46 +94,103 @@ export function linearScan(hashes: Uint32Array, hash: Uint32Array | ArrayLike<nu
   return out;
 }
 
-/** Immutable multi-index over n hashes of 8 uint32 words. */
+/** One partition: per slot, hash numbers grouped by slot value (CSR). */
+interface Partition {
+  readonly offsets: Uint32Array;
+  readonly ids: Uint32Array;
+}
+
+function buildPartition(n: number, slotValues: Uint16Array): Partition {
+  const offsets = new Uint32Array(SLOTS * TABLE);
+  const ids = new Uint32Array(SLOTS * n);
+  const cursor = new Uint32Array(SLOT_VALUES);
+  for (let s = 0; s < SLOTS; s++) {
+    const ob = s * TABLE;
+    for (let i = 0; i < n; i++) offsets[ob + slotValues[i * SLOTS + s]! + 1]!++;
+    for (let v = 0; v < SLOT_VALUES; v++) offsets[ob + v + 1]! += offsets[ob + v]!;
+    for (let v = 0; v < SLOT_VALUES; v++) cursor[v] = offsets[ob + v]!;
+    const ib = s * n;
+    for (let i = 0; i < n; i++) ids[ib + cursor[slotValues[i * SLOTS + s]!]!++] = i;
+  }
+  return { offsets, ids };
+}
+
+/** Immutable two-partition multi-index over n hashes of 8 uint32 words. */
 export class HammingIndex {
   /** Number of hashes. */
   readonly size: number;
   /** The hashes as given to build (8 words each); not copied, do not modify. */
   readonly hashes: Uint32Array;
-  private readonly offsets: Uint32Array;
-  private readonly ids: Uint32Array;
-  /** Per-hash stamp of the last query that saw it (dedupes candidates without a Set). */
-  private marks: Uint32Array | undefined;
-  private epoch = 0;
+  private readonly a: Partition;
+  private readonly b: Partition;
+  /** One bit per hash: proposed by partition A in the current query (cleared after each query). */
+  private readonly marks: Uint32Array;
+  /** Scratch (queries are synchronous, so one set per index suffices). */
+  private readonly qa = new Uint16Array(SLOTS);
+  private readonly qb = new Uint16Array(SLOTS);
+  /** Bucket bounds of one query: 2 numbers per probe, 17 probes per slot. */
+  private readonly range = new Float64Array(SLOTS * 17 * 2);
+  /** Keeps the touch loop in `ranges` from being optimised away. */
+  private sink = 0;
 
-  private constructor(hashes: Uint32Array, offsets: Uint32Array, ids: Uint32Array) {
+  private constructor(hashes: Uint32Array, a: Partition, b: Partition) {
     this.hashes = hashes;
     this.size = hashes.length / 8;
-    this.offsets = offsets;
-    this.ids = ids;
+    this.a = a;
+    this.b = b;
+    this.marks = new Uint32Array(Math.ceil(this.size / 32));
   }
 
-  /** Index `hashes` (8 words per hash, length a multiple of 8). Linear time: a counting sort per slot. */
+  /** Index `hashes` (8 words per hash, length a multiple of 8). Linear time: counting sorts. */
   static build(hashes: Uint32Array): HammingIndex {
     if (hashes.length % 8 !== 0) throw new RangeError('hash array length must be a multiple of 8');
     const n = hashes.length / 8;
-    const offsets = new Uint32Array(SLOTS * (SLOT_VALUES + 1));
-    const ids = new Uint32Array(SLOTS * n);
-    const cursor = new Uint32Array(SLOT_VALUES);
-    for (let s = 0; s < SLOTS; s++) {
-      const ob = s * (SLOT_VALUES + 1);
-      for (let i = 0; i < n; i++) offsets[ob + slotValue(hashes, i * 8, s) + 1]!++;
-      for (let v = 0; v < SLOT_VALUES; v++) offsets[ob + v + 1]! += offsets[ob + v]!;
-      for (let v = 0; v < SLOT_VALUES; v++) cursor[v] = offsets[ob + v]!;
-      const ib = s * n;
-      for (let i = 0; i < n; i++) ids[ib + cursor[slotValue(hashes, i * 8, s)]!++] = i;
+    const valuesA = new Uint16Array(n * SLOTS);
+    const valuesB = new Uint16Array(n * SLOTS);
+    const sa = new Uint16Array(SLOTS);
+    const sb = new Uint16Array(SLOTS);
+    for (let i = 0; i < n; i++) {
+      slotsA(hashes, i * 8, sa);
+      slotsB(sa, sb);
+      valuesA.set(sa, i * SLOTS);
+      valuesB.set(sb, i * SLOTS);
     }
-    return new HammingIndex(hashes, offsets, ids);
+    return new HammingIndex(hashes, buildPartition(n, valuesA), buildPartition(n, valuesB));
   }
 
   /** The 8 words of hash `i` (a view). */
   hashAt(i: number): Uint32Array {
     return this.hashes.subarray(i * 8, i * 8 + 8);
+  }
+
+  /**
+   * [start, end) positions in `p.ids` of every bucket to probe, into `this.range`; returns the count
+   * of numbers written. Reading all bucket bounds first, in a loop of independent loads, lets the
+   * CPU overlap those cache misses instead of waiting for each before walking its bucket.
+   */
+  private ranges(p: Partition, slots: Uint16Array, flips: number): number {
+    const { offsets } = p;
+    const n = this.size;
+    const r = this.range;
+    let k = 0;
+    for (let s = 0; s < SLOTS; s++) {
+      const ob = s * TABLE;
+      const ib = s * n;
+      const v0 = slots[s]!;
+      for (let f = -1; f < flips; f++) {
+        const v = ob + (f < 0 ? v0 : v0 ^ (1 << f));
+        r[k++] = ib + offsets[v]!;
+        r[k++] = ib + offsets[v + 1]!;
+      }
+    }
+    // Touch the first and last id of every bucket: independent loads whose misses overlap, so
+    // the walk that follows finds its cache lines present (about halves the query time at 1M).
+    const ids = p.ids;
+    let sink = 0;
+    const last = ids.length - 1;
+    for (let j = 0; j < k; j += 2) sink |= ids[Math.min(r[j]!, last)]! | ids[Math.min(Math.max(r[j]!, r[j + 1]! - 1), last)]!;
+    this.sink = sink;
+    return k;
   }
 
   /**
@@ -121,35 +201,39 @@ export class HammingIndex {
     checkDistance(maxDistance);
     if (maxDistance > MAX_INDEXED_DISTANCE) return linearScan(this.hashes, hash, maxDistance);
     const q = toQuery(hash);
-    const n = this.size;
-    if (n === 0) return [];
-    if (this.marks === undefined) this.marks = new Uint32Array(n);
-    const marks = this.marks;
-    this.epoch = (this.epoch + 1) >>> 0;
-    if (this.epoch === 0) {
-      marks.fill(0);
-      this.epoch = 1;
-    }
-    const epoch = this.epoch;
+    if (this.size === 0) return [];
     const flips = maxDistance >= SLOTS ? 16 : 0;
-    const out: HammingHit[] = [];
-    const { offsets, ids, hashes } = this;
-    for (let s = 0; s < SLOTS; s++) {
-      const ob = s * (SLOT_VALUES + 1);
-      const ib = s * n;
-      const v0 = slotValue(q, 0, s);
-      for (let f = -1; f < flips; f++) {
-        const v = f < 0 ? v0 : v0 ^ (1 << f);
-        const end = offsets[ob + v + 1]!;
-        for (let p = offsets[ob + v]!; p < end; p++) {
-          const id = ids[ib + p]!;
-          if (marks[id] === epoch) continue;
-          marks[id] = epoch;
-          const d = distanceTo(hashes, id, q, maxDistance);
-          if (d <= maxDistance) out.push({ index: id, distance: d });
-        }
+    slotsA(q, 0, this.qa);
+    slotsB(this.qa, this.qb);
+    const marks = this.marks;
+    // Partition A proposes: mark every hash in a probed bucket.
+    let nr = this.ranges(this.a, this.qa, flips);
+    let r = this.range;
+    let ids = this.a.ids;
+    for (let k = 0; k < nr; k += 2) {
+      for (let p = r[k]!, e = r[k + 1]!; p < e; p++) {
+        const id = ids[p]!;
+        marks[id >>> 5]! |= 1 << (id & 31);
       }
     }
-    return out.sort((a, b) => a.index - b.index);
+    // Partition B confirms: only hashes both propose are read and checked in full.
+    const found: number[] = [];
+    const hashes = this.hashes;
+    nr = this.ranges(this.b, this.qb, flips);
+    r = this.range;
+    ids = this.b.ids;
+    for (let k = 0; k < nr; k += 2) {
+      for (let p = r[k]!, e = r[k + 1]!; p < e; p++) {
+        const id = ids[p]!;
+        const bit = 1 << (id & 31);
+        if ((marks[id >>> 5]! & bit) === 0) continue;
+        marks[id >>> 5]! ^= bit; // checked once, even if another B slot proposes it again
+        const d = distanceTo(hashes, id, q, maxDistance);
+        if (d <= maxDistance) found.push(id);
+      }
+    }
+    marks.fill(0);
+    found.sort((x, y) => x - y);
+    return found.map((id) => ({ index: id, distance: distanceTo(hashes, id, q, 256) }));
   }
 }

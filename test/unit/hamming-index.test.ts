@@ -78,6 +78,23 @@ t.test('worst case for the pigeonhole: 31 bits, two in each slot but one, for ev
   t.equal(found, 256, 'all 256 placements found at 31');
 });
 
+t.test('worst case in the transposed partition: two bits in each bit column but one', async (t) => {
+  // Bit t of 16-bit half-word s (half-word 0 = the high half of word 0) as a flipBits position.
+  const at = (s: number, bit: number) => (s >> 1) * 32 + (s & 1 ? bit : 16 + bit);
+  const center = new Uint32Array(8);
+  let found = 0;
+  for (let lone = 0; lone < 256; lone++) {
+    const col = lone >> 4;
+    const bits = [at(lone & 15, col)];
+    for (let c = 0; c < 16; c++) if (c !== col) bits.push(at(lone % 16, c), at((lone + 7) % 16, c));
+    const far = flipBits(center, bits);
+    const hits = HammingIndex.build(far).query(center, 31);
+    if (hits.length === 1 && hits[0]!.distance === 31) found++;
+    else t.fail(`lone column bit ${lone}: ${JSON.stringify(hits)}`);
+  }
+  t.equal(found, 256, 'all 256 placements found at 31');
+});
+
 t.test('bad input is refused clearly', async (t) => {
   t.throws(() => HammingIndex.build(new Uint32Array(7)), RangeError);
   const index = HammingIndex.build(new Uint32Array(8));
