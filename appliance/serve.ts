@@ -86,7 +86,6 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
     recordUrls: config.journal.recordUrls,
     recordClients: config.journal.recordClients,
   });
-  journal.record({ kind: 'start', detail: `pid ${process.pid}` });
   const holder = new PolicyHolder();
   let lastError: string | null = null;
 
@@ -124,7 +123,10 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
   } catch (err) {
     lastError = err instanceof SafespotError ? `${err.code}: ${err.message}` : String(err);
     log.error('policy could not be compiled', { error: lastError, details: err instanceof SafespotError ? err.details : [] });
-    for (const l of config.lists) metrics.policyRefreshFailures.inc(l.id, 'invalid');
+    for (const l of config.lists) {
+      metrics.policyRefreshFailures.inc(l.id, 'invalid');
+      journal.record({ kind: 'list_failure', list: l.id, category: l.category, detail: lastError.slice(0, 300) });
+    }
     const saved = join(config.state.dir, BUNDLE_FILE);
     if (existsSync(saved)) {
       try {
@@ -201,8 +203,10 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
       } catch (err) {
         const message = err instanceof SafespotError ? `${err.code}: ${err.message}` : String(err);
         log.error('reload refused; the previous policy keeps serving', { error: message });
-        for (const l of c.lists) metrics.policyRefreshFailures.inc(l.id, 'invalid');
-        journal.record({ kind: 'list_failure', detail: message.slice(0, 300) });
+        for (const l of c.lists) {
+          metrics.policyRefreshFailures.inc(l.id, 'invalid');
+          journal.record({ kind: 'list_failure', list: l.id, category: l.category, detail: message.slice(0, 300) });
+        }
         return { ok: false, error: message };
       }
     },
@@ -211,7 +215,6 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
       clearInterval(timer);
       await proxy.close(config.limits.drainTimeout);
       await admin?.close();
-      journal.record({ kind: 'stop', detail: 'clean shutdown' });
       journal.close();
     },
   };
