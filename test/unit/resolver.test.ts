@@ -1,0 +1,108 @@
+/**
+ * The resolver (static hosts, then a DNS client with a TTL-capped, bounded cache and shared
+ * in-flight queries) with a fake DNS client and a fake clock, and the destination check table.
+ */
+import t from 'tap';
+import { parseHostsValue, privateAddressReason, Resolver, sameAddress, type DnsClient } from '../../proxy/resolver.js';
+
+type Rec = { address: string; ttl: number };
+
+function fakeDns(table: Record<string, { v4?: Rec[]; v6?: Rec[]; fail?: string }>): DnsClient & { queries: string[] } {
+  const queries: string[] = [];
+  const answer = (name: string, fam: 'v4' | 'v6') => {
+    queries.push(`${fam} ${name}`);
+    const e = table[name];
+    if (!e) return Promise.reject(Object.assign(new Error('nx'), { code: 'ENOTFOUND' }));
+    if (e.fail) return Promise.reject(Object.assign(new Error('fail'), { code: e.fail }));
+    const list = e[fam];
+    return list ? Promise.resolve(list) : Promise.reject(Object.assign(new Error('nodata'), { code: 'ENODATA' }));
+  };
+  return { queries, resolve4: (n) => answer(n, 'v4'), resolve6: (n) => answer(n, 'v6') };
+}
+
+t.test('upstream.hosts values', async (t) => {
+  const cases: [string, { address: string; port: number | null } | null][] = [
+    ['10.0.0.5', { address: '10.0.0.5', port: null }],
+    ['127.0.0.1:8443', { address: '127.0.0.1', port: 8443 }],
+    ['[::1]:8443', { address: '::1', port: 8443 }],
+    ['[fd00::1]', { address: 'fd00::1', port: null }],
+    ['fd00::1', { address: 'fd00::1', port: null }],
+    ['example.test', null],
+    ['10.0.0.5:0', null],
+    ['10.0.0.5:70000', null],
+    ['10.0.0.5:abc', null],
+    ['', null],
+  ];
+  for (const [v, want] of cases) t.same(parseHostsValue(v), want, v || '(empty)');
+  t.throws(() => new Resolver({ hosts: { 'bad.test': 'nope' }, dnsCacheTtlMs: 1000, dns: fakeDns({}) }), { code: 'ERR_CONFIG_INVALID' });
+});
+
+t.test('order: IP literal, then static hosts (trusted), then DNS', async (t) => {
+  const dns = fakeDns({ 'www.example.test': { v4: [{ address: '93.184.216.34', ttl: 300 }] }, 'v6only.test': { v6: [{ address: '2001:db8::1', ttl: 30 }] } });
+  const r = new Resolver({ hosts: { 'Local.Test': '10.0.0.5', 'port.test': '127.0.0.1:8443' }, dnsCacheTtlMs: 60_000, dns });
+  t.same(await r.resolve('192.0.2.1', 443), { address: '192.0.2.1', port: 443, trusted: false });
+  t.same(await r.resolve('[2001:db8::2]', 443), { address: '2001:db8::2', port: 443, trusted: false });
+  t.same(await r.resolve('local.test.', 80), { address: '10.0.0.5', port: 80, trusted: true });
+  t.same(await r.resolve('PORT.test', 443), { address: '127.0.0.1', port: 8443, trusted: true });
+  t.same(await r.resolve('www.example.test', 443), { address: '93.184.216.34', port: 443, trusted: false });
+  t.same(await r.resolve('v6only.test', 443), { address: '2001:db8::1', port: 443, trusted: false });
+  t.equal(r.isStatic('LOCAL.test'), true);
+  t.equal(r.isStatic('www.example.test'), false);
+  t.notOk(dns.queries.some((q) => q.includes('local.test') || q.includes('port.test')), 'static names never reach DNS');
+});
+
+t.test('cache: TTL respected, capped by dnsCacheTtlMs, in-flight shared, bounded', async (t) => {
+  let now = 1_000_000;
+  const dns = fakeDns({
+    'short.test': { v4: [{ address: '198.51.100.1', ttl: 2 }] },
+    'long.test': { v4: [{ address: '198.51.100.2', ttl: 86_400 }] },
+    'zero.test': { v4: [{ address: '198.51.100.3', ttl: 0 }] },
+  });
+  const r = new Resolver({ hosts: {}, dnsCacheTtlMs: 10_000, dns, now: () => now, maxEntries: 2 });
+  const count = (name: string) => dns.queries.filter((q) => q === `v4 ${name}`).length;
+  await Promise.all([r.resolve('short.test', 443), r.resolve('short.test', 443), r.resolve('short.test', 443)]);
+  t.equal(count('short.test'), 1, 'three concurrent lookups, one query');
+  now += 1500;
+  await r.resolve('short.test', 443);
+  t.equal(count('short.test'), 1, 'within the TTL: cached');
+  now += 1000;
+  await r.resolve('short.test', 443);
+  t.equal(count('short.test'), 2, 'after the 2 s TTL: asked again');
+  await r.resolve('long.test', 443);
+  now += 9_000;
+  await r.resolve('long.test', 443);
+  t.equal(count('long.test'), 1);
+  now += 2_000;
+  await r.resolve('long.test', 443);
+  t.equal(count('long.test'), 2, 'a day-long TTL is capped at dnsCacheTtlMs');
+  await r.resolve('zero.test', 443);
+  await r.resolve('zero.test', 443);
+  t.equal(count('zero.test'), 2, 'TTL 0 is not cached');
+  t.ok(r.cacheSize() <= 2, 'bounded by maxEntries');
+});
+
+t.test('failures become ERR_RESOLVE', async (t) => {
+  const r = new Resolver({ hosts: {}, dnsCacheTtlMs: 1000, dns: fakeDns({ 'servfail.test': { fail: 'ESERVFAIL' }, 'empty.test': {} }) });
+  for (const name of ['nx.test', 'servfail.test', 'empty.test', 'bad name.test', '-'.repeat(300)]) {
+    await t.rejects(r.resolve(name, 443), { code: 'ERR_RESOLVE', name: 'SafespotError' }, name.slice(0, 20));
+  }
+});
+
+t.test('destination check: private, loopback and their IPv6 forms are refused; public passes', async (t) => {
+  const refused = [
+    '127.0.0.1', '127.1.2.3', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0',
+    '100.64.0.1', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1',
+    '::ffff:127.0.0.1', '::ffff:10.0.0.1', '::ffff:169.254.169.254', '::127.0.0.1', '64:ff9b::7f00:1', '64:ff9b::a9fe:a9fe',
+    '2002:7f00:1::1', '2002:c0a8:101::1', 'not-an-ip',
+  ];
+  for (const a of refused) t.not(privateAddressReason(a), null, `${a} refused`);
+  const allowed = ['93.184.216.34', '1.1.1.1', '8.8.8.8', '2606:4700::1111', '::ffff:93.184.216.34', '64:ff9b::808:808', '2002:808:808::1', '172.32.0.1', '11.0.0.1'];
+  for (const a of allowed) t.equal(privateAddressReason(a), null, `${a} allowed`);
+});
+
+t.test('sameAddress compares across text forms', async (t) => {
+  t.ok(sameAddress('127.0.0.1', '::ffff:127.0.0.1'));
+  t.ok(sameAddress('::1', '0:0:0:0:0:0:0:1'));
+  t.notOk(sameAddress('127.0.0.1', '127.0.0.2'));
+  t.notOk(sameAddress('x', 'x'));
+});
