@@ -13,99 +13,31 @@
  * Image lists (md5, sha1, sha256, pdq) are not part of this URL policy: compile records them as
  * skipped and leaves their bundle sections to the image side.
  */
-import { createHash } from 'node:crypto';
 import { canonicalize, canonicalizeHost, type HostKind } from './canonicalize.js';
+import { compileParts, type CompileInput } from './compile.js';
 import { ALLOW_NOTHING_MATCHED, type Decision, type RuleKind, type Subject } from './decision.js';
 import { assertNever, SafespotError } from './errors.js';
 import { hostExpressions, urlExpressions } from './expressions.js';
-import { HashStore, HashStoreBuilder, type StoreArrays } from './hash-store.js';
+import { HashStore } from './hash-store.js';
 import { CidrSet, parseIp } from './ip.js';
-import { listHost, pageExpression, parseUrlList, URL_KINDS, type ListReport, type UrlListKind } from './lists.js';
+import type { UrlListKind } from './lists.js';
 import { LruCache } from './lru.js';
+import { policySections, sectionsVersion, type InterceptOptions, type ListMeta, type ListMode, type PolicyParts } from './sections.js';
 import { sha256StringWords } from './sha256.js';
 
-export type ListMode = 'enforce' | 'monitor';
-
-export interface InterceptOptions {
-  readonly enabled: boolean;
-  readonly include: readonly string[];
-  readonly exclude: readonly string[];
-}
-
-/** One list as compile gets it: the config entry and its text (bytes or string). */
-export interface ListInput {
-  readonly id: string;
-  readonly category: string;
-  readonly kind: string;
-  readonly mode?: ListMode;
-  /** Default true; ignored (false) for category csam. */
-  readonly overridable?: boolean;
-  /** The list body; image kinds may leave it out. */
-  readonly text?: string | Uint8Array;
-}
-
-export interface ProfileInput {
-  readonly name: string;
-  readonly clients: readonly string[];
-  /** List ids that apply; absent = all lists. */
-  readonly lists?: readonly string[];
-  /** Added to the top-level allowlist for this profile's clients. */
-  readonly allow?: readonly string[];
-  readonly safeSearch?: boolean;
-  readonly intercept?: InterceptOptions;
-}
-
-export interface CompileInput {
-  readonly lists: readonly ListInput[];
-  readonly allow?: readonly string[];
-  readonly profiles?: readonly ProfileInput[];
-  readonly safeSearch?: boolean;
-  readonly intercept?: InterceptOptions;
-  /** Entries of each decision cache (default 65,536). */
-  readonly cacheSize?: number;
-}
-
-/** What a compiled list is, as verdicts, metrics and `compile` report it. */
-export interface ListMeta {
-  readonly id: string;
-  readonly category: string;
-  readonly kind: UrlListKind;
-  /** Entries kept in the store (duplicates dropped). */
-  readonly entries: number;
-  readonly duplicates: number;
-  readonly mode: ListMode;
-  readonly overridable: boolean;
-  readonly report: ListReport;
-}
-
-export interface ProfileMeta {
-  readonly name: string;
-  readonly clients: readonly string[];
-  /** null = every list. */
-  readonly lists: readonly string[] | null;
-  readonly safeSearch: boolean;
-  readonly intercept: InterceptOptions;
-}
-
-/** The plain-value part of a compiled policy (the bundle's META section, as JSON). */
-export interface PolicyMeta {
-  readonly lists: readonly ListMeta[];
-  /** Lists compile did not put in the URL policy (image kinds), with why. */
-  readonly skipped: ReadonlyArray<{ readonly id: string; readonly kind: string; readonly note: string }>;
-  /** Index 0 is the default profile (the top level of the config). */
-  readonly profiles: readonly ProfileMeta[];
-  readonly allowEntries: number;
-  readonly cacheSize: number;
-}
-
-/** Everything a Policy is made of; the bundle stores exactly this. */
-export interface PolicyParts {
-  readonly meta: PolicyMeta;
-  /** List number = index in meta.lists. */
-  readonly block: StoreArrays;
-  /** "List" number = profile index: 0 holds the top-level allowlist, p the profile's own. */
-  readonly allow: StoreArrays;
-}
+export { compileParts, type CompileInput, type ListInput, type ProfileInput } from './compile.js';
+export {
+  partsFromSections,
+  policySections,
+  sectionsVersion,
+  type InterceptOptions,
+  type ListMeta,
+  type ListMode,
+  type PolicyMeta,
+  type PolicyParts,
+  type ProfileMeta,
+  type Section,
+} from './sections.js';
 
 export interface ProfileView {
   readonly name: string;
@@ -114,9 +46,6 @@ export interface ProfileView {
 }
 
 const RULE_OF_KIND: Record<UrlListKind, RuleKind> = { domains: 'domain', urls: 'url', 'hashed-urls': 'hashed-url' };
-
-const DEFAULT_CACHE = 65_536;
-const NO_INTERCEPT: InterceptOptions = Object.freeze({ enabled: false, include: [], exclude: [] });
 
 /** An unparsable URL is blocked: passing what the filter cannot read would be a bypass. */
 export const BLOCK_UNPARSABLE_URL: Decision = Object.freeze({
@@ -144,209 +73,8 @@ export const BLOCK_NO_POLICY: Decision = Object.freeze({
   reason: 'no valid policy is loaded',
 });
 
-// ---------------------------------------------------------------------------------------------
-// Compile
-
-function configError(problems: string[]): never {
-  throw new SafespotError('ERR_CONFIG_INVALID', `policy: ${problems.length} problem(s)`, { details: problems });
-}
-
-/** The expression of an allow entry: a domain (`host/`) or a URL (its page expression). */
-function allowExpression(entry: string): string | null {
-  const text = entry.trim();
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || text.includes('/')) return pageExpression(text);
-  const host = listHost(text.startsWith('*.') ? text.slice(2) : text);
-  return host ? `${host}/` : null;
-}
-
-const WORDS = new Uint32Array(8);
-
-function addExpressions(builder: HashStoreBuilder, list: number, expressions: readonly string[]) {
-  builder.beginList(list);
-  for (const e of expressions) {
-    sha256StringWords(e, WORDS);
-    builder.add(WORDS[0]!, WORDS[1]!, 32);
-  }
-  return builder.endList();
-}
-
-/** Compile plain inputs into the parts of a policy. Throws SafespotError (ERR_LIST_INVALID, ERR_CONFIG_INVALID). */
-export function compileParts(input: CompileInput): PolicyParts {
-  const problems: string[] = [];
-  const lists: ListMeta[] = [];
-  const skipped: Array<{ id: string; kind: string; note: string }> = [];
-  const block = new HashStoreBuilder();
-  const urlListIds = new Set<string>();
-  const allIds = new Set<string>();
-  for (const l of input.lists) {
-    allIds.add(l.id);
-    if (!(URL_KINDS as readonly string[]).includes(l.kind)) {
-      skipped.push({ id: l.id, kind: l.kind, note: `image list (${l.kind}): matched by the image side, not compiled into the URL policy` });
-      continue;
-    }
-    if (lists.length >= 0xffff) problems.push(`too many URL lists (at most 65535)`);
-    if (l.text === undefined) {
-      problems.push(`list "${l.id}" has no text`);
-      continue;
-    }
-    const kind = l.kind as UrlListKind;
-    const parsed = parseUrlList(kind, l.text, l.id);
-    const number = lists.length;
-    let added;
-    if (kind === 'hashed-urls') {
-      const { hi, lo, len } = parsed.prefixes;
-      block.beginList(number);
-      for (let i = 0; i < hi.length; i++) block.add(hi[i]!, lo[i]!, len[i]!);
-      added = block.endList();
-    } else {
-      added = addExpressions(block, number, parsed.expressions);
-    }
-    urlListIds.add(l.id);
-    lists.push({
-      id: l.id,
-      category: l.category,
-      kind,
-      entries: added.entries,
-      duplicates: added.duplicates,
-      mode: l.mode ?? 'enforce',
-      // Hotline (csam) lists can never be overridden, whatever the configuration says.
-      overridable: l.category === 'csam' ? false : (l.overridable ?? true),
-      report: parsed.report,
-    });
-  }
-
-  const allow = new HashStoreBuilder();
-  let allowEntries = 0;
-  const allowSet = (p: number, entries: readonly string[], where: string) => {
-    const exprs: string[] = [];
-    entries.forEach((entry, i) => {
-      const e = allowExpression(entry);
-      if (e === null) problems.push(`${where}.${i}: "${entry.slice(0, 200)}" is neither a domain nor a URL`);
-      else exprs.push(e);
-    });
-    allowEntries += addExpressions(allow, p, exprs).entries;
-  };
-  const top = {
-    safeSearch: input.safeSearch ?? false,
-    intercept: input.intercept ?? NO_INTERCEPT,
-  };
-  const profiles: ProfileMeta[] = [{ name: 'default', clients: [], lists: null, ...top }];
-  allowSet(0, input.allow ?? [], 'allow');
-  (input.profiles ?? []).forEach((p, i) => {
-    for (const c of p.clients) {
-      try {
-        CidrSet.parse([c]);
-      } catch (err) {
-        problems.push(`profiles.${i}.clients: ${(err as Error).message}`);
-      }
-    }
-    for (const id of p.lists ?? []) if (!allIds.has(id)) problems.push(`profiles.${i}.lists: no list has id "${id}"`);
-    allowSet(i + 1, p.allow ?? [], `profiles.${i}.allow`);
-    profiles.push({
-      name: p.name,
-      clients: [...p.clients],
-      lists: p.lists ? p.lists.filter((id) => urlListIds.has(id)) : null,
-      safeSearch: p.safeSearch ?? top.safeSearch,
-      intercept: p.intercept ?? top.intercept,
-    });
-  });
-  if (profiles.length > 0xffff) problems.push('too many profiles');
-  if (problems.length) configError(problems);
-  return {
-    meta: { lists, skipped, profiles, allowEntries, cacheSize: input.cacheSize ?? DEFAULT_CACHE },
-    block: block.build(lists.length).arrays,
-    allow: allow.build(profiles.length).arrays,
-  };
-}
-
-/** Compile plain inputs into a Policy. */
 export function compilePolicy(input: CompileInput): Policy {
   return new Policy(compileParts(input));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sections: how parts become bytes (the bundle is a container of these) and back.
-
-export interface Section {
-  /** Four ASCII characters. */
-  readonly tag: string;
-  readonly bytes: Uint8Array;
-}
-
-const STORE_FIELDS = ['hi', 'lo', 'list', 'shortHi', 'shortLo', 'shortLen', 'shortList'] as const;
-const FIELD_TAGS: Record<(typeof STORE_FIELDS)[number], string> = {
-  hi: 'hi__',
-  lo: 'lo__',
-  list: 'ls__',
-  shortHi: 'shi_',
-  shortLo: 'slo_',
-  shortLen: 'sln_',
-  shortList: 'sls_',
-};
-
-function bytesOf(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** The sections of a policy, in bundle order: META (JSON), then block (B) and allow (A) store arrays. */
-export function policySections(parts: PolicyParts): Section[] {
-  const out: Section[] = [{ tag: 'META', bytes: new TextEncoder().encode(JSON.stringify(parts.meta)) }];
-  for (const [prefix, store] of [['B', parts.block], ['A', parts.allow]] as const) {
-    for (const f of STORE_FIELDS) out.push({ tag: `${prefix}${FIELD_TAGS[f].slice(0, 3)}`, bytes: bytesOf(store[f]) });
-  }
-  return out;
-}
-
-function corrupt(why: string): never {
-  throw new SafespotError('ERR_BUNDLE_CORRUPT', `policy bundle: ${why}`);
-}
-
-/** Typed-array view onto section bytes (no copy when aligned). */
-function view<T>(bytes: Uint8Array, size: number, make: (b: ArrayBufferLike, off: number, n: number) => T): T {
-  if (bytes.byteLength % size !== 0) corrupt(`a section of ${bytes.byteLength} bytes is not a multiple of ${size}`);
-  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  return make(b.buffer, b.byteOffset, b.byteLength / size);
-}
-
-/** Parts from sections (by tag); views, not copies. Throws ERR_BUNDLE_CORRUPT. */
-export function partsFromSections(sections: ReadonlyMap<string, Uint8Array>): PolicyParts {
-  const get = (tag: string): Uint8Array => sections.get(tag) ?? corrupt(`section ${tag} is missing`);
-  let meta: PolicyMeta;
-  try {
-    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(get('META'))) as PolicyMeta;
-  } catch (err) {
-    if (err instanceof SafespotError) throw err;
-    return corrupt('META section is not JSON');
-  }
-  if (!meta || !Array.isArray(meta.lists) || !Array.isArray(meta.profiles) || meta.profiles.length < 1) corrupt('META section has the wrong shape');
-  const store = (prefix: string): StoreArrays => {
-    const t = (f: (typeof STORE_FIELDS)[number]) => get(`${prefix}${FIELD_TAGS[f].slice(0, 3)}`);
-    const u32 = (f: (typeof STORE_FIELDS)[number]) => view(t(f), 4, (b, o, n) => new Uint32Array(b, o, n));
-    const u16 = (f: (typeof STORE_FIELDS)[number]) => view(t(f), 2, (b, o, n) => new Uint16Array(b, o, n));
-    return {
-      hi: u32('hi'),
-      lo: u32('lo'),
-      list: u16('list'),
-      shortHi: u32('shortHi'),
-      shortLo: u32('shortLo'),
-      shortLen: new Uint8Array(t('shortLen')),
-      shortList: u16('shortList'),
-    };
-  };
-  return { meta, block: store('B'), allow: store('A') };
-}
-
-/** Content hash over the sections (tag, length, bytes): the policy version. */
-export function sectionsVersion(sections: readonly Section[]): string {
-  const h = createHash('sha256');
-  const len = new Uint8Array(4);
-  for (const s of sections) {
-    h.update(s.tag);
-    new DataView(len.buffer).setUint32(0, s.bytes.byteLength);
-    h.update(len);
-    h.update(s.bytes);
-  }
-  return h.digest('hex').slice(0, 16);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,7 +144,7 @@ export class Policy {
       try {
         nets = CidrSet.parse(p.clients);
       } catch {
-        return corrupt(`profile "${p.name}" has an invalid client network`);
+        throw new SafespotError('ERR_BUNDLE_CORRUPT', `policy: profile "${p.name}" has an invalid client network`);
       }
       return { view: Object.freeze({ name: p.name, safeSearch: p.safeSearch, intercept: Object.freeze({ ...p.intercept }) }), nets, applies };
     });
