@@ -151,7 +151,8 @@ ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
 
 # 3. apt inside the image uses the same mirror (plus updates and, when the host has it, security).
-security=$(grep -hsoE 'https?://[^ ]*debian-security[^ ]*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list | head -n 1 || true)
+security=$(grep -hsE '^(URIs:|deb) ' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list |
+  grep -oE 'https?://[^ ]*debian-security[^ ]*' | head -n 1 || true)
 rm -f "$rootfs/etc/apt/sources.list"
 {
   printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$MIRROR" "$SUITE" "$SUITE"
