@@ -60,6 +60,8 @@ export class ListCache {
   readonly dir: string;
   readonly #warn: (message: string) => void;
   #made = false;
+  /** Writes of one id run one after another (a write removes the bodies its metadata does not name). */
+  readonly #chains = new Map<string, Promise<unknown>>();
 
   /** `dir` is the cache folder itself (serve passes `join(state.dir, 'lists')`). */
   constructor(dir: string, opts: { warn?: (message: string) => void } = {}) {
@@ -119,8 +121,12 @@ export class ListCache {
   }
 
   /** Store `body` as the last good copy of `id`, atomically. Returns the metadata written. */
-  async write(id: string, body: Uint8Array, info: CacheWriteInfo): Promise<CacheMeta> {
+  write(id: string, body: Uint8Array, info: CacheWriteInfo): Promise<CacheMeta> {
     checkId(id);
+    return this.serial(id, () => this.writeNow(id, body, info));
+  }
+
+  private async writeNow(id: string, body: Uint8Array, info: CacheWriteInfo): Promise<CacheMeta> {
     await this.ensureDir();
     const sha256 = sha256Hex(body);
     const meta: CacheMeta = {
@@ -143,7 +149,12 @@ export class ListCache {
   }
 
   /** After a 304: record the new check time and validators; the body stays. No-op without metadata. */
-  async touch(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<CacheMeta | null> {
+  touch(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<CacheMeta | null> {
+    checkId(id);
+    return this.serial(id, () => this.touchNow(id, update));
+  }
+
+  private async touchNow(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<CacheMeta | null> {
     const meta = await this.readMeta(id);
     if (meta === null) return null;
     const next: CacheMeta = {
@@ -155,6 +166,16 @@ export class ListCache {
     await this.writeAtomic(this.metaPath(id), Buffer.from(`${JSON.stringify(next, null, 1)}\n`));
     await this.syncDir();
     return next;
+  }
+
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.#chains.get(id) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#chains.set(id, tail);
+    void tail.then(() => {
+      if (this.#chains.get(id) === tail) this.#chains.delete(id);
+    });
+    return run;
   }
 
   private metaPath(id: string): string {
