@@ -151,13 +151,17 @@ function downsampleTo64(luma: Float32Array, w: number, h: number): Float32Array 
   const scratch = new Float32Array(w * h);
   const winAlongRows = jaroszWindow(w);
   const winAlongCols = jaroszWindow(h);
+  const sampleCols = Array.from({ length: 64 }, (_, j) => Math.trunc(((j + 0.5) * w) / 64));
   for (let pass = 0; pass < NUM_JAROSZ_PASSES; pass++) {
     for (let r = 0; r < h; r++) box1d(luma, scratch, r * w, w, 1, winAlongRows);
-    for (let c = 0; c < w; c++) box1d(scratch, luma, c, h, w, winAlongCols);
+    if (pass < NUM_JAROSZ_PASSES - 1) boxColumns(scratch, luma, w, h, winAlongCols);
+    // The last column pass is needed only in the columns the decimation samples; columns are
+    // independent, so filtering just those gives the same values there.
+    else for (const c of new Set(sampleCols)) box1d(scratch, luma, c, h, w, winAlongCols);
   }
   for (let i = 0; i < 64; i++) {
     const src = Math.trunc(((i + 0.5) * h) / 64) * w;
-    for (let j = 0; j < 64; j++) out[i * 64 + j] = luma[src + Math.trunc(((j + 0.5) * w) / 64)]!;
+    for (let j = 0; j < 64; j++) out[i * 64 + j] = luma[src + sampleCols[j]!]!;
   }
   return out;
 }
@@ -200,6 +204,49 @@ function box1d(src: Float32Array, dst: Float32Array, start: number, len: number,
     sum = f(sum - src[li]!);
     count--;
     dst[oi] = sum / count;
+  }
+}
+
+/**
+ * box1d down every column at once: the same additions in the same order per column as
+ * box1d(src, dst, c, h, w, win) for each c, but walking rows so memory is read sequentially
+ * (a column walk touches a new cache line per sample). Each store into the Float32Array rounds
+ * like the reference's float, and the stored value (not the expression) is what is read back.
+ */
+function boxColumns(src: Float32Array, dst: Float32Array, w: number, h: number, win: number): void {
+  const half = Math.trunc((win + 2) / 2);
+  const p1 = half - 1;
+  const p2 = win - half + 1;
+  const p3 = h - win;
+  const p4 = half - 1;
+  const sums = new Float32Array(w);
+  let li = 0;
+  let ri = 0;
+  let oi = 0;
+  let count = 0;
+  for (let i = 0; i < p1; i++, ri += w) {
+    for (let c = 0; c < w; c++) sums[c] = sums[c]! + src[ri + c]!;
+    count++;
+  }
+  for (let i = 0; i < p2; i++, ri += w, oi += w) {
+    count++;
+    for (let c = 0; c < w; c++) {
+      sums[c] = sums[c]! + src[ri + c]!;
+      dst[oi + c] = sums[c]! / count;
+    }
+  }
+  for (let i = 0; i < p3; i++, li += w, ri += w, oi += w) {
+    for (let c = 0; c < w; c++) {
+      sums[c] = Math.fround(sums[c]! + src[ri + c]!) - src[li + c]!;
+      dst[oi + c] = sums[c]! / count;
+    }
+  }
+  for (let i = 0; i < p4; i++, li += w, oi += w) {
+    count--;
+    for (let c = 0; c < w; c++) {
+      sums[c] = sums[c]! - src[li + c]!;
+      dst[oi + c] = sums[c]! / count;
+    }
   }
 }
 
