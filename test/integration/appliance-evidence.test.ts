@@ -6,58 +6,15 @@
  * loss window (one second).
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
+import { CLI_DEMO_DIR as DEMO, runCli, serve } from '../helpers/appliance.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { startPrometheus } from '../helpers/prometheus.js';
 import { startHttpUpstream, startHttpsUpstream } from '../helpers/upstream.js';
 
-const ROOT = resolve(import.meta.dirname, '..', '..', '..');
-const CLI = join(ROOT, 'dist', 'appliance', 'cli.js');
-const DEMO = join(ROOT, 'appliance', 'demo');
-
-interface Running {
-  child: ChildProcess;
-  forward: number;
-  admin: number;
-  log: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Start `safespot serve` and read the bound ports from its "safespot serving" log line. */
-async function serve(config: string): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return new Promise((resolvePorts, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 20_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      for (const line of log.split('\n')) {
-        if (!line.includes('"safespot serving"')) continue;
-        const j = JSON.parse(line) as { listeners: { forward: { port: number } }; admin: string };
-        clearTimeout(timer);
-        resolvePorts({ child, forward: j.listeners.forward.port, admin: Number(j.admin.split(':').pop()), log: () => log, exited });
-        return;
-      }
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code}:\n${log}`)));
-  });
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((r) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.on('exit', (code) => r({ code, stdout, stderr }));
-  });
-}
 
 t.test('metrics, Prometheus and the audit report agree with the traffic sent', async (t) => {
   const pki = makeTestPki();
