@@ -86,7 +86,8 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const conn = connOf(req.socket);
     if (!conn) {
-      req.socket.destroy();
+      // Refused at admission: the refusal is already written and the socket is closing.
+      req.resume();
       return;
     }
     const route = listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req);
@@ -98,8 +99,9 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = connOf(socket);
-    const route = conn && (listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req));
-    if (!conn || !route) {
+    if (!conn) return; // refused at admission; already answered
+    const route = listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req);
+    if (!route) {
       endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
       return;
     }
@@ -107,10 +109,7 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
   });
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = connOf(socket);
-    if (!conn) {
-      socket.destroy();
-      return;
-    }
+    if (!conn) return; // refused at admission; already answered
     if (listener !== 'forward') {
       endWith(socket, rawHttpResponse(405, 'safespot: CONNECT is served on the explicit proxy listener only\n'));
       return;

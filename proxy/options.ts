@@ -51,8 +51,16 @@ export interface ProxyOptions {
     readonly drainTimeout: number;
   };
   readonly blockPage: BlockPageOptions;
-  /** More addresses of this appliance that must never be a destination (e.g. the admin listener's). */
+  /**
+   * More addresses of this appliance: refused as destinations unless allowPrivate (the addresses of
+   * local interfaces are added automatically).
+   */
   readonly ownAddresses?: readonly string[];
+  /**
+   * Endpoints of this appliance that are never a destination, even with allowPrivate (the admin
+   * listener). The proxy's own listeners are always included.
+   */
+  readonly ownEndpoints?: readonly Endpoint[];
 }
 
 /** Shared by the protocol steps of one proxy. */

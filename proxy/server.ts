@@ -51,6 +51,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, observer: Obs
     { allowPrivate: opts.upstream.allowPrivate, connectTimeoutMs: opts.upstream.connectTimeoutMs },
     opts.ownAddresses ?? [],
   );
+  for (const e of opts.ownEndpoints ?? []) upstream.addOwnEndpoint(e);
   const ctx: EdgeContext = {
     opts,
     observer,

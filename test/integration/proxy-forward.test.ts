@@ -182,3 +182,21 @@ t.test('clients outside the client networks are refused with 403', async (t) => 
   t.match(ok.toString(), /^HTTP\/1\.1 200[\s\S]*hello from http/);
 });
 
+
+t.test('ownEndpoints (the admin listener) are refused even with allowPrivate; wildcard hosts cover loopback', async (t) => {
+  for (const host of ['127.0.0.1', '0.0.0.0']) {
+    const obs = recordingObserver();
+    const p = await startTestProxy(
+      t,
+      { ...testOptions(hosts, { listeners: { forward: { host: '127.0.0.1', port: 0 } } }), ownEndpoints: [{ host, port: up.port }] },
+      testHooks(),
+      obs,
+    );
+    const a = new ProxyAgent({ uri: `http://127.0.0.1:${p.port('forward')}`, proxyTunnel: false });
+    t.teardown(() => a.close());
+    const res = await request(`http://127.0.0.1:${up.port}/hello`, { dispatcher: a });
+    await res.body.dump();
+    t.equal(res.statusCode, 403, `own endpoint ${host}:${up.port} refused`);
+    t.equal(obs.count('upstream refused_destination'), 1);
+  }
+});
