@@ -61,16 +61,19 @@ export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: So
       return true;
     }
     if (ctx.opts.tls.notTls !== 'allow') return false;
-    void ctx.upstream.connect(verdict.connectHost ?? target.host, target.port).then(
-      (up) => {
-        if (socket.destroyed) return up.destroy();
-        splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
-      },
-      (err) => {
-        ctx.observer.upstreamError(upstreamReason(err));
-        socket.destroy();
-      },
-    );
+    ctx.upstream
+      .connect(verdict.connectHost ?? target.host, target.port)
+      .then(
+        (up) => {
+          if (socket.destroyed) return void up.destroy();
+          splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
+        },
+        (err: unknown) => {
+          ctx.observer.upstreamError(upstreamReason(err));
+          socket.destroy();
+        },
+      )
+      .catch(() => socket.destroy());
     return true;
   };
   void passTls(ctx, socket, head, conn, target, notTls).catch(() => socket.destroy());

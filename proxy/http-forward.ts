@@ -115,7 +115,7 @@ export class HttpForwarder {
       req.resume();
       return;
     }
-    void this.forward(req, res, route, verdict.connectHost ?? route.host);
+    this.forward(req, res, route, verdict.connectHost ?? route.host).catch((err: unknown) => this.fail(res, err));
   }
 
   private fail(res: ServerResponse, err: unknown): void {

@@ -13,6 +13,7 @@
  *
  * URLs and client addresses go to the Observer only when recordUrls / recordClients say so.
  */
+import { combineObservers } from '../audit/metrics.js';
 import type { Decision } from '../policy/decision.js';
 import { BLOCK_NO_POLICY, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
@@ -79,7 +80,9 @@ function urlHost(url: string): string | null {
   }
 }
 
-export function createPolicyHooks(holder: PolicyHolder, observer: Observer, opts: PolicyHookOptions): Hooks {
+export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, opts: PolicyHookOptions): Hooks {
+  // A failing observer must not turn into a failed (blocked) decision.
+  const observer = combineObservers(rawObserver);
   const report = (
     conn: ConnInfo,
     protocol: 'connect' | 'tls' | 'http',

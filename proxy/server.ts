@@ -4,6 +4,7 @@
  * hooks (proxy/policy-hooks.ts) and the observer (audit/), and calls this.
  */
 import { Agent } from 'node:http';
+import { combineObservers } from '../audit/metrics.js';
 import type { Server } from 'node:net';
 import type { Hooks, ListenerName, Observer } from './hooks.js';
 import { HttpForwarder } from './http-forward.js';
@@ -40,7 +41,9 @@ function listen(server: Server, e: Endpoint): Promise<Endpoint> {
   });
 }
 
-export async function startProxy(opts: ProxyOptions, hooks: Hooks, observer: Observer): Promise<ProxyHandle> {
+export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: Observer): Promise<ProxyHandle> {
+  // An observer that throws must not break a connection or the process.
+  const observer = combineObservers(rawObserver);
   const resolver = new Resolver({
     hosts: opts.upstream.hosts,
     dnsCacheTtlMs: opts.upstream.dnsCacheTtlMs,

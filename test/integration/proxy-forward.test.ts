@@ -200,3 +200,37 @@ t.test('ownEndpoints (the admin listener) are refused even with allowPrivate; wi
     t.equal(obs.count('upstream refused_destination'), 1);
   }
 });
+
+t.test('a throwing observer does not break traffic; throwing hooks fail closed', async (t) => {
+  const throwing = new Proxy(recordingObserver(), {
+    get: (target, key) => (key === 'events' || key === 'count' ? Reflect.get(target, key) : () => { throw new Error('observer down'); }),
+  });
+  const origWrite = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (() => true) as typeof process.stderr.write; // combineObservers reports once on stderr
+  t.teardown(() => {
+    process.stderr.write = origWrite;
+  });
+  const p = await startTestProxy(t, testOptions(hosts, { listeners: { forward: { host: '127.0.0.1', port: 0 } } }), testHooks(), throwing);
+  const a = new ProxyAgent({ uri: `http://127.0.0.1:${p.port('forward')}`, proxyTunnel: false });
+  t.teardown(() => a.close());
+  const ok = await request('http://allowed.test/hello', { dispatcher: a });
+  t.equal(ok.statusCode, 200);
+  t.equal(await ok.body.text(), 'hello from http\n');
+
+  const boom = () => {
+    throw new Error('policy bug');
+  };
+  const q = await startTestProxy(
+    t,
+    testOptions(hosts, { listeners: { forward: { host: '127.0.0.1', port: 0 } } }),
+    { onConnect: boom, onClientHello: boom, onRequest: boom },
+    recordingObserver(),
+  );
+  const b = new ProxyAgent({ uri: `http://127.0.0.1:${q.port('forward')}`, proxyTunnel: false });
+  t.teardown(() => b.close());
+  const res = await request('http://allowed.test/hello', { dispatcher: b });
+  t.equal(res.statusCode, 503, 'fail closed');
+  t.match(await res.body.text(), /Filtering is not ready/);
+  const c = await exchange(q.port('forward'), 'CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n');
+  t.match(c.toString(), /^HTTP\/1\.1 503/);
+});
