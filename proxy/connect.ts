@@ -16,7 +16,7 @@ import { connectRefusal } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { parseAuthority } from './http-forward.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith, rawHttpResponse } from './refuse.js';
+import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { passTls, type TlsTarget } from './tls-passthrough.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
@@ -32,7 +32,7 @@ export function looksLikeHttp(bytes: Buffer): boolean {
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
 export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {
-  socket.on('error', () => {});
+  handleErrors(socket);
   const target = parseAuthority(req.url ?? '', 0);
   if (!target || target.port === 0 || !/:\d{1,5}$/.test(req.url ?? '')) {
     endWith(socket, rawHttpResponse(400, 'safespot: CONNECT needs host:port\n'));

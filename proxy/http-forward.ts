@@ -16,7 +16,7 @@ import { ERRORS, SafespotError } from '../policy/errors.js';
 import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith, rawHttpResponse } from './refuse.js';
+import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
 
@@ -195,7 +195,7 @@ export class HttpForwarder {
 
   /** An Upgrade request (WebSocket): decide, then splice the raw connection to the upstream server. */
   async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, route: HttpRoute): Promise<void> {
-    socket.on('error', () => {});
+    handleErrors(socket);
     const verdict = this.decide(route.url, conn);
     if (verdict.decision.action === 'block') {
       const page = blockPage(verdict.decision, req.headers['accept-language'], this.ctx.opts.blockPage);

@@ -12,7 +12,7 @@ import { handleConnect, type TunnelHttp } from './connect.js';
 import type { ConnInfo, ListenerName } from './hooks.js';
 import { HttpForwarder, routeAbsolute, type HttpRoute } from './http-forward.js';
 import type { EdgeContext } from './options.js';
-import { endWith, rawHttpResponse } from './refuse.js';
+import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import type { TlsTarget } from './tls-passthrough.js';
 import { transparentRoute, tunnelRoute } from './transparent-http.js';
 
@@ -74,7 +74,7 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
   const refused = new WeakSet<Socket>();
   // Runs before node:http's own connection listener, so a refused client never reaches the parser.
   server.prependListener('connection', (socket: Socket) => {
-    socket.on('error', () => {});
+    handleErrors(socket);
     const admission = ctx.gate.admit(socket, listener);
     if (admission.ok) return;
     refused.add(socket);

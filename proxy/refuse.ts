@@ -10,9 +10,23 @@ import { STATUS_CODES } from 'node:http';
 
 const GRACE_MS = 2000;
 
+const guarded = new WeakSet<Socket>();
+
+/**
+ * Give a socket its one error listener (errors then end the socket instead of the process). Each
+ * step calls this on the sockets it touches; the listener is added once, however many steps do.
+ */
+export function handleErrors(socket: Socket): void {
+  if (guarded.has(socket)) return;
+  guarded.add(socket);
+  socket.on('error', ignore);
+}
+
+function ignore(): void {}
+
 export function endWith(socket: Socket, message: Buffer | string): void {
   if (socket.destroyed) return;
-  socket.on('error', () => {});
+  handleErrors(socket);
   const timer = setTimeout(() => socket.destroy(), GRACE_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));

@@ -9,7 +9,7 @@ import { ERRORS, SafespotError, type TlsAlertName } from '../policy/errors.js';
 import type { ClientHelloInfo, ConnInfo } from './hooks.js';
 import { readClientHello } from './hello-reader.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith } from './refuse.js';
+import { endWith, handleErrors } from './refuse.js';
 import { tlsAlertRecord } from './tls-alert.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
@@ -49,7 +49,7 @@ export async function passTls(
   onNotTls?: NotTlsHandler,
 ): Promise<void> {
   const { observer } = ctx;
-  socket.on('error', () => {});
+  handleErrors(socket);
   socket.setTimeout(0); // the ClientHello has its own timer; the tunnel sets the idle timeout
   const outcome = await readClientHello(socket, head, {
     maxBytes: ctx.opts.tls.clientHelloMaxBytes,

@@ -6,11 +6,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { EdgeContext } from './options.js';
 import { refuseTls, passTls } from './tls-passthrough.js';
+import { handleErrors } from './refuse.js';
 
 export function createTransparentTlsServer(ctx: EdgeContext): Server {
   const server = createServer({ noDelay: true, pauseOnConnect: true });
   server.on('connection', (socket: Socket) => {
-    socket.on('error', () => {});
+    handleErrors(socket);
     const admission = ctx.gate.admit(socket, 'tls');
     if (!admission.ok) {
       // Over a limit: just close. Outside the client networks: the alert says why.

@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
+import { handleErrors } from './refuse.js';
 
 export interface SpliceOptions {
   /** Destroy both sockets after this long without traffic on either one (0 = never). */
@@ -15,9 +16,8 @@ export interface SpliceOptions {
 }
 
 export function splice(client: Socket, upstream: Socket, head: Buffer, opts: SpliceOptions): void {
-  const noop = (): void => {};
-  client.on('error', noop);
-  upstream.on('error', noop);
+  handleErrors(client);
+  handleErrors(upstream);
   if (head.length > 0) upstream.write(head);
   let open = 2;
   const settled = (): void => {

@@ -12,6 +12,7 @@ import { SafespotError } from '../policy/errors.js';
 import { CidrSet } from '../policy/ip.js';
 import type { Observer } from './hooks.js';
 import { privateAddressReason, sameAddress, type Resolved, type Resolver } from './resolver.js';
+import { handleErrors } from './refuse.js';
 
 export interface Endpoint {
   readonly host: string;
@@ -119,7 +120,7 @@ export function connectTcp(address: string, port: number, timeoutMs: number): Pr
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
-      socket.on('error', () => {}); // the tunnel or request that takes the socket adds its own handling
+      handleErrors(socket); // until the tunnel or request that takes the socket handles it
       resolve(socket);
     });
   });

@@ -22,6 +22,10 @@ import {
   testOptions,
 } from '../helpers/clients.js';
 
+// Listener leaks (an error listener added per step) show up as process warnings.
+const warnings: string[] = [];
+process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
+
 const pki = makeTestPki();
 t.teardown(() => pki.cleanup());
 const https = await startHttpsUpstream(pki);
@@ -189,4 +193,8 @@ t.test('notTls: allow splices other bytes to the authority', async (t) => {
   s.write('hello?\r\n\r\n');
   const back = await readAll(s);
   t.match(back.toString(), /^HTTP\/1\.1 400/);
+});
+
+t.test('no process warnings (listener leaks) after all of the above', async (t) => {
+  t.same(warnings, []);
 });

@@ -25,6 +25,10 @@ import {
   testOptions,
 } from '../helpers/clients.js';
 
+// Listener leaks (an error listener added per step) show up as process warnings.
+const warnings: string[] = [];
+process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
+
 const pki = makeTestPki();
 t.teardown(() => pki.cleanup());
 const upstream = await startHttpsUpstream(pki);
@@ -184,4 +188,8 @@ t.test('clients outside the client networks get access_denied at once', async (t
   const res = await exchange(narrow.port('tls'), captures.node!);
   t.ok(isAlert(res, 0x31), res.toString('hex'));
   t.equal(obs.count('limit client_forbidden'), 1);
+});
+
+t.test('no process warnings (listener leaks) after all of the above', async (t) => {
+  t.same(warnings, []);
 });
