@@ -109,9 +109,11 @@ export class HttpForwarder {
     if (this.ctx.draining) res.shouldKeepAlive = false;
     if (verdict.decision.action === 'block') {
       const page = blockPage(verdict.decision, req.headers['accept-language'], this.ctx.opts.blockPage);
+      // A refused request's body is not wanted: read and drop it (closing with unread bytes would
+      // reset the connection and lose the page), and do not keep such a connection alive.
+      if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
       res.writeHead(page.status, page.headers);
       res.end(page.body);
-      // The request body (if any) is not wanted; drain it so the connection can be reused.
       req.resume();
       return;
     }
