@@ -1,8 +1,9 @@
 /**
- * `safespot compile --config FILE -o FILE`: compile every URL list of a config into one policy
- * bundle. Writes the bundle atomically (temporary file, then rename) and prints a one-line summary
- * to stderr (lists, entries, malformed lines, version), plus one line per list with malformed lines
- * (line numbers only: a hashed list's text never leaves it).
+ * `safespot compile --config FILE -o FILE`: compile every list of a config (URL and image hash
+ * lists) into one policy bundle. Writes the bundle atomically (temporary file, then rename) and
+ * prints a one-line summary to stderr (lists, entries, malformed lines, version), plus one line per
+ * URL list with malformed lines and one per image list (line numbers only: a hashed list's text
+ * never leaves it).
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { encodeBundle } from '../policy/bundle.js';
@@ -33,10 +34,23 @@ export function describeCompile(policy: Policy, io: Io, output?: string): void {
       io.stderr.write(`safespot compile: list "${l.id}": ${l.report.shortPrefixes} entr(ies) are hash prefixes shorter than 8 bytes and match on those bytes only\n`);
     }
   }
-  for (const s of meta.skipped) io.stderr.write(`safespot compile: list "${s.id}": ${s.note}\n`);
+  const images = meta.images ?? [];
+  let imageEntries = 0;
+  for (const l of images) {
+    imageEntries += l.entries;
+    const r = l.report;
+    const notes = [`${l.entries} entries`];
+    if (r.duplicates > 0) notes.push(`${r.duplicates} duplicate(s)`);
+    if (r.lowQuality > 0) notes.push(`${r.lowQuality} PDQ hash(es) below quality ${policy.images?.options.pdqMinQuality ?? 50} dropped`);
+    if (r.malformed > 0) {
+      const more = r.malformed > r.malformedLines.length ? ', …' : '';
+      notes.push(`${r.malformed} malformed line(s) skipped (line ${r.malformedLines.join(', ')}${more})`);
+    }
+    io.stderr.write(`safespot compile: list "${l.id}": image list (${l.kind}, ${l.mode}), ${notes.join(', ')}\n`);
+  }
   io.stderr.write(
     `safespot compile: ${meta.lists.length} URL list(s), ${entries} entries, ${malformed} malformed line(s), ` +
-      `${duplicates} duplicate(s), ${meta.skipped.length} image list(s) skipped, version ${policy.version}` +
+      `${duplicates} duplicate(s), ${images.length} image list(s) with ${imageEntries} entries, version ${policy.version}` +
       `${output ? ` -> ${output}` : ''}\n`,
   );
 }

@@ -2,22 +2,21 @@
  * From a validated Config to the plain compile input of policy/: read each list's source file and
  * carry the list options, allowlist and profiles across. File sources only for now; https:// sources
  * (download, refresh, last-good copy) come with the list-refresh issue and are refused clearly here.
- * Image lists are passed without text: the URL policy records them as skipped.
+ * Image hash lists (md5, sha1, sha256, pdq) are read the same way; the `images` config section
+ * gives their matching options.
  */
 import { readFileSync } from 'node:fs';
 import { SafespotError } from '../policy/errors.js';
-import { URL_KINDS } from '../policy/lists.js';
 import type { CompileInput, ListInput } from '../policy/policy.js';
 import type { Config } from './config.js';
 
 const isUrlSource = (s: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
 
-/** Read every URL list named by `config` and build the compile input. Throws ERR_LIST_READ listing every unreadable source. */
+/** Read every list named by `config` and build the compile input. Throws ERR_LIST_READ listing every unreadable source. */
 export function compileInputFromConfig(config: Readonly<Config>, read: (path: string) => Uint8Array = readFileSync): CompileInput {
   const problems: string[] = [];
   const lists: ListInput[] = config.lists.map((l) => {
     const base = { id: l.id, category: l.category, kind: l.kind, mode: l.mode, overridable: l.overridable };
-    if (!(URL_KINDS as readonly string[]).includes(l.kind)) return base;
     if (isUrlSource(l.source)) {
       problems.push(`list "${l.id}": source ${l.source} is a URL; this command reads files only so far (download it to a file and point source at the file)`);
       return base;
@@ -43,5 +42,6 @@ export function compileInputFromConfig(config: Readonly<Config>, read: (path: st
     })),
     safeSearch: config.safeSearch,
     intercept: config.intercept,
+    images: { pdqDistance: config.images.pdqDistance, pdqMinQuality: config.images.pdqMinQuality, dihedral: config.images.dihedral },
   };
 }

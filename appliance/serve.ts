@@ -42,9 +42,7 @@ export interface Appliance {
 const BUNDLE_FILE = 'last-good.bundle';
 
 function proxyOptions(c: Readonly<Config>): ProxyOptions {
-  const own = c.admin ? [c.admin.host] : [];
   return {
-    ownAddresses: own,
     listeners: c.listeners,
     clients: CidrSet.parse(c.clients),
     upstream: {
@@ -109,7 +107,9 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
       const r = l.report;
       if (r.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: r.malformed, lines: r.malformedLines });
     }
-    for (const s of policy.parts.meta.skipped) log.info('list not in the URL policy', { list: s.id, kind: s.kind, note: s.note });
+    for (const l of policy.parts.meta.images ?? []) {
+      if (l.report.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: l.report.malformed, lines: l.report.malformedLines });
+    }
     try {
       saveLastGood(c.state.dir, encodeBundle(policy));
     } catch (err) {
@@ -150,8 +150,6 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
     noSni: c.tls.noSni,
     ech: c.tls.ech,
   });
-  const proxy = await startProxy(proxyOptions(config), createPolicyHooks(holder, observer, hookOptions(config)), observer);
-
   const token = config.admin?.tokenFile ? readTokenFile(config.admin.tokenFile) : undefined;
   const admin = config.admin
     ? await startAdmin({
@@ -166,6 +164,15 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
         },
       })
     : null;
+  // The admin listener is never a destination, not even with upstream.allowPrivate.
+  const ownEndpoints = admin && config.admin ? [{ host: config.admin.host, port: admin.port }] : [];
+  const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
+    async (err: unknown) => {
+      await admin?.close();
+      journal.close();
+      throw err;
+    },
+  );
 
   const selftest = (): void => {
     const policy = holder.current;

@@ -13,8 +13,9 @@
  *  …       section bytes, each starting on an 8-byte boundary (zero padding between)
  *  end-32  SHA-256 of every byte before it
  *
- * The URL policy's sections are META (JSON) and the typed arrays of the block and allow stores
- * (see policySections in policy.ts); the image side adds its own sections with its own tags, and
+ * The policy's sections are META (JSON), the typed arrays of the block and allow stores, and, when
+ * the policy has image lists, the ImageMatcher's sections IMET, IMD5, ISH1, IS32, IPDQ (see
+ * policySections in sections.ts); callers may add extra sections with their own tags, and
  * `readBundleSections` hands them over. Decoding checks magic, version, lengths, alignment and the
  * checksum before anything is used, and the store arrays are views onto the bundle bytes (no copy),
  * so a million entries load in milliseconds. Typed arrays are in the machine's byte order, which

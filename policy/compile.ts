@@ -1,15 +1,17 @@
 /**
  * Compile: plain inputs (list texts, allow entries, profiles, options) into PolicyParts. No fs: the
  * appliance reads the files (appliance/lists-load.ts). Every URL list is parsed, each entry hashed
- * and added to one store; allow entries go to a second store keyed by profile. Image lists are
- * recorded as skipped (they are the image side's). Problems of the inputs are collected and thrown
- * together as ERR_CONFIG_INVALID; a list that is mostly garbage throws ERR_LIST_INVALID.
+ * and added to one store; allow entries go to a second store keyed by profile. Image hash lists
+ * (md5, sha1, sha256, pdq) are parsed with parseImageList and compiled into one ImageMatcher. Problems
+ * of the inputs are collected and thrown together as ERR_CONFIG_INVALID; a list that is mostly
+ * garbage throws ERR_LIST_INVALID.
  */
 import { SafespotError } from './errors.js';
 import { HashStoreBuilder } from './hash-store.js';
+import { IMAGE_LIST_KINDS, ImageMatcher, parseImageList, type ImageListInput, type ImageListKind, type ImageMatcherOptions } from './image-lists.js';
 import { CidrSet } from './ip.js';
 import { listHost, pageExpression, parseUrlList, URL_KINDS, type UrlListKind } from './lists.js';
-import type { InterceptOptions, ListMeta, ListMode, PolicyParts, ProfileMeta } from './sections.js';
+import type { ImageListMeta, InterceptOptions, ListMeta, ListMode, PolicyParts, ProfileMeta } from './sections.js';
 import { sha256StringWords } from './sha256.js';
 
 /** One list as compile gets it: the config entry and its text (bytes or string). */
@@ -20,7 +22,7 @@ export interface ListInput {
   readonly mode?: ListMode;
   /** Default true; ignored (false) for category csam. */
   readonly overridable?: boolean;
-  /** The list body; image kinds may leave it out. */
+  /** The list body (every kind, image lists included). */
   readonly text?: string | Uint8Array;
 }
 
@@ -43,7 +45,11 @@ export interface CompileInput {
   readonly intercept?: InterceptOptions;
   /** Entries of each decision cache (default 65,536). */
   readonly cacheSize?: number;
+  /** Image matching options (config `images`); defaults: distance 31, quality 50, no dihedral. */
+  readonly images?: Partial<ImageMatcherOptions>;
 }
+
+const IMAGE_DEFAULTS: ImageMatcherOptions = Object.freeze({ pdqDistance: 31, pdqMinQuality: 50, dihedral: false });
 
 const DEFAULT_CACHE = 65_536;
 const NO_INTERCEPT: InterceptOptions = Object.freeze({ enabled: false, include: [], exclude: [] });
@@ -75,14 +81,20 @@ function addExpressions(builder: HashStoreBuilder, list: number, expressions: re
 export function compileParts(input: CompileInput): PolicyParts {
   const problems: string[] = [];
   const lists: ListMeta[] = [];
-  const skipped: Array<{ id: string; kind: string; note: string }> = [];
+  const images: ImageListMeta[] = [];
+  const imageInputs: ImageListInput[] = [];
+  const imageOptions: ImageMatcherOptions = { ...IMAGE_DEFAULTS, ...input.images };
   const block = new HashStoreBuilder();
-  const urlListIds = new Set<string>();
   const allIds = new Set<string>();
   for (const l of input.lists) {
     allIds.add(l.id);
+    if ((IMAGE_LIST_KINDS as readonly string[]).includes(l.kind)) {
+      if (l.text === undefined) problems.push(`list "${l.id}" has no text`);
+      else compileImageList(l, l.kind as ImageListKind, l.text, imageOptions, images, imageInputs);
+      continue;
+    }
     if (!(URL_KINDS as readonly string[]).includes(l.kind)) {
-      skipped.push({ id: l.id, kind: l.kind, note: `image list (${l.kind}): matched by the image side, not compiled into the URL policy` });
+      problems.push(`list "${l.id}": unknown kind "${l.kind}"`);
       continue;
     }
     if (lists.length >= 0xffff) problems.push(`too many URL lists (at most 65535)`);
@@ -102,7 +114,6 @@ export function compileParts(input: CompileInput): PolicyParts {
     } else {
       added = addExpressions(block, number, parsed.expressions);
     }
-    urlListIds.add(l.id);
     lists.push({
       id: l.id,
       category: l.category,
@@ -146,18 +157,58 @@ export function compileParts(input: CompileInput): PolicyParts {
     profiles.push({
       name: p.name,
       clients: [...p.clients],
-      lists: p.lists ? p.lists.filter((id) => urlListIds.has(id)) : null,
+      // URL and image list ids alike; each side picks its own.
+      lists: p.lists ? p.lists.filter((id) => allIds.has(id)) : null,
       safeSearch: p.safeSearch ?? top.safeSearch,
       intercept: p.intercept ?? top.intercept,
     });
   });
   if (profiles.length > 0xffff) problems.push('too many profiles');
+  if (images.length > 0xffff) problems.push('too many image lists (at most 65535)');
   if (problems.length) configError(problems);
+  let matcher: ImageMatcher | null = null;
+  if (imageInputs.length > 0) {
+    try {
+      matcher = ImageMatcher.compile(imageInputs, imageOptions);
+    } catch (err) {
+      if (err instanceof SafespotError && err.code === 'ERR_LIST_INVALID') configError([`images: ${err.message}`]);
+      throw err;
+    }
+  }
   return {
-    meta: { lists, skipped, profiles, allowEntries, cacheSize: input.cacheSize ?? DEFAULT_CACHE },
+    meta: { lists, images, profiles, allowEntries, cacheSize: input.cacheSize ?? DEFAULT_CACHE },
     block: block.build(lists.length).arrays,
     allow: allow.build(profiles.length).arrays,
+    images: matcher,
   };
+}
+
+/**
+ * Parse one image list into `metas` and `inputs` (same index = image list number). A list that is
+ * mostly garbage throws ERR_LIST_INVALID naming the list (never its content).
+ */
+function compileImageList(
+  l: ListInput,
+  kind: ImageListKind,
+  text: string | Uint8Array,
+  options: ImageMatcherOptions,
+  metas: ImageListMeta[],
+  inputs: ImageListInput[],
+): void {
+  // Non-UTF-8 bytes become U+FFFD and so a malformed line, like any other bad line.
+  const body = typeof text === 'string' ? text : new TextDecoder('utf-8').decode(text);
+  let list;
+  try {
+    list = parseImageList(body, kind, { pdqMinQuality: options.pdqMinQuality });
+  } catch (err) {
+    if (err instanceof SafespotError) {
+      throw new SafespotError(err.code, `list "${l.id}": ${err.message}`, { details: err.details });
+    }
+    throw err;
+  }
+  const mode = l.mode ?? 'enforce';
+  metas.push({ id: l.id, category: l.category, kind, entries: list.count, duplicates: list.report.duplicates, mode, report: list.report });
+  inputs.push({ id: l.id, category: l.category, mode, list });
 }
 
 /** Compile plain inputs into a Policy. */

@@ -193,7 +193,11 @@ export class ImageMatcher {
     this.index = HammingIndex.build(pdq);
   }
 
-  /** Compile parsed lists. A digest on several lists keeps the first enforce list, else the first. */
+  /**
+   * Compile parsed lists. A digest on several lists is kept once per list, enforce lists first, so
+   * that a match is attributed to the first enforce list that has it (else the first list), and a
+   * caller that restricts the lists (a profile) still finds the digest on the lists it allows.
+   */
   static compile(inputs: readonly ImageListInput[], options: ImageMatcherOptions): ImageMatcher {
     if (inputs.length > MAX_LISTS) throw new SafespotError('ERR_LIST_INVALID', `too many image lists (${inputs.length})`);
     checkOptions(options);
@@ -204,10 +208,10 @@ export class ImageMatcher {
     for (const kind of EXACT_KINDS) {
       const width = DIGEST_BYTES[kind];
       const rows: Array<{ key: string; at: Uint8Array; list: number }> = [];
-      const seen = new Set<string>();
       for (const li of order) {
         const l = inputs[li]!.list;
         if (l.kind !== kind || !l.digests) continue;
+        const seen = new Set<string>();
         for (let i = 0; i < l.count; i++) {
           const at = l.digests.subarray(i * width, (i + 1) * width);
           const key = Buffer.from(at).toString('hex');
@@ -216,6 +220,7 @@ export class ImageMatcher {
           rows.push({ key, at, list: li });
         }
       }
+      // Stable sort: equal digests stay in `order` (enforce lists first).
       rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       const digests = new Uint8Array(rows.length * width);
       const owners = new Uint16Array(rows.length);
@@ -240,6 +245,11 @@ export class ImageMatcher {
     return new ImageMatcher(options, lists, exact, pdq, pdqLists);
   }
 
+  /** The lists, by list number (the order given to `compile`). */
+  get listTable(): ReadonlyArray<{ readonly id: string; readonly category: string; readonly kind: ImageListKind; readonly mode: ListMode }> {
+    return this.lists;
+  }
+
   /** Entries per kind (for metrics and `compile` output). */
   get sizes(): Readonly<Record<ImageListKind, number>> {
     return {
@@ -251,13 +261,14 @@ export class ImageMatcher {
   }
 
   /**
-   * The best match for an image, or null. Preference: an enforce list over a monitor list; then an
-   * exact match (SHA-256, SHA-1, MD5) over PDQ; then the smallest PDQ distance; then list order.
+   * The best match for an image, or null; with `applies`, only lists whose number n has
+   * applies[n] === 1 are considered (a profile's lists). Preference: an enforce list over a
+   * monitor list; then an exact match (SHA-256, SHA-1, MD5) over PDQ; then the smallest PDQ distance; then list order.
    */
-  match(h: ScannedImageHashes): ImageMatch | null {
+  match(h: ScannedImageHashes, applies?: Uint8Array): ImageMatch | null {
     let best: ImageMatch | null = null;
     for (const kind of EXACT_KINDS) {
-      const li = this.lookupExact(kind, h[kind]);
+      const li = this.lookupExact(kind, h[kind], applies);
       if (li < 0) continue;
       const m = this.result(li, kind);
       if (m.mode === 'enforce') return m;
@@ -276,6 +287,7 @@ export class ImageMatcher {
       }
       for (const hit of this.index.query(words, this.options.pdqDistance)) {
         const li = this.pdqLists[hit.index]!;
+        if (applies !== undefined && applies[li] !== 1) continue;
         if (bestPdq === null || better(this.lists, li, hit.distance, bestPdq.li, bestPdq.d)) bestPdq = { li, d: hit.distance };
       }
     }
@@ -292,8 +304,8 @@ export class ImageMatcher {
       : { list: l.id, category: l.category, match: kind, distance, mode: l.mode };
   }
 
-  /** The list number holding `hex`, or −1. */
-  private lookupExact(kind: ExactKind, hex: string): number {
+  /** The first list (in attribution order) holding `hex` among those `applies` allows, or −1. */
+  private lookupExact(kind: ExactKind, hex: string, applies?: Uint8Array): number {
     const width = DIGEST_BYTES[kind];
     if (typeof hex !== 'string' || hex.length !== width * 2 || !HEX.test(hex)) return -1;
     const key = Buffer.from(hex, 'hex');
@@ -303,7 +315,14 @@ export class ImageMatcher {
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       const c = Buffer.compare(t.digests.subarray(mid * width, (mid + 1) * width), key);
-      if (c === 0) return t.lists[mid]!;
+      if (c === 0) {
+        if (applies === undefined) return firstOfRun(t, width, mid, key);
+        let i = firstOf(t, width, mid, key);
+        for (; i < t.lists.length && Buffer.compare(t.digests.subarray(i * width, (i + 1) * width), key) === 0; i++) {
+          if (applies[t.lists[i]!] === 1) return t.lists[i]!;
+        }
+        return -1;
+      }
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
     }
@@ -360,6 +379,17 @@ export class ImageMatcher {
     for (let i = 0; i < words.length; i++) words[i] = view.getUint32(i * 4, true);
     return new ImageMatcher(meta.options, meta.lists, exact, words, p.lists);
   }
+}
+
+/** Index of the first row equal to `key`, given that row `at` is equal to it. */
+function firstOf(t: ExactTable, width: number, at: number, key: Uint8Array): number {
+  let i = at;
+  while (i > 0 && Buffer.compare(t.digests.subarray((i - 1) * width, i * width), key) === 0) i--;
+  return i;
+}
+
+function firstOfRun(t: ExactTable, width: number, at: number, key: Uint8Array): number {
+  return t.lists[firstOf(t, width, at, key)]!;
 }
 
 function rank(mode: ListMode): number {

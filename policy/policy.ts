@@ -10,8 +10,11 @@
  * match gives 'monitor'; an allowlist entry matching any expression of the subject cancels matches
  * of overridable lists only (csam lists are never overridable).
  *
- * Image lists (md5, sha1, sha256, pdq) are not part of this URL policy: compile records them as
- * skipped and leaves their bundle sections to the image side.
+ * Image lists (md5, sha1, sha256, pdq) compile into one ImageMatcher that the policy carries
+ * (`images`) and that travels in the bundle; `decideImage` decides on the hashes of one image.
+ * Image decisions follow the client's profile (its `lists`) and monitor vs enforce; allowlists do
+ * not apply to image hashes at all (an allow entry names a site, not a picture, and image lists are
+ * hotline lists: never overridable).
  */
 import { canonicalize, canonicalizeHost, type HostKind } from './canonicalize.js';
 import { compileParts, type CompileInput } from './compile.js';
@@ -19,6 +22,7 @@ import { ALLOW_NOTHING_MATCHED, type Decision, type RuleKind, type Subject } fro
 import { assertNever, SafespotError } from './errors.js';
 import { hostExpressions, urlExpressions } from './expressions.js';
 import { HashStore } from './hash-store.js';
+import type { ImageListKind, ImageMatch, ImageMatcher, ScannedImageHashes } from './image-lists.js';
 import { CidrSet, parseIp } from './ip.js';
 import type { UrlListKind } from './lists.js';
 import { LruCache } from './lru.js';
@@ -27,6 +31,7 @@ import { sha256StringWords } from './sha256.js';
 
 export { compileParts, type CompileInput, type ListInput, type ProfileInput } from './compile.js';
 export {
+  type ImageListMeta,
   partsFromSections,
   policySections,
   sectionsVersion,
@@ -73,6 +78,26 @@ export const BLOCK_NO_POLICY: Decision = Object.freeze({
   reason: 'no valid policy is loaded',
 });
 
+/** The verdict on one image: a Decision, and for a match its kind and (PDQ) Hamming distance. */
+export type ImageDecision = Decision & { readonly match?: ImageListKind; readonly distance?: number };
+
+export const ALLOW_NO_IMAGE_MATCH: ImageDecision = Object.freeze({
+  action: 'allow',
+  category: null,
+  list: null,
+  rule: 'none',
+  reason: 'no image list matched',
+});
+
+function imageDecision(m: ImageMatch): ImageDecision {
+  const action = m.mode === 'enforce' ? 'block' : 'monitor';
+  const how = m.distance === undefined ? `${m.match} match` : `pdq match at distance ${m.distance}`;
+  const what = `"${m.list}" (${m.category}, ${how})`;
+  const reason = action === 'block' ? `image listed in ${what}` : `image would be blocked by monitor-mode list ${what}`;
+  const d = { action, category: m.category, list: m.list, rule: m.match, reason, match: m.match } as const;
+  return Object.freeze(m.distance === undefined ? d : { ...d, distance: m.distance });
+}
+
 export function compilePolicy(input: CompileInput): Policy {
   return new Policy(compileParts(input));
 }
@@ -91,6 +116,8 @@ interface CompiledProfile {
   readonly nets: CidrSet;
   /** applies[list] = 1 when the list applies to this profile. */
   readonly applies: Uint8Array;
+  /** The same for image lists (by image list number); undefined = every image list. */
+  readonly imageApplies: Uint8Array | undefined;
 }
 
 function listDecision(meta: ListMeta, action: 'block' | 'monitor' | 'allow'): Decision {
@@ -111,6 +138,8 @@ export class Policy {
   readonly version: string;
   readonly lists: ReadonlyArray<{ id: string; category: string; kind: string; entries: number; mode: ListMode; overridable: boolean }>;
   readonly parts: PolicyParts;
+  /** The compiled image hash lists, or null when the policy has none. */
+  readonly images: ImageMatcher | null;
   private readonly block: HashStore;
   private readonly allow: HashStore;
   private readonly meta: readonly ListMeta[];
@@ -134,19 +163,32 @@ export class Policy {
     this.version = version ?? sectionsVersion(policySections(parts));
     this.block = HashStore.fromArrays(parts.block, meta.lists.length);
     this.allow = HashStore.fromArrays(parts.allow, meta.profiles.length);
-    this.lists = meta.lists.map((l) => Object.freeze({ id: l.id, category: l.category, kind: l.kind, entries: l.entries, mode: l.mode, overridable: l.overridable }));
+    this.images = parts.images;
+    const imageLists = meta.images ?? [];
+    this.lists = [
+      ...meta.lists.map((l) => Object.freeze({ id: l.id, category: l.category, kind: l.kind, entries: l.entries, mode: l.mode, overridable: l.overridable })),
+      ...imageLists.map((l) => Object.freeze({ id: l.id, category: l.category, kind: l.kind, entries: l.entries, mode: l.mode, overridable: false })),
+    ];
     const index = new Map(meta.lists.map((l, i) => [l.id, i]));
+    const imageIndex = new Map(imageLists.map((l, i) => [l.id, i]));
     this.profiles = meta.profiles.map((p) => {
       const applies = new Uint8Array(meta.lists.length);
+      let imageApplies: Uint8Array | undefined;
       if (p.lists === null) applies.fill(1);
-      else for (const id of p.lists) if (index.has(id)) applies[index.get(id)!] = 1;
+      else {
+        imageApplies = new Uint8Array(imageLists.length);
+        for (const id of p.lists) {
+          if (index.has(id)) applies[index.get(id)!] = 1;
+          if (imageIndex.has(id)) imageApplies[imageIndex.get(id)!] = 1;
+        }
+      }
       let nets: CidrSet;
       try {
         nets = CidrSet.parse(p.clients);
       } catch {
         throw new SafespotError('ERR_BUNDLE_CORRUPT', `policy: profile "${p.name}" has an invalid client network`);
       }
-      return { view: Object.freeze({ name: p.name, safeSearch: p.safeSearch, intercept: Object.freeze({ ...p.intercept }) }), nets, applies };
+      return { view: Object.freeze({ name: p.name, safeSearch: p.safeSearch, intercept: Object.freeze({ ...p.intercept }) }), nets, applies, imageApplies };
     });
     this.blockDecisions = meta.lists.map((l) => listDecision(l, 'block'));
     this.monitorDecisions = meta.lists.map((l) => listDecision(l, 'monitor'));
@@ -190,6 +232,17 @@ export class Policy {
       default:
         return assertNever(subject, 'subject');
     }
+  }
+
+  /**
+   * The hashes of one image against the image lists that apply to the client's profile. An
+   * enforce match blocks, a monitor match gives 'monitor' (pass and record); allowlists never apply.
+   * Not cached: each image is decided once.
+   */
+  decideImage(h: ScannedImageHashes, client?: string): ImageDecision {
+    if (this.images === null) return ALLOW_NO_IMAGE_MATCH;
+    const m = this.images.match(h, this.profiles[this.profileIndex(client)]!.imageApplies);
+    return m === null ? ALLOW_NO_IMAGE_MATCH : imageDecision(m);
   }
 
   /** A host alone (SNI, CONNECT authority): its `host/` expressions only. Cached. */
@@ -309,5 +362,10 @@ export class PolicyHolder {
   /** Decide with the current policy; fail closed when there is none. */
   decide(subject: Subject, client?: string): Decision {
     return this.current === null ? BLOCK_NO_POLICY : this.current.decide(subject, client);
+  }
+
+  /** Decide on an image with the current policy; fail closed when there is none. */
+  decideImage(h: ScannedImageHashes, client?: string): ImageDecision {
+    return this.current === null ? BLOCK_NO_POLICY : this.current.decideImage(h, client);
   }
 }

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { SafespotError } from './errors.js';
 import type { StoreArrays } from './hash-store.js';
+import { ImageMatcher, type ImageListKind, type ImageListReport } from './image-lists.js';
 import type { ListReport, UrlListKind } from './lists.js';
 
 export type ListMode = 'enforce' | 'monitor';
@@ -29,6 +30,18 @@ export interface ListMeta {
   readonly report: ListReport;
 }
 
+/** What a compiled image hash list is (md5, sha1, sha256, pdq). Image lists are never overridable. */
+export interface ImageListMeta {
+  readonly id: string;
+  readonly category: string;
+  readonly kind: ImageListKind;
+  /** Entries kept (duplicates and low-quality PDQ hashes dropped). */
+  readonly entries: number;
+  readonly duplicates: number;
+  readonly mode: ListMode;
+  readonly report: ImageListReport;
+}
+
 export interface ProfileMeta {
   readonly name: string;
   readonly clients: readonly string[];
@@ -40,9 +53,10 @@ export interface ProfileMeta {
 
 /** The plain-value part of a compiled policy (the bundle's META section, as JSON). */
 export interface PolicyMeta {
+  /** URL lists; list number = index (the hashed stores' list numbers). */
   readonly lists: readonly ListMeta[];
-  /** Lists compile did not put in the URL policy (image kinds), with why. */
-  readonly skipped: ReadonlyArray<{ readonly id: string; readonly kind: string; readonly note: string }>;
+  /** Image hash lists; list number = index (the ImageMatcher's list numbers). Absent in old bundles. */
+  readonly images?: readonly ImageListMeta[];
   /** Index 0 is the default profile (the top level of the config). */
   readonly profiles: readonly ProfileMeta[];
   readonly allowEntries: number;
@@ -56,7 +70,21 @@ export interface PolicyParts {
   readonly block: StoreArrays;
   /** "List" number = profile index: 0 holds the top-level allowlist, p the profile's own. */
   readonly allow: StoreArrays;
+  /** The compiled image lists, or null when the policy has none. */
+  readonly images: ImageMatcher | null;
 }
+
+/**
+ * Bundle tags of the ImageMatcher's sections (its own names are longer than a bundle tag's four
+ * characters). Written only when the policy has image lists, so a URL-only policy keeps its bytes.
+ */
+const IMAGE_TAGS: Readonly<Record<string, string>> = {
+  'img.meta': 'IMET',
+  'img.md5': 'IMD5',
+  'img.sha1': 'ISH1',
+  'img.sha256': 'IS32',
+  'img.pdq': 'IPDQ',
+};
 
 export interface Section {
   /** Four ASCII characters. */
@@ -85,7 +113,33 @@ export function policySections(parts: PolicyParts): Section[] {
   for (const [prefix, store] of [['B', parts.block], ['A', parts.allow]] as const) {
     for (const f of STORE_FIELDS) out.push({ tag: `${prefix}${FIELD_TAGS[f].slice(0, 3)}`, bytes: bytesOf(store[f]) });
   }
+  if (parts.images) {
+    for (const s of parts.images.toSections()) {
+      const tag = IMAGE_TAGS[s.tag];
+      if (tag === undefined) throw new SafespotError('ERR_INTERNAL', `image section ${s.tag} has no bundle tag`);
+      out.push({ tag, bytes: s.bytes });
+    }
+  }
   return out;
+}
+
+/** The image matcher from bundle sections (null when META names no image list). */
+function imagesFromSections(meta: PolicyMeta, sections: ReadonlyMap<string, Uint8Array>): ImageMatcher | null {
+  const lists = meta.images ?? [];
+  if (!Array.isArray(lists)) corrupt('META images has the wrong shape');
+  // Without image lists in META, sections with these tags are a caller's extra sections: not ours.
+  if (lists.length === 0) return null;
+  const own = Object.entries(IMAGE_TAGS).map(([name, tag]) => ({ tag: name, bytes: sections.get(tag) ?? corrupt(`section ${tag} is missing`) }));
+  const matcher = ImageMatcher.fromSections(own);
+  const table = matcher.listTable;
+  const same =
+    table.length === lists.length &&
+    table.every((l, i) => {
+      const m = lists[i];
+      return m !== undefined && m.id === l.id && m.kind === l.kind && m.category === l.category && m.mode === l.mode;
+    });
+  if (!same) corrupt('image sections disagree with the image lists in META');
+  return matcher;
 }
 
 function corrupt(why: string): never {
@@ -124,7 +178,7 @@ export function partsFromSections(sections: ReadonlyMap<string, Uint8Array>): Po
       shortList: u16('shortList'),
     };
   };
-  return { meta, block: store('B'), allow: store('A') };
+  return { meta, block: store('B'), allow: store('A'), images: imagesFromSections(meta, sections) };
 }
 
 /** Content hash over the sections (tag, length, bytes): the policy version. */

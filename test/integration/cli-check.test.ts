@@ -3,6 +3,7 @@
  * synthetic lists (a domains list, and a hashed list of made-up URLs hashed here).
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -32,13 +33,15 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(join(dir, 'adult.txt'), '# synthetic\r\n0.0.0.0 adult.test\r\n||blocked.test^\r\nnot a host!\r\n');
 const secretUrls = ['made-up-hotline.test/album/1.html', 'made-up-hotline.test/album/2.html'];
 writeFileSync(join(dir, 'hotline.txt'), secretUrls.map((u) => sha256Hex(u)).join('\n') + '\n');
+// Image lists are compiled too: one made-up digest (the MD5 of text, not of any image).
+writeFileSync(join(dir, 'images.md5'), `${createHash('md5').update('made-up image').digest('hex')}\n`);
 writeFileSync(
   join(dir, 'safespot.yaml'),
   [
     'lists:',
     '  - { id: hotline, category: csam, kind: hashed-urls, source: hotline.txt, overridable: true }',
     '  - { id: adult, category: adult, kind: domains, source: adult.txt }',
-    '  - { id: images, category: csam, kind: md5, source: none.txt }',
+    '  - { id: images, category: csam, kind: md5, source: images.md5 }',
     'allow: [ok.adult.test, made-up-hotline.test]',
     'profiles:',
     '  - { name: staff, clients: ["10.9.0.0/16", "fd00:9::/32"], lists: [hotline] }',
@@ -93,7 +96,8 @@ t.test('compile writes a bundle; check --bundle answers the same', async (t) => 
   t.equal(c.code, 0, c.stderr);
   t.match(c.stderr, /2 URL list\(s\), 4 entries, 1 malformed line\(s\).*version [0-9a-f]{16}/);
   t.match(c.stderr, /list "adult": 1 malformed line\(s\) skipped \(line 4\)/);
-  t.match(c.stderr, /list "images": image list/);
+  t.match(c.stderr, /list "images": image list \(md5, enforce\), 1 entries/);
+  t.match(c.stderr, /1 image list\(s\) with 1 entries/);
   t.notOk(c.stderr.includes('not a host'), 'malformed line text is not printed');
   t.ok(readFileSync(out).subarray(0, 8).toString() === 'SAFESPOT');
   const r = await run(['check', '--config', join(dir, 'safespot.yaml'), '--bundle', out], INPUT);

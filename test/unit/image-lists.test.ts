@@ -106,7 +106,8 @@ const scanned = (name: string, pdq?: { hash: string; quality: number; dihedral?:
 t.test('matcher: table of images and expected matches, also after a section round trip', async (t) => {
   const compiled = ImageMatcher.compile(lists(), OPTS);
   const reloaded = ImageMatcher.fromSections(compiled.toSections());
-  t.same(reloaded.sizes, { md5: 1, sha1: 1, sha256: 3, pdq: 3 });
+  // A digest on two lists is kept once per list (a profile may allow only one of them).
+  t.same(reloaded.sizes, { md5: 1, sha1: 1, sha256: 4, pdq: 3 });
   const p1 = fakePdq('p1');
   const cases: Array<[string, ReturnType<typeof scanned>, object | null]> = [
     ['md5', scanned('img-1'), { list: 'hot-md5', category: 'csam', match: 'md5', mode: 'enforce' }],

@@ -3,6 +3,7 @@
  * profiles by client network (IPv4, IPv6, IPv4-mapped), caches dropped on swap, and the Safe
  * Browsing expression vectors through a hashed list.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +21,7 @@ const INPUT: CompileInput = {
     { id: 'adult', category: 'adult', kind: 'domains', text: 'adult.test\n0.0.0.0 both.test\nsix.a.b.c.d.test\n' },
     { id: 'pages', category: 'malware', kind: 'urls', text: 'http://shop.test/bad/page?id=7\nhttp://shop.test/dir/\n' },
     { id: 'watch', category: 'bypass', kind: 'domains', mode: 'monitor', text: 'vpn.test\nadult.test\n' },
-    { id: 'images', category: 'csam', kind: 'md5' },
+    { id: 'images', category: 'csam', kind: 'md5', text: `${createHash('md5').update('made-up image bytes').digest('hex')}\n` },
   ],
   allow: ['good.adult.test', 'https://shop.test/bad/page?id=7', 'made-up-abuse.test'],
   profiles: [
@@ -85,14 +86,15 @@ t.test('profiles by client network', async (t) => {
   t.equal(policy.decideHost('adult.test', '192.168.5.1').action, 'block');
 });
 
-t.test('lists table and skipped image lists', async (t) => {
+t.test('lists table (URL lists, then image lists)', async (t) => {
   t.same(policy.lists.map((l) => [l.id, l.entries, l.overridable, l.mode]), [
     ['hotline', 2, false, 'enforce'],
     ['adult', 3, true, 'enforce'],
     ['pages', 2, true, 'enforce'],
     ['watch', 2, true, 'monitor'],
+    ['images', 1, false, 'enforce'],
   ]);
-  t.same(policy.parts.meta.skipped.map((s) => s.id), ['images']);
+  t.same(policy.parts.meta.images?.map((s) => s.id), ['images']);
   t.match(policy.version, /^[0-9a-f]{16}$/);
   t.equal(compilePolicy(INPUT).version, policy.version, 'version is a content hash');
   const other = compilePolicy({ ...INPUT, allow: [] });
