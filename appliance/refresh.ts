@@ -212,8 +212,9 @@ export class ListRefresher {
     this.#started = true;
     for (const st of this.#states.values()) {
       if (st.intervalMs === null) continue;
-      const due = st.good ? st.good.checkedAt + st.intervalMs : this.#now();
-      this.#schedule(st, Math.min(st.intervalMs, Math.max(0, due - this.#now())));
+      // Nothing in force: try at once (a little jitter only). Otherwise when the copy in force is due.
+      if (!st.good) this.#schedule(st, 0, Math.min(1000, st.intervalMs * (this.#o.jitter ?? 0.1)));
+      else this.#schedule(st, Math.min(st.intervalMs, Math.max(0, st.good.checkedAt + st.intervalMs - this.#now())));
     }
   }
 
@@ -260,10 +261,11 @@ export class ListRefresher {
     await this.#updates.catch(() => undefined);
   }
 
-  #schedule(st: State, baseDelay: number): void {
+  /** Next refresh after `baseDelay` plus a random part of up to `jitterMs` (default: the jitter fraction of the interval). */
+  #schedule(st: State, baseDelay: number, jitterMs?: number): void {
     if (this.#stopped || !this.#started || st.intervalMs === null) return;
     if (st.timer) clearTimeout(st.timer);
-    const jitter = this.#random() * (this.#o.jitter ?? 0.1) * st.intervalMs;
+    const jitter = this.#random() * (jitterMs ?? (this.#o.jitter ?? 0.1) * st.intervalMs);
     const delay = Math.max(0, Math.round(baseDelay + jitter));
     st.nextAt = this.#now() + delay;
     st.timer = setTimeout(() => {
