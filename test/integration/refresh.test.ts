@@ -382,3 +382,50 @@ t.test('a process that uses the refresher exits by itself after stop()', async (
   t.equal(code, 0, out);
   t.match(out, /stopped/);
 });
+
+t.test('wired end to end: refresher → compile in a worker thread → atomic swap; decisions follow the origin', async (t) => {
+  const { CompileWorker } = await import('../../appliance/compile-worker.js');
+  const { PolicyHolder } = await import('../../policy/policy.js');
+  const { parseUrlList } = await import('../../policy/lists.js');
+  const compiler = new CompileWorker();
+  t.teardown(() => compiler.close());
+  const holder = new PolicyHolder();
+  const input = (body: Uint8Array) => ({ lists: [{ id: 'wired', category: 'adult', kind: 'domains', text: body }] });
+
+  origin.put('/wired.txt', 'one.blocked.test\nshared.blocked.test\n');
+  const rec = recorder();
+  const r = new ListRefresher({
+    sources: sources([{ id: 'wired', source: origin.url('/wired.txt'), refresh: '200ms', maxShrinkPercent: 100 }]),
+    fetch: fetcher,
+    cache: ListCache.forStateDir(newStateDir()),
+    countEntries: (body) => parseUrlList('domains', body, 'wired').report.entries,
+    ...rec,
+    onUpdate: async (id, body, info) => {
+      holder.swap(await compiler.compile(input(body)));
+      await rec.onUpdate(id, body, info);
+    },
+  });
+  t.teardown(() => r.stop());
+  const initial = await r.loadInitial();
+  holder.swap(await compiler.compile(input(initial.lists.get('wired')!.body)));
+  const verdict = (host: string) => holder.decide({ kind: 'host', host }).action;
+  t.equal(verdict('one.blocked.test'), 'block');
+  t.equal(verdict('two.blocked.test'), 'allow');
+  t.equal(verdict('sub.shared.blocked.test'), 'block', 'a domains entry covers subdomains');
+  const v1 = holder.current!.version;
+
+  r.start();
+  const updated = rec.next('update');
+  origin.put('/wired.txt', 'two.blocked.test\nshared.blocked.test\n');
+  await within(updated, 'the update');
+  t.equal(verdict('one.blocked.test'), 'allow', 'entry removed upstream is gone');
+  t.equal(verdict('two.blocked.test'), 'block', 'entry added upstream blocks');
+  t.not(holder.current!.version, v1, 'a new policy version');
+
+  await t.rejects(
+    compiler.compile({ lists: [{ id: 'x', category: 'adult', kind: 'domains', text: 'a.test\n' }], profiles: [{ name: 'p', clients: ['10.0.0.0/8'], lists: ['missing'] }] }),
+    { name: 'SafespotError', code: 'ERR_CONFIG_INVALID' },
+    'a compile error crosses the thread with its code',
+  );
+  t.ok(compiler.lastStats && compiler.lastStats.ms >= 0, 'compile time recorded');
+});

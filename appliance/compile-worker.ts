@@ -1,0 +1,156 @@
+/**
+ * Compile a policy off the event loop: policy/'s compileParts runs in a worker_thread, so parsing
+ * and sorting a million entries never stalls the connections the main thread is serving. The parts
+ * (typed arrays) come back transferred, not copied; the main thread only wraps them in a Policy
+ * (which checks the store tables once) and swaps it in (PolicyHolder.swap is one reference).
+ *
+ *   const compiler = new CompileWorker();
+ *   const policy = await compiler.compile(input);   // rejects with the SafespotError compile threw
+ *   holder.swap(policy);
+ *   await compiler.close();                          // at shutdown
+ *
+ * One worker, started on first use and kept for later compiles (start-up costs tens of ms); jobs
+ * run one at a time in the order given. The worker is unref'd: it never keeps the process alive.
+ * If it dies, the jobs in flight are rejected (ERR_INTERNAL) and the next compile starts a new one.
+ *
+ * This file is both the main-thread class and the worker's entry point (workerData marks which).
+ */
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { ERRORS, SafespotError, type ErrorCode } from '../policy/errors.js';
+import { compileParts, Policy, policySections, sectionsVersion, type CompileInput, type PolicyParts } from '../policy/policy.js';
+
+const MARKER = 'safespot-compile-worker';
+
+interface Job {
+  readonly id: number;
+  readonly input: CompileInput;
+}
+
+type Reply =
+  | { readonly id: number; readonly ok: true; readonly parts: PolicyParts; readonly version: string; readonly ms: number }
+  | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string; readonly details: readonly string[] };
+
+/** The last compile's duration inside the worker, for logs. */
+export interface CompileStats {
+  readonly ms: number;
+}
+
+export class CompileWorker {
+  #worker: Worker | null = null;
+  #next = 1;
+  readonly #pending = new Map<number, { resolve: (p: Policy) => void; reject: (e: Error) => void }>();
+  #closed = false;
+  /** Duration of the last successful compile inside the worker. */
+  lastStats: CompileStats | null = null;
+
+  /** Compile `input` in the worker. Rejects with the SafespotError compile threw (same code, message, details). */
+  compile(input: CompileInput): Promise<Policy> {
+    if (this.#closed) return Promise.reject(new SafespotError('ERR_INTERNAL', 'the compile worker is closed'));
+    const worker = this.#ensure();
+    const id = this.#next++;
+    return new Promise<Policy>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.ref(); // keep the process up while a job is out
+      try {
+        worker.postMessage({ id, input } satisfies Job);
+      } catch (err) {
+        this.#pending.delete(id);
+        this.#idle();
+        reject(new SafespotError('ERR_INTERNAL', `cannot send the lists to the compile worker: ${(err as Error).message}`));
+      }
+    });
+  }
+
+  /** Stop the worker; compiles in flight are rejected. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const w = this.#worker;
+    this.#worker = null;
+    this.#failAll('the compile worker was closed');
+    if (w) await w.terminate();
+  }
+
+  #ensure(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(new URL(import.meta.url), { workerData: { [MARKER]: true } });
+    w.unref();
+    w.on('message', (reply: Reply) => this.#onReply(reply));
+    w.on('error', (err) => {
+      if (this.#worker === w) this.#worker = null;
+      this.#failAll(`the compile worker failed: ${err.message}`);
+    });
+    w.on('exit', (code) => {
+      if (this.#worker === w) this.#worker = null;
+      if (!this.#closed) this.#failAll(`the compile worker exited (code ${code})`);
+    });
+    this.#worker = w;
+    return w;
+  }
+
+  #onReply(reply: Reply): void {
+    const job = this.#pending.get(reply.id);
+    if (!job) return;
+    this.#pending.delete(reply.id);
+    this.#idle();
+    if (reply.ok) {
+      try {
+        const policy = new Policy(reply.parts, reply.version);
+        this.lastStats = { ms: reply.ms };
+        job.resolve(policy);
+      } catch (err) {
+        job.reject(err instanceof Error ? err : new SafespotError('ERR_INTERNAL', String(err)));
+      }
+      return;
+    }
+    const code: ErrorCode = reply.code in ERRORS ? (reply.code as ErrorCode) : 'ERR_INTERNAL';
+    job.reject(new SafespotError(code, reply.message, { details: reply.details }));
+  }
+
+  #idle(): void {
+    if (this.#pending.size === 0) this.#worker?.unref();
+  }
+
+  #failAll(why: string): void {
+    const jobs = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const j of jobs) j.reject(new SafespotError('ERR_INTERNAL', why));
+  }
+}
+
+/** The typed arrays of the parts, for the transfer list (each buffer once). */
+function transferables(parts: PolicyParts): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const store of [parts.block, parts.allow]) {
+    for (const a of Object.values(store) as ArrayBufferView[]) {
+      if (a.buffer instanceof ArrayBuffer) out.add(a.buffer);
+    }
+  }
+  return [...out];
+}
+
+function runWorker(): void {
+  const port = parentPort!;
+  port.on('message', (job: Job) => {
+    const start = performance.now();
+    let reply: Reply;
+    let transfer: ArrayBuffer[] = [];
+    try {
+      const parts = compileParts(job.input);
+      const version = sectionsVersion(policySections(parts));
+      reply = { id: job.id, ok: true, parts, version, ms: Math.round(performance.now() - start) };
+      transfer = transferables(parts);
+    } catch (err) {
+      const e = err as Partial<SafespotError>;
+      reply = {
+        id: job.id,
+        ok: false,
+        code: typeof e.code === 'string' ? e.code : 'ERR_INTERNAL',
+        message: typeof e.message === 'string' ? e.message : String(err),
+        details: Array.isArray(e.details) ? e.details.map(String) : [],
+      };
+    }
+    port.postMessage(reply, transfer);
+  });
+}
+
+if (!isMainThread && (workerData as Record<string, unknown> | null)?.[MARKER] === true) runWorker();
