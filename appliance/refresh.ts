@@ -49,7 +49,7 @@ export interface ListRefresherOptions {
   readonly cache: ListCache;
   /** Entries in a body (from the parse); throw when the body does not parse (reason 'invalid'). */
   readonly countEntries: (body: Uint8Array, listId: string) => number;
-  /** Apply a new body (compile and swap). A throw refuses the update (reason: the error's `reason`, else 'invalid'). */
+  /** Apply a new body (compile and swap). A throw refuses the update (reason: the error's `reason`; ERR_LIST_INVALID/ERR_BUNDLE_CORRUPT: 'invalid'; else 'other'). */
   readonly onUpdate: (listId: string, body: Uint8Array, info: UpdateInfo) => Promise<void>;
   readonly onFailure?: (listId: string, reason: RefreshFailureReason, message: string) => void;
   readonly onSuccess?: (listId: string, info: SuccessInfo) => void;
@@ -415,11 +415,14 @@ export class ListRefresher {
   }
 }
 
-/** Reason of an error thrown by onUpdate: its own `reason` when it carries a known one, else 'invalid'. */
+/**
+ * Reason of an error thrown by onUpdate: its own `reason` when it carries a known one; 'invalid' for
+ * a list or bundle that does not compile (ERR_LIST_INVALID, ERR_BUNDLE_CORRUPT); 'other' otherwise.
+ */
 function reasonOf(err: unknown): RefreshFailureReason {
   const r = (err as { reason?: unknown })?.reason;
   if (typeof r === 'string' && (REFRESH_FAILURE_REASONS as readonly string[]).includes(r)) return r as RefreshFailureReason;
-  return err instanceof SafespotError && err.code !== 'ERR_LIST_INVALID' && err.code !== 'ERR_BUNDLE_CORRUPT' ? 'other' : 'invalid';
+  return err instanceof SafespotError && (err.code === 'ERR_LIST_INVALID' || err.code === 'ERR_BUNDLE_CORRUPT') ? 'invalid' : 'other';
 }
 
 function goodOf(meta: CacheMeta): Good {

@@ -15,6 +15,7 @@ import { validateConfig } from '../../appliance/config.js';
 import { ListCache } from '../../appliance/list-cache.js';
 import { createSourceDispatcher, fetchSource, prepareSources, type PreparedSource } from '../../appliance/list-source.js';
 import { ListRefresher, shrinkRefused, type ListRefresherOptions, type SourceFetcher, type SuccessInfo } from '../../appliance/refresh.js';
+import { SafespotError } from '../../policy/errors.js';
 import { startOrigin } from '../helpers/origin.js';
 
 const root = mkdtempSync(join(tmpdir(), 'safespot-refresh-'));
@@ -242,7 +243,7 @@ t.test('refused updates keep the last good version in force and on disk, each wi
     countEntries,
     ...rec,
     onUpdate: async (id, body) => {
-      if (refuseCompile) throw Object.assign(new Error('compile failed'), { reason: 'invalid' });
+      if (refuseCompile) throw new SafespotError('ERR_LIST_INVALID', 'list "guarded": more than half of the lines are malformed');
       applied.push(text(body));
       await rec.onUpdate(id, body, { entries: 0, sha256: '', fetchedAt: 0 });
     },
