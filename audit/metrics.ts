@@ -49,6 +49,13 @@ export const LIMITS = [
   'body_size',
 ] as const;
 export type LimitName = (typeof LIMITS)[number];
+/**
+ * What happened to a TLS connection of a profile that intercepts (proxy/intercept.ts): terminated
+ * with a minted certificate, spliced because the host is excluded, refused because no certificate
+ * could be minted, or ended because the client did not accept ours (a device without the CA).
+ */
+export const INTERCEPT_OUTCOMES = ['intercepted', 'excluded', 'mint_failed', 'client_handshake_failed'] as const;
+export type InterceptOutcome = (typeof INTERCEPT_OUTCOMES)[number];
 /** Why a list refresh failed (the reason label of safespot_policy_refresh_failures_total). */
 export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;
 export type RefreshFailureReason = (typeof REFRESH_FAILURE_REASONS)[number];
@@ -133,6 +140,7 @@ export interface Metrics {
   readonly clientHello: { inc(result: ClientHelloResult): void };
   readonly upstreamErrors: { inc(reason: UpstreamErrorReason): void };
   readonly limitsHit: { inc(limit: LimitName): void };
+  readonly intercepts: { inc(outcome: InterceptOutcome): void };
   readonly policyEntries: { set(list: string, entries: number): void };
   /** Unix time in seconds of the last successful load or refresh of a list. */
   readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
@@ -214,6 +222,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const helloSet = new Set<string>(CLIENT_HELLO_RESULTS);
   const upstreamSet = new Set<string>(UPSTREAM_ERROR_REASONS);
   const limitSet = new Set<string>(LIMITS);
+  const interceptSet = new Set<string>(INTERCEPT_OUTCOMES);
   const refreshReasonSet = new Set<string>(REFRESH_FAILURE_REASONS);
 
   const cat = (c: string | null | undefined): string => (c === null || c === undefined ? NO_CATEGORY : clamp(c, categorySet, OTHER));
@@ -272,6 +281,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     name: 'safespot_limits_hit_total',
     help: 'Connections or requests refused or ended by a configured limit, by limit.',
     labelNames: ['limit'] as const,
+    registers,
+  });
+  const intercepts = new Counter({
+    name: 'safespot_intercept_connections_total',
+    help: 'TLS connections of intercepting profiles: intercepted, excluded (spliced), mint_failed, client_handshake_failed.',
+    labelNames: ['outcome'] as const,
     registers,
   });
   const policyEntries = new Gauge({
@@ -364,6 +379,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     clientHello: { inc: (r) => clientHello.inc({ result: clamp(r, helloSet, OTHER) }) },
     upstreamErrors: { inc: (r) => upstreamErrors.inc({ reason: clamp(r, upstreamSet, OTHER) }) },
     limitsHit: { inc: (l) => limitsHit.inc({ limit: clamp(l, limitSet, OTHER) }) },
+    intercepts: { inc: (o) => intercepts.inc({ outcome: clamp(o, interceptSet, OTHER) }) },
     policyEntries: { set: (l, n) => policyEntries.set({ list: list(l) }, Number.isFinite(n) && n >= 0 ? n : 0) },
     policyLastRefresh: { set: (l, s) => policyLastRefresh.set({ list: list(l) }, Number.isFinite(s) ? s : 0) },
     policyRefreshFailures: {
@@ -399,6 +415,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       for (const result of CLIENT_HELLO_RESULTS) clientHello.inc({ result }, 0);
       for (const reason of UPSTREAM_ERROR_REASONS) upstreamErrors.inc({ reason }, 0);
       for (const limit of LIMITS) limitsHit.inc({ limit }, 0);
+      for (const outcome of INTERCEPT_OUTCOMES) intercepts.inc({ outcome }, 0);
       for (const l of listList) {
         if (l === OTHER) continue;
         for (const reason of REFRESH_FAILURE_REASONS) policyRefreshFailures.inc({ list: l, reason }, 0);
@@ -471,6 +488,8 @@ export interface Observer {
   connectionClosed(listener: string): void;
   imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image'): void;
   imageBlocked(e: ImageBlockedEvent): void;
+  /** A TLS connection of an intercepting profile (optional: observers that do not count it omit it). */
+  interception?(outcome: InterceptOutcome): void;
 }
 
 /** An Observer that does nothing (tests, and serve before evidence is wired). */
@@ -495,6 +514,7 @@ export function metricsObserver(m: Metrics): Observer {
     clientHello: (r) => m.clientHello.inc(r),
     upstreamError: (r) => m.upstreamErrors.inc(r),
     limitHit: (l) => m.limitsHit.inc(l),
+    interception: (o) => m.intercepts.inc(o),
     connectionOpened: (l) => m.connectionsActive.inc(l),
     connectionClosed: (l) => m.connectionsActive.dec(l),
     imageScanned: (r) => m.imagesScanned.inc(r),
@@ -536,5 +556,14 @@ export function combineObservers(...observers: Observer[]): Observer {
     connectionClosed: each('connectionClosed'),
     imageScanned: each('imageScanned'),
     imageBlocked: each('imageBlocked'),
+    interception(outcome) {
+      for (const o of observers) {
+        try {
+          o.interception?.(outcome);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
   };
 }
