@@ -19,6 +19,7 @@ import { createPolicyHooks } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import type { Config } from './config.js';
+import { scanImage } from './image-scan.js';
 import { compileInputFromConfig } from './lists-load.js';
 import type { Logger } from './log.js';
 import { runCanaries } from './selftest.js';
@@ -55,6 +56,7 @@ function proxyOptions(c: Readonly<Config>): ProxyOptions {
     tls: c.tls,
     limits: c.limits,
     blockPage: c.blockPage,
+    images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned },
   };
 }
 
@@ -149,6 +151,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
     blockFronting: c.tls.blockFronting,
     noSni: c.tls.noSni,
     ech: c.tls.ech,
+    scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
   });
   const token = config.admin?.tokenFile ? readTokenFile(config.admin.tokenFile) : undefined;
   const admin = config.admin

@@ -30,7 +30,8 @@ export const PROTOCOLS = ['http', 'connect', 'tls', 'https'] as const;
 export type ProtocolLabel = (typeof PROTOCOLS)[number];
 export const ACTIONS = ['allow', 'block', 'monitor', 'error'] as const;
 export type ActionLabel = (typeof ACTIONS)[number];
-export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image'] as const;
+/** `partial`: a 206 range response of an image, passed unscanned (a part of a file has no hash to match). */
+export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image', 'partial'] as const;
 export type ImageScanResult = (typeof IMAGE_SCAN_RESULTS)[number];
 export const MATCH_TYPES = ['md5', 'sha1', 'sha256', 'pdq'] as const;
 export type MatchType = (typeof MATCH_TYPES)[number];
@@ -486,7 +487,7 @@ export interface Observer {
   ): void;
   connectionOpened(listener: string): void;
   connectionClosed(listener: string): void;
-  imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image'): void;
+  imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image' | 'partial'): void;
   imageBlocked(e: ImageBlockedEvent): void;
   /** A TLS connection of an intercepting profile (optional: observers that do not count it omit it). */
   interception?(outcome: InterceptOutcome): void;

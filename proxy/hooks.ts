@@ -40,6 +40,28 @@ export interface Verdict {
   readonly connectHost?: string;
 }
 
+/** An image response body held by the image tap (proxy/image-tap.ts), as received (after content decoding). */
+export interface ImageBody {
+  readonly bytes: Uint8Array;
+  /** The response's Content-Type, or null. */
+  readonly contentType: string | null;
+}
+
+/** The onImage answer: the decision on the image's hashes and how far scanning got. */
+export interface ImageVerdict {
+  /** block: replace with the placeholder; monitor: pass and record; allow: pass. */
+  readonly decision: Decision;
+  /** The list kind that matched, when one did. */
+  readonly match?: 'md5' | 'sha1' | 'sha256' | 'pdq';
+  /** Hamming distance of a PDQ match. */
+  readonly distance?: number;
+  /**
+   * scanned: exact hashes and PDQ were matched; undecodable: the bytes did not decode as an image,
+   * so only the exact hashes were matched (the tap then applies `images.unscanned` to an allow).
+   */
+  readonly result: 'scanned' | 'undecodable';
+}
+
 export interface Hooks {
   /** CONNECT authority, before the tunnel is answered. */
   onConnect(target: { host: string; port: number }, conn: ConnInfo): Verdict;
@@ -47,4 +69,9 @@ export interface Hooks {
   onClientHello(hello: ClientHelloInfo, conn: ConnInfo, connectHost?: string): Verdict;
   /** Full URL of a plain HTTP request (`http://host[:port]/path?query`). */
   onRequest(url: string, conn: ConnInfo): Verdict;
+  /**
+   * An image response body (`url` is the request's). Optional: without it the image tap is off.
+   * Counting (observer.imageScanned / imageBlocked) is the tap's, which alone knows the outcome.
+   */
+  onImage?(img: ImageBody, conn: ConnInfo, url: string): Promise<ImageVerdict>;
 }

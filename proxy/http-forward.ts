@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream';
 import { ERRORS, SafespotError } from '../policy/errors.js';
 import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
+import { tapImage } from './image-tap.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { splice } from './tunnel.js';
@@ -117,7 +118,7 @@ export class HttpForwarder {
       req.resume();
       return;
     }
-    this.forward(req, res, route, verdict.connectHost ?? route.host).catch((err: unknown) => this.fail(res, err));
+    this.forward(req, res, route, verdict.connectHost ?? route.host, conn).catch((err: unknown) => this.fail(res, err));
   }
 
   private fail(res: ServerResponse, err: unknown): void {
@@ -132,7 +133,7 @@ export class HttpForwarder {
     res.end(`safespot: ${err instanceof SafespotError ? err.message : 'the upstream server failed'}\n`);
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, route: HttpRoute, connectHost: string): Promise<void> {
+  private async forward(req: IncomingMessage, res: ServerResponse, route: HttpRoute, connectHost: string, conn: ConnInfo): Promise<void> {
     const { ctx } = this;
     let dest;
     try {
@@ -184,6 +185,8 @@ export class HttpForwarder {
     upReq.on('response', (upRes) => {
       if (ctx.draining) res.shouldKeepAlive = false;
       const resHeaders = endToEndHeaders(upRes.rawHeaders, upRes.httpVersion);
+      // Images are held, hashed and released or replaced by the image tap (proxy/image-tap.ts).
+      if (tapImage(ctx, { req, upReq, upRes, res, headers: resHeaders, conn, url: route.url })) return;
       if (upRes.statusMessage) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, resHeaders);
       else res.writeHead(upRes.statusCode ?? 502, resHeaders);
       pipeline(upRes, res, (err) => {

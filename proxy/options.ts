@@ -51,6 +51,16 @@ export interface ProxyOptions {
     readonly drainTimeout: number;
   };
   readonly blockPage: BlockPageOptions;
+  /** The image tap (proxy/image-tap.ts); absent or enabled false = off. Same names as config `images`. */
+  readonly images?: {
+    readonly enabled: boolean;
+    /** Largest body held for scanning. */
+    readonly maxBytes: number;
+    /** Milliseconds an image body may be held (receiving and hashing). */
+    readonly timeout: number;
+    /** What happens to an image that could not be scanned. */
+    readonly unscanned: 'pass' | 'block';
+  };
   /**
    * More addresses of this appliance: refused as destinations unless allowPrivate (the addresses of
    * local interfaces are added automatically).

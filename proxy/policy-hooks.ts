@@ -12,12 +12,24 @@
  *   verdict wins; with `blockFronting` the disagreement alone is a block.
  *
  * URLs and client addresses go to the Observer only when recordUrls / recordClients say so.
+ *
+ * onImage (present only when `scanImage` is given): the injected scanner hashes the body (serve
+ * passes sharp decoding + PDQ + exact hashes; proxy/ cannot import appliance/), then the current
+ * policy's `decideImage` decides for the client's profile. It reports nothing itself: the image tap
+ * counts, because only the tap knows whether the answer came in time.
  */
 import { combineObservers } from '../audit/metrics.js';
 import type { Decision } from '../policy/decision.js';
+import type { ScannedImageHashes } from '../policy/image-lists.js';
 import { BLOCK_NO_POLICY, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
-import type { ClientHelloInfo, ConnInfo, Hooks, Observer, Verdict } from './hooks.js';
+import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
+
+/**
+ * Hashes of an image body: exact hashes always; `pdq` only when the bytes decode as an image
+ * (absent = undecodable). Must not throw for bad bytes; runs its heavy work off the event loop.
+ */
+export type ImageScanner = (bytes: Uint8Array) => Promise<ScannedImageHashes>;
 
 export interface PolicyHookOptions {
   readonly recordUrls: boolean;
@@ -25,6 +37,8 @@ export interface PolicyHookOptions {
   readonly blockFronting: boolean;
   readonly noSni: 'block' | 'allow';
   readonly ech: 'block' | 'allow-outer';
+  /** The image scanner; absent = no onImage hook (the image tap is off). */
+  readonly scanImage?: ImageScanner;
 }
 
 const BLOCK_NO_SNI: Decision = Object.freeze({
@@ -114,7 +128,22 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
   const verdict = (decision: Decision, connectHost: string | undefined): Verdict =>
     connectHost === undefined ? { decision } : { decision, connectHost };
 
+  const scanImage = opts.scanImage;
+  const onImage = scanImage
+    ? async (img: { bytes: Uint8Array }, conn: ConnInfo): Promise<ImageVerdict> => {
+        const h = await scanImage(img.bytes);
+        const result = h.pdq === undefined ? 'undecodable' : 'scanned';
+        const policy = holder.current;
+        if (policy === null) return { decision: BLOCK_NO_POLICY, result };
+        const d = policy.decideImage(h, conn.client);
+        const v: ImageVerdict = { decision: d, result };
+        if (d.match === undefined) return v;
+        return d.distance === undefined ? { ...v, match: d.match } : { ...v, match: d.match, distance: d.distance };
+      }
+    : undefined;
+
   return {
+    ...(onImage ? { onImage } : {}),
     onConnect(target, conn) {
       const started = process.hrtime.bigint();
       const policy = holder.current;

@@ -1,0 +1,346 @@
+/**
+ * The image tap: on a plain HTTP response that is an image, hold the body (up to
+ * `images.maxBytes`, within `images.timeout`), ask `hooks.onImage` (hashing and matching, off the
+ * event loop), then release the body unchanged (byte-exact, original status and headers) or replace
+ * it with a neutral placeholder PNG, status 403 and `Cache-Control: no-store`.
+ *
+ * Which responses:
+ * - Declared images: a Content-Type of a raster type (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF/HEIF).
+ * - Sniffed images: any other response without Content-Encoding has its first bytes read before its
+ *   head is forwarded; JPEG, PNG, GIF, WebP or BMP magic bytes make it an image whatever the
+ *   Content-Type says (browsers render <img> by its bytes). Server-sent events and multipart
+ *   streams are not sniffed, so their head is never delayed; for every other response the head
+ *   waits for the first 32 body bytes (or the end of the body).
+ * - Never: HEAD, 1xx, 204, 205, 304 (no body), upgrades (they never reach here). A 206 range
+ *   response declared as an image is passed unscanned and counted `partial` (a part of a file has
+ *   no hash to match).
+ *
+ * Content-Encoding gzip, deflate and br are decoded (bounded by maxBytes) before hashing, and the
+ * original encoded bytes are what is released; any other encoding is counted `undecodable`.
+ *
+ * Counting (the Observer): `scanned` (exact hashes and PDQ matched), `undecodable` (the bytes did
+ * not decode as an image: exact hashes were still matched), `too_large`, `timeout`, `partial`; a
+ * match is also `imageBlocked` (action block or monitor). `too_large`, `timeout`, `undecodable` (when
+ * nothing matched) and a failing hook follow `images.unscanned`: pass, or the placeholder.
+ */
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import { brotliDecompress, deflateSync, gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'node:zlib';
+import type { ConnInfo, ImageVerdict } from './hooks.js';
+import type { EdgeContext } from './options.js';
+
+export type SniffedImage = 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp';
+
+/** Bytes read before deciding whether an undeclared body is an image. */
+export const SNIFF_BYTES = 32;
+
+/** Raster image types held on their Content-Type alone. */
+const DECLARED = new Set([
+  'image/jpeg',
+  'image/jpg',
+  'image/pjpeg',
+  'image/png',
+  'image/apng',
+  'image/gif',
+  'image/webp',
+  'image/bmp',
+  'image/x-bmp',
+  'image/x-ms-bmp',
+  'image/tiff',
+  'image/avif',
+  'image/heic',
+  'image/heif',
+]);
+
+/** The media type of a Content-Type value, lower case, without parameters. */
+export function mediaType(contentType: string | null | undefined): string | null {
+  if (!contentType) return null;
+  const t = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  return t === '' ? null : t;
+}
+
+export function declaredImage(contentType: string | null): boolean {
+  const t = mediaType(contentType);
+  return t !== null && DECLARED.has(t);
+}
+
+const BMP_HEADER_SIZES = new Set([12, 40, 52, 56, 64, 108, 124]);
+
+/** The image format the first bytes announce, or null (the magic numbers of each format's spec). */
+export function sniffImage(b: Uint8Array): SniffedImage | null {
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return 'png';
+  const ascii = (from: number, to: number): string => String.fromCharCode(...b.subarray(from, to));
+  if (b.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'gif';
+  if (b.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  // "BM" alone is too weak (text starts with it); the DIB header size must be a known one.
+  if (b.length >= 18 && b[0] === 0x42 && b[1] === 0x4d) {
+    const dib = b[14]! | (b[15]! << 8) | (b[16]! << 16) | (b[17]! << 24);
+    if (BMP_HEADER_SIZES.has(dib)) return 'bmp';
+  }
+  return null;
+}
+
+// ---- the placeholder -----------------------------------------------------------------------------
+
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type: string, data: Uint8Array): Buffer {
+  const out = Buffer.alloc(12 + data.length);
+  out.writeUInt32BE(data.length, 0);
+  out.write(type, 4, 'latin1');
+  out.set(data, 8);
+  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+  return out;
+}
+
+/** A flat light-grey PNG (PNG spec: signature, IHDR, IDAT, IEND), built once. */
+function placeholderPng(size: number, grey: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0);
+  ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // greyscale
+  const raw = Buffer.alloc(size * (size + 1), grey);
+  for (let y = 0; y < size; y++) raw[y * (size + 1)] = 0; // filter type None per row
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(raw)),
+    pngChunk('IEND', new Uint8Array(0)),
+  ]);
+}
+
+/** What replaces a blocked image. */
+export const PLACEHOLDER_PNG: Buffer = placeholderPng(16, 0xd0);
+
+// ---- content decoding --------------------------------------------------------------------------
+
+type Decoder = (buf: InputType, opts: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
+
+/** deflate is meant to be zlib-wrapped (RFC 9110 §8.4.1.2), but some servers send it raw. */
+const inflateEither: Decoder = (buf, opts, cb) => inflate(buf, opts, (err, out) => (err ? inflateRaw(buf, opts, cb) : cb(null, out)));
+
+const DECODERS: Readonly<Record<string, Decoder>> = {
+  gzip: gunzip,
+  'x-gzip': gunzip,
+  deflate: inflateEither,
+  br: brotliDecompress as Decoder,
+};
+
+/** Decode a body (zlib runs on the libuv pool); 'too_large' past maxBytes, 'undecodable' otherwise. */
+function decodeBody(encoding: string, body: Buffer, maxBytes: number): Promise<Buffer | 'too_large' | 'undecodable'> {
+  if (encoding === '') return Promise.resolve(body);
+  const decoder = DECODERS[encoding];
+  if (!decoder) return Promise.resolve('undecodable');
+  return new Promise((resolve) => {
+    decoder(body, { maxOutputLength: maxBytes }, (err, out) => {
+      if (!err) resolve(out);
+      else resolve((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? 'too_large' : 'undecodable');
+    });
+  });
+}
+
+// ---- the tap ---------------------------------------------------------------------------------------
+
+export interface TapArgs {
+  readonly req: IncomingMessage;
+  readonly upReq: ClientRequest;
+  readonly upRes: IncomingMessage;
+  readonly res: ServerResponse;
+  /** The response head as it would be forwarded (end-to-end headers, Via added). */
+  readonly headers: OutgoingHttpHeaders;
+  readonly conn: ConnInfo;
+  readonly url: string;
+}
+
+function single(v: string | string[] | undefined): string | null {
+  return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+}
+
+/**
+ * Take over the response when it is (or may be) an image: returns true when the tap writes the
+ * response from now on, false when the caller should forward it as usual.
+ */
+export function tapImage(ctx: EdgeContext, a: TapArgs): boolean {
+  const opts = ctx.opts.images;
+  if (!opts?.enabled || !ctx.hooks.onImage) return false;
+  const { req, upRes } = a;
+  const status = upRes.statusCode ?? 0;
+  if (req.method === 'HEAD' || status < 200 || status === 204 || status === 205 || status === 304) return false;
+  const contentType = single(upRes.headers['content-type']);
+  const encoding = (single(upRes.headers['content-encoding']) ?? '').trim().toLowerCase();
+  const declared = declaredImage(contentType);
+  if (status === 206) {
+    if (declared) ctx.observer.imageScanned('partial');
+    return false;
+  }
+  const plain = encoding === '' || encoding === 'identity';
+  if (!declared) {
+    const t = mediaType(contentType);
+    if (!plain || t === 'text/event-stream' || (t !== null && t.startsWith('multipart/'))) return false;
+  }
+  new ImageHold(ctx, a, contentType, plain ? '' : encoding, declared).start();
+  return true;
+}
+
+/** One held response: sniff (undeclared only), hold, then release or replace, exactly once. */
+class ImageHold {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private ended = false;
+  private phase: 'sniff' | 'hold' | 'done';
+  private timer: NodeJS.Timeout | undefined;
+  private readonly opts: NonNullable<EdgeContext['opts']['images']>;
+
+  constructor(
+    private readonly ctx: EdgeContext,
+    private readonly a: TapArgs,
+    private readonly contentType: string | null,
+    private readonly encoding: string,
+    declared: boolean,
+  ) {
+    this.opts = ctx.opts.images!;
+    this.phase = declared ? 'hold' : 'sniff';
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.phase === 'sniff' && this.size >= SNIFF_BYTES) this.sniffed();
+    else if (this.phase === 'hold' && this.size > this.opts.maxBytes) this.unscanned('too_large');
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    if (this.phase === 'sniff') this.sniffed();
+    else if (this.phase === 'hold') void this.scan();
+  };
+
+  /** Upstream failed or the client went away before a verdict: nothing is released. */
+  private readonly onAbort = (): void => {
+    if (this.phase === 'done') return;
+    this.finish();
+    if (!this.a.res.headersSent) this.a.res.destroy();
+  };
+
+  start(): void {
+    const { upRes, res } = this.a;
+    upRes.on('error', this.onAbort);
+    upRes.on('aborted', this.onAbort);
+    res.on('close', this.onAbort);
+    upRes.on('data', this.onData);
+    upRes.on('end', this.onEnd);
+    if (this.phase === 'hold') this.startHold();
+  }
+
+  private sniffed(): void {
+    if (sniffImage(Buffer.concat(this.chunks)) === null) {
+      this.finish();
+      this.release();
+      return;
+    }
+    this.phase = 'hold';
+    this.startHold();
+    if (this.phase === 'hold' && this.ended) void this.scan();
+  }
+
+  private startHold(): void {
+    const declaredLength = Number(this.a.upRes.headers['content-length']);
+    if ((Number.isFinite(declaredLength) && declaredLength > this.opts.maxBytes) || this.size > this.opts.maxBytes) {
+      this.unscanned('too_large');
+      return;
+    }
+    this.timer = setTimeout(() => this.unscanned('timeout'), this.opts.timeout);
+  }
+
+  private async scan(): Promise<void> {
+    const body = Buffer.concat(this.chunks);
+    const decoded = await decodeBody(this.encoding, body, this.opts.maxBytes);
+    if (this.phase !== 'hold') return;
+    if (decoded === 'too_large' || decoded === 'undecodable') {
+      this.unscanned(decoded);
+      return;
+    }
+    let verdict: ImageVerdict;
+    try {
+      verdict = await this.ctx.hooks.onImage!({ bytes: decoded, contentType: this.contentType }, this.a.conn, this.a.url);
+    } catch {
+      if (this.phase === 'hold') this.unscanned('undecodable');
+      return;
+    }
+    if (this.phase !== 'hold') return; // timed out or aborted meanwhile
+    this.finish();
+    const d = verdict.decision;
+    const { observer } = this.ctx;
+    observer.imageScanned(verdict.result);
+    if (verdict.match && d.list !== null && d.category !== null && (d.action === 'block' || d.action === 'monitor')) {
+      observer.imageBlocked({ category: d.category, match: verdict.match, list: d.list, action: d.action });
+    }
+    if (d.action === 'block' || (verdict.result === 'undecodable' && d.action === 'allow' && this.opts.unscanned === 'block')) this.replace();
+    else this.release();
+  }
+
+  /** Too large, timed out, or not decodable: counted, then passed or replaced per images.unscanned. */
+  private unscanned(result: 'too_large' | 'timeout' | 'undecodable'): void {
+    if (this.phase === 'done') return;
+    this.finish();
+    this.ctx.observer.imageScanned(result);
+    if (this.opts.unscanned === 'block') this.replace();
+    else this.release();
+  }
+
+  private finish(): void {
+    this.phase = 'done';
+    clearTimeout(this.timer);
+  }
+
+  /** The original head and body, byte for byte; what has not arrived yet streams on. */
+  private release(): void {
+    const { upRes, res, upReq } = this.a;
+    upRes.off('data', this.onData);
+    upRes.off('end', this.onEnd);
+    if (res.destroyed) return;
+    const status = upRes.statusCode ?? 502;
+    if (upRes.statusMessage) res.writeHead(status, upRes.statusMessage, this.a.headers);
+    else res.writeHead(status, this.a.headers);
+    if (this.ended) {
+      res.end(Buffer.concat(this.chunks));
+      return;
+    }
+    upRes.pause();
+    for (const c of this.chunks) res.write(c);
+    pipeline(upRes, res, (err) => {
+      if (err) {
+        upReq.destroy();
+        res.destroy();
+      }
+    });
+  }
+
+  /** The placeholder, 403; the rest of the upstream body is not wanted. */
+  private replace(): void {
+    const { upRes, res, upReq } = this.a;
+    upRes.off('data', this.onData);
+    upRes.off('end', this.onEnd);
+    if (!this.ended) upReq.destroy();
+    if (res.destroyed) return;
+    res.writeHead(403, {
+      'content-type': 'image/png',
+      'content-length': PLACEHOLDER_PNG.length,
+      'cache-control': 'no-store',
+      'x-safespot': 'image-blocked',
+    });
+    res.end(PLACEHOLDER_PNG);
+  }
+}
