@@ -1,0 +1,439 @@
+/**
+ * The network edge under load: the real `safespot serve` (a child process, a synthetic list of
+ * 1,000,000 domains loaded; 100,000 with --quick) beside a bare Node CONNECT forwarder
+ * (bench/bare-forwarder.ts) and beside going straight to the upstream, all in the same run, on
+ * loopback. The load generator is a third process (bench/proxy-load.ts); the upstream TLS and HTTP
+ * servers run in this one. Nothing resolves names: safespot gets every bench host in
+ * `upstream.hosts`, the bare forwarder the same table.
+ *
+ * Figures (medians over rounds; the order of the targets rotates per round):
+ * - CPU time of the proxy process (utime + stime from /proc/PID/stat, all its threads) per
+ *   CONNECT + TLS connection: CONNECT, 200, TLS 1.3 handshake with the upstream through the tunnel,
+ *   one small GET, close. Sequential and 16 at a time.
+ * - connections per second, and added latency: time to the first response byte through the proxy
+ *   minus straight to the upstream, p50 and p99, in the same round.
+ * - bulk: one tunnel carrying one large TLS response, MiB/s (wall) and proxy CPU per GiB.
+ * - plain HTTP forward proxy: keep-alive absolute-URI GETs, requests/s and CPU per request, beside
+ *   origin-form GETs straight to the upstream.
+ * Figures only, never pass/fail. Every child process and temp file is removed, also on error.
+ *
+ *   npm run build && node dist/bench/proxy.js [--quick] [--cpu-prof=DIR]
+ *
+ * --cpu-prof=DIR runs safespot with `node --cpu-prof` and prints where its CPU went during the load
+ * (samples from before the first measured round, i.e. the list compile, are left out).
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Server } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import type { LoadJob, LoadResult, Via } from './proxy-load.js';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: number;
+  note?: string;
+}
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const CLI = join(HERE, '..', 'appliance', 'cli.js');
+const TICKS_PER_SECOND = 100; // USER_HZ; `getconf CLK_TCK` is 100 on every Linux we run on
+const TLS_HOSTS = Array.from({ length: 1000 }, (_, i) => `t${i}.bench.test`);
+const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
+
+/** utime + stime of a process and all its threads (living and exited), in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+};
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+
+/** A CA and one wildcard leaf for *.bench.test, made with openssl in `dir`. */
+function makePki(dir: string): { ca: string; cert: string; key: string } {
+  const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=safespot bench CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  run(['req', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=bench.test']);
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:*.bench.test,DNS:bench.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
+  run(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf']);
+  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
+  return { ca: read('ca.pem'), cert: read('leaf.pem'), key: read('leaf.key') };
+}
+
+/** Upstream TLS server: `/bulk?bytes=N` streams N bytes, anything else a 3-byte body; then close. */
+function startTlsUpstream(pki: { cert: string; key: string }): Promise<Server> {
+  const block = Buffer.alloc(1 << 20, 0x61);
+  const server = createTlsServer({ cert: pki.cert, key: pki.key }, (s) => {
+    s.on('error', () => s.destroy());
+    let head = '';
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      const bulk = /^GET \/bulk\?bytes=(\d+) /.exec(head);
+      if (!bulk) return void s.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n');
+      let left = Number(bulk[1]);
+      s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${left}\r\nConnection: close\r\n\r\n`);
+      const pump = (): void => {
+        while (left > 0) {
+          const n = Math.min(left, block.length);
+          left -= n;
+          if (!s.write(n === block.length ? block : block.subarray(0, n))) return void s.once('drain', pump);
+        }
+        s.end();
+      };
+      pump();
+    };
+    s.on('data', onData);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+function startHttpUpstream(): Promise<HttpServer> {
+  const server = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
+    res.end('ok\n');
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+const portOf = (s: Server | HttpServer): number => {
+  const a = s.address();
+  return typeof a === 'object' && a ? a.port : 0;
+};
+
+/** Start `safespot serve`; resolves with its forward and admin ports from the "safespot serving" line. */
+function startSafespot(config: string, nodeFlags: string[], children: ChildProcess[]): Promise<{ child: ChildProcess; forward: number; admin: number }> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let log = '';
+  let started = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`safespot serve did not start within 120 s:\n${log.slice(-2000)}`)), 120_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`safespot serve exited (${code}):\n${log.slice(-2000)}`));
+    });
+    // The pipe is drained for the whole run (a full pipe would stall the child); only the tail is kept.
+    child.stderr!.on('data', (d: Buffer) => {
+      log = (log + d.toString()).slice(-65_536);
+      const line = log.split('\n').find((l) => l.includes('"safespot serving"'));
+      if (!line || started) return;
+      started = true;
+      clearTimeout(timer);
+      const j = JSON.parse(line) as { listeners: Record<string, { port: number }>; admin: string | null };
+      resolve({ child, forward: j.listeners.forward?.port ?? 0, admin: Number(j.admin?.split(':').pop() ?? 0) });
+    });
+  });
+}
+
+/** Fork a bench child that answers its first message with `{ port }` (the bare forwarder). */
+function forkChild(file: string, first: unknown, children: ChildProcess[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(join(HERE, file), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${file} exited (${code})`)));
+    child.once('message', (m: { port?: number; error?: string }) => (m.port ? resolve({ child, port: m.port }) : reject(new Error(`${file}: ${m.error}`))));
+    child.send(first as object);
+  });
+}
+
+/** The load generator process, driven job by job. */
+function startLoad(children: ChildProcess[]): (job: LoadJob) => Promise<LoadResult> {
+  const child = fork(join(HERE, 'proxy-load.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  children.push(child);
+  const waiting = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  child.on('message', (m: { id: number; result?: LoadResult; error?: string }) => {
+    const w = waiting.get(m.id);
+    waiting.delete(m.id);
+    if (m.error !== undefined) w?.reject(new Error(`load generator: ${m.error}`));
+    else w?.resolve(m.result as LoadResult);
+  });
+  child.once('exit', (code) => {
+    for (const w of waiting.values()) w.reject(new Error(`load generator exited (${code})`));
+    waiting.clear();
+  });
+  return (job) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      child.send({ id, job });
+    });
+}
+
+/** A raw exchange with the proxy: what it answers to `text` (up to close or 2 s). */
+function rawExchange(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    s.on('error', () => {});
+    s.on('close', () => resolve(out));
+    s.setTimeout(2000, () => s.destroy());
+    s.write(text);
+  });
+}
+
+async function fetchText(url: string): Promise<string> {
+  const res = await fetch(url);
+  return res.text();
+}
+
+type Target = 'direct' | 'bare' | 'safespot';
+
+interface Env {
+  load: (job: LoadJob) => Promise<LoadResult>;
+  via: Record<Target, Via>;
+  pid: Partial<Record<Target, number>>;
+  tlsPort: number;
+  httpPort: number;
+}
+
+/** Run one job against one target; the proxy's CPU seconds over exactly that job. */
+async function measured(env: Env, target: Target, job: LoadJob): Promise<LoadResult & { cpu: number }> {
+  const pid = env.pid[target];
+  const c0 = pid ? cpuSeconds(pid) : 0;
+  const r = await env.load(job);
+  const cpu = pid ? cpuSeconds(pid) - c0 : NaN;
+  if (r.errors > 0) throw new Error(`${target}: ${r.errors} failed connections (${r.firstError})`);
+  return { ...r, cpu };
+}
+
+const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
+
+/** Per-target samples of one scenario, one value per round. */
+type Samples = Record<string, number[]>;
+const push = (s: Samples, key: string, v: number): void => void (s[key] ??= []).push(v);
+
+async function runRounds(env: Env, quick: boolean): Promise<Samples> {
+  const s: Samples = {};
+  const rounds = quick ? 3 : 5;
+  const seqN = quick ? 100 : 300;
+  const conN = quick ? 400 : 1500;
+  const targets: Target[] = ['direct', 'bare', 'safespot'];
+  for (let r = 0; r < rounds; r++) {
+    for (const [scen, n, concurrency] of [['seq', seqN, 1], ['c16', conN, 16]] as const) {
+      const p: Partial<Record<Target, LoadResult & { cpu: number }>> = {};
+      for (const t of rotate(targets, r)) {
+        p[t] = await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n, concurrency });
+      }
+      for (const t of targets) {
+        const x = p[t]!;
+        push(s, `${scen}.${t}.cps`, (n / x.wallMs) * 1000);
+        push(s, `${scen}.${t}.cpuMs`, (x.cpu / n) * 1000);
+        if (t === 'direct') continue;
+        for (const q of [50, 99]) push(s, `${scen}.${t}.add${q}`, percentile(x.latencies, q) - percentile(p.direct!.latencies, q));
+      }
+    }
+  }
+  const bulkBytes = (quick ? 64 : 256) * 1024 * 1024;
+  for (let r = 0; r < (quick ? 2 : 3); r++) {
+    for (const t of rotate(targets, r)) {
+      const x = await measured(env, t, { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[r]!, bytes: bulkBytes });
+      if (x.bytes < bulkBytes) throw new Error(`${t}: bulk transfer short (${x.bytes} of ${bulkBytes} bytes)`);
+      push(s, `bulk.${t}.mibs`, bulkBytes / 1048576 / (x.wallMs / 1000));
+      push(s, `bulk.${t}.cpuPerGiB`, x.cpu / (bulkBytes / 1073741824));
+    }
+  }
+  const httpN = quick ? 1500 : 5000;
+  for (let r = 0; r < (quick ? 2 : 3); r++) {
+    for (const t of rotate(['direct', 'safespot'] as const, r)) {
+      const x = await measured(env, t, { op: 'http', via: t === 'direct' ? { kind: 'direct', port: env.httpPort } : env.via.safespot, hosts: HTTP_HOSTS, n: httpN, concurrency: 8 });
+      push(s, `http.${t}.rps`, (httpN / x.wallMs) * 1000);
+      push(s, `http.${t}.cpuMs`, (x.cpu / httpN) * 1000);
+      push(s, `http.${t}.p50`, percentile(x.latencies, 50));
+    }
+  }
+  return s;
+}
+
+function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
+  const m = (k: string): number => median(s[k] ?? []);
+  const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+  const rounds = (k: string): string => `median of ${(s[k] ?? []).length} rounds`;
+  const out: BenchResult[] = [];
+  for (const [scen, label] of [['c16', '16 at a time'], ['seq', 'sequential']] as const) {
+    const [p, b] = [m(`${scen}.safespot.cpuMs`), m(`${scen}.bare.cpuMs`)];
+    out.push({ name: `proxy CPU per CONNECT+TLS connection, ${label}`, value: p, unit: 'ms', baseline: b,
+      note: `ratio ${ratio(p, b)} (target ≤ 1.3×); baseline: bare forwarder; ${rounds(`${scen}.safespot.cpuMs`)}` });
+  }
+  for (const [scen, label] of [['seq', 'sequential'], ['c16', '16 at a time']] as const) {
+    out.push({ name: `CONNECT+TLS connections/s, ${label}`, value: m(`${scen}.safespot.cps`), unit: 'conn/s', baseline: m(`${scen}.bare.cps`),
+      note: `straight to upstream: ${m(`${scen}.direct.cps`).toFixed(0)}/s` });
+    for (const q of [50, 99]) {
+      out.push({ name: `added latency to first byte, p${q}, ${label}`, value: m(`${scen}.safespot.add${q}`), unit: 'ms', baseline: m(`${scen}.bare.add${q}`),
+        note: 'vs straight to upstream, same round' });
+    }
+  }
+  const mib = quick ? 64 : 256;
+  const [tp, tb] = [m('bulk.safespot.mibs'), m('bulk.bare.mibs')];
+  out.push({ name: `bulk throughput, ${mib} MiB through one tunnel`, value: tp, unit: 'MiB/s', baseline: tb,
+    note: `ratio ${ratio(tp, tb)} (target ≥ 0.9×); straight: ${m('bulk.direct.mibs').toFixed(0)} MiB/s; ${rounds('bulk.safespot.mibs')}` });
+  const [gp, gb] = [m('bulk.safespot.cpuPerGiB'), m('bulk.bare.cpuPerGiB')];
+  out.push({ name: 'bulk: proxy CPU per GiB tunnelled', value: gp, unit: 's', baseline: gb, note: `ratio ${ratio(gp, gb)}` });
+  out.push({ name: 'plain HTTP forward, keep-alive, 8 at a time', value: m('http.safespot.rps'), unit: 'req/s', baseline: m('http.direct.rps'),
+    note: `baseline: straight to upstream; ${rounds('http.safespot.rps')}` });
+  out.push({ name: 'plain HTTP forward: proxy CPU per request', value: m('http.safespot.cpuMs'), unit: 'ms' });
+  out.push({ name: 'plain HTTP forward: p50 time to response head', value: m('http.safespot.p50'), unit: 'ms', baseline: m('http.direct.p50') });
+  out.push({ name: 'setup', value: quick ? 100_000 : 1_000_000, unit: 'list entries', note: extra });
+  return out;
+}
+
+/** Where safespot's CPU went during the load: self time by function, from its --cpu-prof profiles. */
+function summarizeProfiles(dir: string, fromUs: number, toUs: number): string {
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.cpuprofile'))) {
+    const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+      nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+      startTime: number; samples: number[]; timeDeltas: number[];
+    };
+    const byId = new Map(p.nodes.map((n) => [n.id, n.callFrame]));
+    let t = p.startTime;
+    for (let i = 0; i < p.samples.length; i++) {
+      t += p.timeDeltas[i]!;
+      const dt = p.timeDeltas[i + 1] ?? 0;
+      if (t < fromUs || t > toUs) continue;
+      const cf = byId.get(p.samples[i]!)!;
+      const where = cf.url ? `${cf.url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${cf.lineNumber + 1}` : '';
+      const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
+      self.set(key, (self.get(key) ?? 0) + dt);
+      total += dt;
+    }
+  }
+  const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30);
+  return [`safespot self time during the load: ${(total / 1e6).toFixed(2)} s sampled`,
+    ...rows.map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)].join('\n');
+}
+
+export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {}): Promise<BenchResult[]> {
+  const quick = opts.quick === true;
+  const children: ChildProcess[] = [];
+  const servers: (Server | HttpServer)[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'safespot-bench-proxy-'));
+  // On any exit (an exception, Ctrl-C through the handlers below), no child and no temp file survives.
+  const killAll = (): void => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    killAll();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('exit', killAll);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const pki = makePki(dir);
+    const entries = quick ? 100_000 : 1_000_000;
+    const lines: string[] = [];
+    for (let i = 0; i < entries; i++) lines.push(`site${i}.cat${i % 997}.test`);
+    writeFileSync(join(dir, 'domains.txt'), `${lines.join('\n')}\n`);
+    lines.length = 0;
+
+    const tls = await startTlsUpstream(pki);
+    servers.push(tls);
+    const http = await startHttpUpstream();
+    servers.push(http);
+    const hosts: Record<string, string> = {};
+    for (const h of TLS_HOSTS) hosts[h] = `127.0.0.1:${portOf(tls)}`;
+    for (const h of HTTP_HOSTS) hosts[h] = `127.0.0.1:${portOf(http)}`;
+    const config = join(dir, 'config.json'); // JSON is YAML
+    writeFileSync(config, JSON.stringify({
+      listeners: { forward: { host: '127.0.0.1', port: 0 } },
+      admin: { host: '127.0.0.1', port: 0 },
+      upstream: { hosts },
+      lists: [{ id: 'synthetic', category: 'adult', kind: 'domains', source: join(dir, 'domains.txt') }],
+      journal: { path: join(dir, 'journal.db') },
+      state: { dir: join(dir, 'state') },
+      ca: { dir: join(dir, 'ca') },
+    }));
+    if (opts.cpuProfDir) mkdirSync(opts.cpuProfDir, { recursive: true });
+    const flags = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
+    const [safespot, bare] = await Promise.all([
+      startSafespot(config, flags, children),
+      forkChild('bare-forwarder.js', { hosts }, children),
+    ]);
+    const load = startLoad(children);
+    await load({ op: 'init', ca: pki.ca });
+
+    // The policy is really there: a listed host is refused, the gauge counts every entry.
+    const refused = (await rawExchange(safespot.forward, `CONNECT site7.cat7.test:443 HTTP/1.1\r\nHost: site7.cat7.test:443\r\n\r\n`)).split('\r\n')[0];
+    const gauge = /safespot_policy_entries\{list="synthetic"\} (\d+)/.exec(await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))?.[1];
+    if (!refused?.includes(' 403 ') || Number(gauge) !== entries) throw new Error(`policy not in force: CONNECT to a listed host got "${refused}", entries gauge ${gauge}`);
+
+    const env: Env = {
+      load,
+      via: { direct: { kind: 'direct', port: portOf(tls) }, bare: { kind: 'proxy', port: bare.port }, safespot: { kind: 'proxy', port: safespot.forward } },
+      pid: { bare: bare.child.pid!, safespot: safespot.child.pid! },
+      tlsPort: portOf(tls),
+      httpPort: portOf(http),
+    };
+    // Warm-up (JIT, caches, TLS session machinery), not measured.
+    for (const t of ['direct', 'bare', 'safespot'] as const) {
+      await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: quick ? 100 : 300, concurrency: 8 });
+      await measured(env, t, { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[0]!, bytes: 16 << 20 });
+    }
+    await measured(env, 'safespot', { op: 'http', via: env.via.safespot, hosts: HTTP_HOSTS, n: 500, concurrency: 8 });
+    const fromUs = Number(process.hrtime.bigint() / 1000n);
+    const samples = await runRounds(env, quick);
+    const toUs = Number(process.hrtime.bigint() / 1000n);
+    const upstreamErrors = (await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))
+      .split('\n').filter((l) => l.startsWith('safespot_upstream_errors_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}`);
+
+    if (opts.cpuProfDir) {
+      // The profile is written when safespot exits; SIGTERM drains and exits cleanly.
+      const exited = new Promise((r) => safespot.child.once('exit', r));
+      safespot.child.kill('SIGTERM');
+      await exited;
+      process.stderr.write(`${summarizeProfiles(opts.cpuProfDir, fromUs, toUs)}\n`);
+    }
+    return results;
+  } finally {
+    for (const s of servers) s.close();
+    const exits = children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : null));
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    const late = setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')), 15_000);
+    await Promise.all(exits);
+    clearTimeout(late);
+    process.off('exit', killAll);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const invokedDirectly = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
+
+if (invokedDirectly) {
+  const prof = process.argv.find((a) => a.startsWith('--cpu-prof='))?.slice('--cpu-prof='.length);
+  const results = await bench({ quick: process.argv.includes('--quick'), ...(prof ? { cpuProfDir: prof } : {}) });
+  for (const r of results) {
+    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(3)})`;
+    console.log(`${r.name}: ${r.value.toFixed(3)} ${r.unit}${base}${r.note ? `  [${r.note}]` : ''}`);
+  }
+}
