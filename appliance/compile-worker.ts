@@ -1,8 +1,11 @@
 /**
  * Compile a policy off the event loop: policy/'s compileParts runs in a worker_thread, so parsing
- * and sorting a million entries never stalls the connections the main thread is serving. The parts
- * (typed arrays) come back transferred, not copied; the main thread only wraps them in a Policy
- * (which checks the store tables once) and swaps it in (PolicyHolder.swap is one reference).
+ * and sorting a million entries never stalls the connections the main thread is serving. The
+ * compiled policy comes back as its bundle sections (the same bytes `safespot compile` writes,
+ * transferred, not copied) and is rebuilt with partsFromSections, the bundle loader's own path: so
+ * every part of a policy (URL stores, image matcher, whatever comes next) crosses the thread the
+ * way it crosses a file. The main thread only wraps the views in a Policy (which checks the tables
+ * once) and swaps it in (PolicyHolder.swap is one reference).
  *
  *   const compiler = new CompileWorker();
  *   const policy = await compiler.compile(input);   // rejects with the SafespotError compile threw
@@ -17,7 +20,7 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { ERRORS, SafespotError, type ErrorCode } from '../policy/errors.js';
-import { compileParts, Policy, policySections, sectionsVersion, type CompileInput, type PolicyParts } from '../policy/policy.js';
+import { compileParts, partsFromSections, Policy, policySections, sectionsVersion, type CompileInput, type Section } from '../policy/policy.js';
 
 const MARKER = 'safespot-compile-worker';
 
@@ -27,7 +30,7 @@ interface Job {
 }
 
 type Reply =
-  | { readonly id: number; readonly ok: true; readonly parts: PolicyParts; readonly version: string; readonly ms: number }
+  | { readonly id: number; readonly ok: true; readonly sections: readonly Section[]; readonly version: string; readonly ms: number }
   | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string; readonly details: readonly string[] };
 
 /** The last compile's duration inside the worker, for logs. */
@@ -94,7 +97,8 @@ export class CompileWorker {
     this.#idle();
     if (reply.ok) {
       try {
-        const policy = new Policy(reply.parts, reply.version);
+        const parts = partsFromSections(new Map(reply.sections.map((s) => [s.tag, s.bytes])));
+        const policy = new Policy(parts, reply.version);
         this.lastStats = { ms: reply.ms };
         job.resolve(policy);
       } catch (err) {
@@ -117,14 +121,10 @@ export class CompileWorker {
   }
 }
 
-/** The typed arrays of the parts, for the transfer list (each buffer once). */
-function transferables(parts: PolicyParts): ArrayBuffer[] {
+/** The buffers under the sections, for the transfer list (each once; the worker is done with them). */
+function transferables(sections: readonly Section[]): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
-  for (const store of [parts.block, parts.allow]) {
-    for (const a of Object.values(store) as ArrayBufferView[]) {
-      if (a.buffer instanceof ArrayBuffer) out.add(a.buffer);
-    }
-  }
+  for (const s of sections) if (s.bytes.buffer instanceof ArrayBuffer && s.bytes.buffer.byteLength > 0) out.add(s.bytes.buffer);
   return [...out];
 }
 
@@ -135,10 +135,10 @@ function runWorker(): void {
     let reply: Reply;
     let transfer: ArrayBuffer[] = [];
     try {
-      const parts = compileParts(job.input);
-      const version = sectionsVersion(policySections(parts));
-      reply = { id: job.id, ok: true, parts, version, ms: Math.round(performance.now() - start) };
-      transfer = transferables(parts);
+      const sections = policySections(compileParts(job.input));
+      const version = sectionsVersion(sections);
+      reply = { id: job.id, ok: true, sections, version, ms: Math.round(performance.now() - start) };
+      transfer = transferables(sections);
     } catch (err) {
       const e = err as Partial<SafespotError>;
       reply = {

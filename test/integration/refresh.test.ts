@@ -391,7 +391,14 @@ t.test('wired end to end: refresher → compile in a worker thread → atomic sw
   const compiler = new CompileWorker();
   t.teardown(() => compiler.close());
   const holder = new PolicyHolder();
-  const input = (body: Uint8Array) => ({ lists: [{ id: 'wired', category: 'adult', kind: 'domains', text: body }] });
+  // An image hash list rides along, so the test also shows image parts crossing the thread.
+  const imageDigest = createHash('sha256').update('synthetic image bytes').digest('hex');
+  const input = (body: Uint8Array) => ({
+    lists: [
+      { id: 'wired', category: 'adult', kind: 'domains', text: body },
+      { id: 'wired-images', category: 'csam', kind: 'sha256', text: `${imageDigest}\n` },
+    ],
+  });
 
   origin.put('/wired.txt', 'one.blocked.test\nshared.blocked.test\n');
   const rec = recorder();
@@ -413,6 +420,9 @@ t.test('wired end to end: refresher → compile in a worker thread → atomic sw
   t.equal(verdict('one.blocked.test'), 'block');
   t.equal(verdict('two.blocked.test'), 'allow');
   t.equal(verdict('sub.shared.blocked.test'), 'block', 'a domains entry covers subdomains');
+  const image = (sha256: string) => holder.current!.decideImage({ md5: '0'.repeat(32), sha1: '0'.repeat(40), sha256 }).action;
+  t.equal(image(imageDigest), 'block', 'the image list compiled in the worker matches');
+  t.equal(image('1'.repeat(64)), 'allow');
   const v1 = holder.current!.version;
 
   r.start();
