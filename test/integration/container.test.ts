@@ -327,6 +327,8 @@ t.test('the image built and run for real with podman', async (t) => {
   t.equal(sample(m1, 'safespot_selftest_success', { category: 'adult' }), 1, 'self-test adult passes');
   t.equal(sample(m1, 'safespot_selftest_success', { category: 'csam' }), 1, 'self-test csam passes');
   t.ok((sample(m1, 'safespot_policy_entries', { list: 'demo-adult' }) ?? 0) > 0, 'the demo list is loaded');
+  const rss = sample(m1, 'process_resident_memory_bytes');
+  if (rss !== null) timings.push(`resident memory ${(rss / 1024 / 1024).toFixed(0)} MiB`);
 
   // Non-root on a read-only root filesystem, state on the volume.
   const id = await podman(['exec', name, 'id', '-u']);
@@ -353,4 +355,25 @@ t.test('the image built and run for real with podman', async (t) => {
   t.match(log, /"msg":"draining","signal":"SIGTERM"/, 'safespot saw SIGTERM and drained');
   t.match(log, /"msg":"stopped"/, 'and stopped cleanly');
   t.notMatch(log, /container-test-token/, 'the admin token never appears in the log');
+
+  // The audit report from the stopped appliance's volume, as docs/deployment.md shows: the image's
+  // entrypoint runs any safespot command, here on a read-only root too.
+  const day = new Date().toISOString().slice(0, 10);
+  const next = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10);
+  const report = await podman([
+    'run', '--rm', '--network', 'none', '--read-only', '--cap-drop', 'ALL', '--health-cmd', 'none',
+    '-v', `${state}:/var/lib/safespot`,
+    '-v', `${join(dir, 'config.yaml')}:/etc/safespot/config.yaml:ro`,
+    IMAGE, 'audit', 'report', '--config', '/etc/safespot/config.yaml', '--from', day, '--to', next, '--format', 'json',
+  ]);
+  t.equal(report.code, 0, `audit report ran: ${report.stderr.trim()}`);
+  const parsed = (() => {
+    try {
+      return JSON.parse(report.stdout) as { blockedRequests?: { byCategory?: Record<string, number> } };
+    } catch {
+      return null;
+    }
+  })();
+  // Our three adult blocks (forward, CONNECT, transparent), plus any health-check canaries.
+  t.ok((parsed?.blockedRequests?.byCategory?.adult ?? 0) >= 3, `the report counts the adult blocks: ${JSON.stringify(parsed?.blockedRequests)}`);
 });
