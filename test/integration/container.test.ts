@@ -376,4 +376,34 @@ t.test('the image built and run for real with podman', async (t) => {
   })();
   // Our three adult blocks (forward, CONNECT, transparent), plus any health-check canaries.
   t.ok((parsed?.blockedRequests?.byCategory?.adult ?? 0) >= 3, `the report counts the adult blocks: ${JSON.stringify(parsed?.blockedRequests)}`);
+
+  // The image's own configuration (docker/config.example.yaml: every listener on 0.0.0.0, the admin
+  // token from /run/secrets) with a fresh named volume, in the container's own network namespace so
+  // its fixed ports cannot collide with anything on this machine.
+  const own = `${name}-default`;
+  const volume = `${name}-state`;
+  t.teardown(async () => {
+    await podman(['rm', '-f', '-t', '0', own]);
+    await podman(['volume', 'rm', '-f', volume]);
+  });
+  const ownRun = await podman([
+    'run', '-d', '--name', own, '--network', 'none', '--read-only', '--cap-drop', 'ALL',
+    '-v', `${volume}:/var/lib/safespot`, '-v', `${join(dir, 'admin-token')}:/run/secrets/admin-token:ro`, IMAGE,
+  ]);
+  t.equal(ownRun.code, 0, `podman run with the image's config: ${ownRun.stderr.trim()}`);
+  const ownHealth = await waitFor('the default-config container health check', async () => {
+    const r = await podman(['exec', own, 'node', '/app/dist/appliance/cli.js', 'healthcheck']);
+    return r.code === 0 ? r : null;
+  }, 60_000).catch(async (err) => {
+    const l = await podman(['logs', own]);
+    t.fail(`${(err as Error).message}\n${l.stdout}${l.stderr}`);
+    return null;
+  });
+  if (ownHealth) {
+    t.match(ownHealth.stdout, /ok: admin 127\.0\.0\.1:9090 \/readyz\nok: forward 127\.0\.0\.1:3128 GET http:\/\/blocked\.test\//, 'healthy on the shipped ports');
+    const ownLog = await podman(['logs', own]);
+    t.match(ownLog.stderr + ownLog.stdout, /"forward":\{"host":"0\.0\.0\.0","port":3128\},"http":\{"host":"0\.0\.0\.0","port":8080\},"tls":\{"host":"0\.0\.0\.0","port":8443\}/, 'listeners on 0.0.0.0');
+    const owner = await podman(['exec', own, 'stat', '-c', '%u', '/var/lib/safespot/journal.db']);
+    t.equal(owner.stdout.trim(), String(UID), 'a new named volume is writable by uid 10001');
+  }
 });

@@ -14,7 +14,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { loadConfigFile } from '../../appliance/config.js';
+import { loadConfigFile, validateConfig } from '../../appliance/config.js';
+import { pickCanary, planProbes, probeHost } from '../../appliance/cmd-healthcheck.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const DOCKER = join(ROOT, 'docker');
@@ -377,4 +378,54 @@ t.test('router scripts: bash syntax, strict mode, documented interface, shellche
       t.equal(sc.status, 0, `${name}: shellcheck clean\n${sc.stdout}`);
     }
   }
+});
+
+// ------------------------------------------------------------------------------------------------
+// the HEALTHCHECK's plan (appliance/cmd-healthcheck.ts)
+// ------------------------------------------------------------------------------------------------
+
+t.test('healthcheck: wildcard binds are probed on loopback', async (t) => {
+  const cases: [string, string][] = [['0.0.0.0', '127.0.0.1'], ['::', '::1'], ['[::]', '::1'], ['127.0.0.5', '127.0.0.5'], ['10.0.0.1', '10.0.0.1'], ['::1', '::1']];
+  for (const [bind, probe] of cases) t.equal(probeHost(bind), probe, `${bind} -> ${probe}`);
+});
+
+t.test('healthcheck: which canary goes through the forward listener', async (t) => {
+  const cases: [string, { category: string; url?: string; host?: string }[], string | null][] = [
+    ['an http URL first', [{ category: 'csam', host: 'x.test' }, { category: 'adult', url: 'http://blocked.test/p' }], 'get http://blocked.test/p'],
+    ['a host canary by CONNECT', [{ category: 'adult', host: 'blocked.test' }], 'connect blocked.test'],
+    ['a bare https URL by CONNECT', [{ category: 'adult', url: 'https://blocked.test/' }], 'connect blocked.test'],
+    ['an https URL with a path cannot be decided by CONNECT', [{ category: 'malware', url: 'https://phishing.test/login' }], null],
+    ['a malformed URL is skipped', [{ category: 'adult', url: 'http://' }], null],
+    ['no canary', [], null],
+  ];
+  for (const [what, canaries, want] of cases) {
+    const c = pickCanary(canaries);
+    t.equal(c === null ? null : c.kind === 'get' ? `get ${c.url.href}` : `connect ${c.host}`, want, what);
+  }
+});
+
+t.test('healthcheck: probes for a config (token sent, canary through the forward listener)', async (t) => {
+  const cfg = (doc: object) => validateConfig(doc, ROOT);
+  const full = planProbes(cfg({
+    listeners: { forward: { host: '0.0.0.0', port: 3128 } },
+    admin: { host: '0.0.0.0', port: 9090 },
+    selftest: { canaries: [{ category: 'adult', url: 'http://blocked.test/' }] },
+  }), 'tok-0123456789abcdef');
+  t.same(full.probes.map((p) => p.name), ['admin 127.0.0.1:9090 /readyz', 'forward 127.0.0.1:3128 GET http://blocked.test/']);
+  t.match(full.probes[0]!.request, /^GET \/readyz HTTP\/1\.1\r\n[^]*Authorization: Bearer tok-0123456789abcdef\r\n[^]*\r\n\r\n$/, 'the admin probe carries the token');
+  t.match(full.probes[1]!.request, /^GET http:\/\/blocked\.test\/ HTTP\/1\.1\r\nHost: blocked\.test\r\n/, 'absolute-URI request to the proxy');
+  t.notMatch(full.probes[1]!.request, /Authorization/, 'the token never goes to the proxy');
+  const judge = full.probes[1]!.judge;
+  t.equal(judge({ status: 403, headers: { 'content-type': 'text/html; charset=utf-8' }, body: '<html>' }), null, 'block page: healthy');
+  t.match(judge({ status: 200, headers: {}, body: '' }) ?? '', /not blocked/, 'an allowed canary is unhealthy');
+  t.match(judge({ status: 503, headers: {}, body: 'no policy' }) ?? '', /no valid policy/, 'no policy is unhealthy');
+  t.match(judge({ status: 403, headers: { 'content-type': 'text/plain' }, body: 'safespot: this network is not allowed to use the proxy\n' }) ?? '', /refuses this client/, 'a client refusal is not a block');
+  t.match(full.probes[0]!.judge({ status: 401, headers: {}, body: '' }) ?? '', /token was refused/);
+
+  const adminOnly = planProbes(cfg({ listeners: { forward: { host: '127.0.0.1', port: 3128 } } }), undefined, { adminOnly: true });
+  t.same(adminOnly.probes.map((p) => p.name), ['admin 127.0.0.1:9090 /readyz'], '--admin-only');
+  t.notMatch(adminOnly.probes[0]!.request, /Authorization/, 'no token configured, none sent');
+  const none = planProbes(cfg({ admin: null, listeners: { http: { host: '0.0.0.0', port: 8080 } } }), undefined);
+  t.same(none.probes, [], 'nothing to check without admin and forward listeners');
+  t.equal(none.notes.length, 2, 'and it says why');
 });
