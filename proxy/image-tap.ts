@@ -9,8 +9,8 @@
  * - Sniffed images: any other response without Content-Encoding has its first bytes read before its
  *   head is forwarded; JPEG, PNG, GIF, WebP or BMP magic bytes make it an image whatever the
  *   Content-Type says (browsers render <img> by its bytes). Server-sent events and multipart
- *   streams are not sniffed, so their head is never delayed; for every other response the head
- *   waits for the first 32 body bytes (or the end of the body).
+ *   streams are not sniffed. Every other response's head waits for its first body bytes: until the
+ *   bytes rule out every image format (for text, the first byte), at most 32 bytes, or the end.
  * - Never: HEAD, 1xx, 204, 205, 304 (no body), upgrades (they never reach here). A 206 range
  *   response declared as an image is passed unscanned and counted `partial` (a part of a file has
  *   no hash to match).
@@ -79,6 +79,24 @@ export function sniffImage(b: Uint8Array): SniffedImage | null {
     if (BMP_HEADER_SIZES.has(dib)) return 'bmp';
   }
   return null;
+}
+
+const MAGIC: ReadonlyArray<ReadonlyArray<number | null>> = [
+  [0xff, 0xd8, 0xff],
+  [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+  [...Buffer.from('GIF87a')],
+  [...Buffer.from('GIF89a')],
+  [...Buffer.from('RIFF'), null, null, null, null, ...Buffer.from('WEBP')],
+  [0x42, 0x4d, ...Array<null>(16).fill(null)],
+];
+
+/**
+ * Whether these first bytes are an image or could still become one with more bytes. A body whose
+ * first byte already rules out every format is released at once, so streaming text is not held.
+ */
+export function mayBeImage(b: Uint8Array): boolean {
+  if (sniffImage(b) !== null) return true;
+  return MAGIC.some((m) => b.length < m.length && b.every((x, i) => m[i] === null || m[i] === x));
 }
 
 // ---- the placeholder -----------------------------------------------------------------------------
@@ -217,7 +235,7 @@ class ImageHold {
   private readonly onData = (chunk: Buffer): void => {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (this.phase === 'sniff' && this.size >= SNIFF_BYTES) this.sniffed();
+    if (this.phase === 'sniff' && (this.size >= SNIFF_BYTES || !mayBeImage(Buffer.concat(this.chunks)))) this.sniffed();
     else if (this.phase === 'hold' && this.size > this.opts.maxBytes) this.unscanned('too_large');
   };
 
