@@ -5,14 +5,27 @@
  * DNS), connects upstream, answers 200 and pipes both ways. It is what "a proxy that does nothing"
  * costs in Node, so that safespot's figures can be read against it.
  *
- * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts }` (host → "addr:port");
- * it listens on 127.0.0.1 port 0, answers `{ port }`, and exits when the parent disconnects or on
- * SIGTERM.
- * It forwards only to the names in its table, never elsewhere.
+ * Two knobs turn it into variants that use the same Node plumbing as safespot, to split safespot's
+ * cost into "plumbing" and "its own work" (bench/proxy.ts runs them beside the plain one):
+ * - `parse: 'http'`: the CONNECT request is parsed by a node:http server (its `connect` event)
+ *   instead of a hand-written look at the first line;
+ * - `join: 'pipeline'`: the two sockets are joined with `stream.pipeline` both ways instead of
+ *   `pipe`.
+ *
+ * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts, parse?, join? }`
+ * (hosts: name → "addr:port"); it listens on 127.0.0.1 port 0, answers `{ port }`, and exits when
+ * the parent disconnects or on SIGTERM. It forwards only to the names in its table, never elsewhere.
  */
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { realpathSync } from 'node:fs';
+import { pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+
+export interface BareOptions {
+  readonly parse?: 'raw' | 'http';
+  readonly join?: 'pipe' | 'pipeline';
+}
 
 const MAX_HEAD = 8192;
 const CONNECT_LINE = /^CONNECT ([^\s:]+):(\d{1,5}) HTTP\/1\.[01]\r\n/;
@@ -21,14 +34,35 @@ function refuse(socket: Socket, status: string): void {
   socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
 }
 
-/** Start the forwarder. `hosts`: name → "addr:port". */
-export function startBareForwarder(hosts: Readonly<Record<string, string>>, port = 0): Promise<Server> {
-  const table = new Map<string, { address: string; port: number }>();
-  for (const [name, value] of Object.entries(hosts)) {
-    const i = value.lastIndexOf(':');
-    table.set(name, { address: value.slice(0, i), port: Number(value.slice(i + 1)) });
-  }
-  const server = createServer((client) => {
+type Table = Map<string, { address: string; port: number }>;
+
+/** Connect upstream, answer 200, join the two sockets. `rest`: bytes the client sent after the head. */
+function forward(client: Socket, dest: { address: string; port: number }, rest: Buffer, join: 'pipe' | 'pipeline'): void {
+  const upstream = connect(dest.port, dest.address);
+  const both = (): void => {
+    upstream.destroy();
+    client.destroy();
+  };
+  upstream.on('error', both);
+  client.on('error', both);
+  upstream.once('connect', () => {
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (rest.length > 0) upstream.write(rest);
+    if (join === 'pipeline') {
+      pipeline(client, upstream, (err) => err && both());
+      pipeline(upstream, client, (err) => err && both());
+    } else {
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream);
+      upstream.pipe(client);
+    }
+    client.resume();
+  });
+}
+
+function rawServer(table: Table, join: 'pipe' | 'pipeline'): Server {
+  return createServer((client) => {
     client.on('error', () => client.destroy());
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
@@ -43,24 +77,36 @@ export function startBareForwarder(hosts: Readonly<Record<string, string>>, port
       const m = CONNECT_LINE.exec(head.subarray(0, end + 2).toString('latin1'));
       const dest = m ? table.get(m[1]!.toLowerCase()) : undefined;
       if (!dest) return refuse(client, '403 Forbidden');
-      const rest = head.subarray(end + 4);
-      const upstream = connect(dest.port, dest.address);
-      upstream.on('error', () => {
-        upstream.destroy();
-        client.destroy();
-      });
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      upstream.once('connect', () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (rest.length > 0) upstream.write(rest);
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.resume();
-      });
+      forward(client, dest, head.subarray(end + 4), join);
     };
     client.on('data', onData);
   });
+}
+
+function httpServer(table: Table, join: 'pipe' | 'pipeline'): Server {
+  const server = createHttpServer((req, res) => {
+    res.writeHead(405, { connection: 'close' });
+    res.end();
+  });
+  server.on('connect', (req, socket: Socket, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const url = req.url ?? '';
+    const dest = table.get(url.slice(0, url.lastIndexOf(':')).toLowerCase());
+    if (!dest) return refuse(socket, '403 Forbidden');
+    forward(socket, dest, head, join);
+  });
+  return server as unknown as Server;
+}
+
+/** Start the forwarder. `hosts`: name → "addr:port". */
+export function startBareForwarder(hosts: Readonly<Record<string, string>>, opts: BareOptions = {}, port = 0): Promise<Server> {
+  const table: Table = new Map();
+  for (const [name, value] of Object.entries(hosts)) {
+    const i = value.lastIndexOf(':');
+    table.set(name, { address: value.slice(0, i), port: Number(value.slice(i + 1)) });
+  }
+  const join = opts.join ?? 'pipe';
+  const server = opts.parse === 'http' ? httpServer(table, join) : rawServer(table, join);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve(server));
@@ -79,8 +125,8 @@ if (invokedDirectly) {
   const stop = (): void => process.exit(0);
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);
-  process.once('message', (msg: { hosts: Record<string, string> }) => {
-    startBareForwarder(msg.hosts).then(
+  process.once('message', (msg: { hosts: Record<string, string> } & BareOptions) => {
+    startBareForwarder(msg.hosts, msg).then(
       (server) => {
         const addr = server.address();
         process.send?.({ port: typeof addr === 'object' && addr ? addr.port : 0 });

@@ -196,7 +196,12 @@ async function fetchText(url: string): Promise<string> {
   return res.text();
 }
 
-type Target = 'direct' | 'bare' | 'safespot';
+/**
+ * `bare`: the bare forwarder (the baseline). `bareP`: the same with stream.pipeline instead of pipe;
+ * `bareHP`: node:http CONNECT parsing and stream.pipeline, i.e. safespot's Node plumbing without
+ * its own work (ClientHello peek, decisions, limits, metrics); run in the 16-at-a-time scenario only.
+ */
+type Target = 'direct' | 'bare' | 'bareP' | 'bareHP' | 'safespot';
 
 interface Env {
   load: (job: LoadJob) => Promise<LoadResult>;
@@ -204,14 +209,20 @@ interface Env {
   pid: Partial<Record<Target, number>>;
   tlsPort: number;
   httpPort: number;
+  /** When profiling: the monotonic time windows (µs) of each job run against safespot, by kind. */
+  windows?: { op: string; from: number; to: number }[];
 }
+
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** Run one job against one target; the proxy's CPU seconds over exactly that job. */
 async function measured(env: Env, target: Target, job: LoadJob): Promise<LoadResult & { cpu: number }> {
   const pid = env.pid[target];
   const c0 = pid ? cpuSeconds(pid) : 0;
+  const from = nowUs();
   const r = await env.load(job);
   const cpu = pid ? cpuSeconds(pid) - c0 : NaN;
+  if (target === 'safespot') env.windows?.push({ op: job.op, from, to: nowUs() });
   if (r.errors > 0) throw new Error(`${target}: ${r.errors} failed connections (${r.firstError})`);
   return { ...r, cpu };
 }
@@ -231,10 +242,11 @@ async function runRounds(env: Env, quick: boolean): Promise<Samples> {
   for (let r = 0; r < rounds; r++) {
     for (const [scen, n, concurrency] of [['seq', seqN, 1], ['c16', conN, 16]] as const) {
       const p: Partial<Record<Target, LoadResult & { cpu: number }>> = {};
-      for (const t of rotate(targets, r)) {
+      const these: Target[] = scen === 'c16' ? [...targets, 'bareP', 'bareHP'] : targets;
+      for (const t of rotate(these, r)) {
         p[t] = await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n, concurrency });
       }
-      for (const t of targets) {
+      for (const t of these) {
         const x = p[t]!;
         push(s, `${scen}.${t}.cps`, (n / x.wallMs) * 1000);
         push(s, `${scen}.${t}.cpuMs`, (x.cpu / n) * 1000);
@@ -259,6 +271,8 @@ async function runRounds(env: Env, quick: boolean): Promise<Samples> {
       push(s, `http.${t}.rps`, (httpN / x.wallMs) * 1000);
       push(s, `http.${t}.cpuMs`, (x.cpu / httpN) * 1000);
       push(s, `http.${t}.p50`, percentile(x.latencies, 50));
+      push(s, `http.${t}.p99`, percentile(x.latencies, 99));
+      if (process.env.BENCH_DEBUG) process.stderr.write(`http ${t}: ${[50, 90, 95, 99, 99.9].map((q) => `p${q} ${percentile(x.latencies, q).toFixed(2)}`).join(' ')} max ${Math.max(...x.latencies).toFixed(1)} ms, mean ${(x.latencies.reduce((a, b) => a + b, 0) / x.latencies.length).toFixed(2)} ms, wall ${x.wallMs.toFixed(0)} ms\n`);
     }
   }
   return s;
@@ -273,6 +287,10 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
     const [p, b] = [m(`${scen}.safespot.cpuMs`), m(`${scen}.bare.cpuMs`)];
     out.push({ name: `proxy CPU per CONNECT+TLS connection, ${label}`, value: p, unit: 'ms', baseline: b,
       note: `ratio ${ratio(p, b)} (target ≤ 1.3×); baseline: bare forwarder; ${rounds(`${scen}.safespot.cpuMs`)}` });
+  }
+  for (const [t, what] of [['bareP', 'stream.pipeline'], ['bareHP', 'node:http CONNECT parsing + stream.pipeline']] as const) {
+    out.push({ name: `  bare forwarder variant with ${what}, 16 at a time`, value: m(`c16.${t}.cpuMs`), unit: 'ms', baseline: m('c16.bare.cpuMs'),
+      note: `ratio ${ratio(m(`c16.${t}.cpuMs`), m('c16.bare.cpuMs'))}: safespot's Node plumbing without its own work` });
   }
   for (const [scen, label] of [['seq', 'sequential'], ['c16', '16 at a time']] as const) {
     out.push({ name: `CONNECT+TLS connections/s, ${label}`, value: m(`${scen}.safespot.cps`), unit: 'conn/s', baseline: m(`${scen}.bare.cps`),
@@ -292,35 +310,60 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
     note: `baseline: straight to upstream; ${rounds('http.safespot.rps')}` });
   out.push({ name: 'plain HTTP forward: proxy CPU per request', value: m('http.safespot.cpuMs'), unit: 'ms' });
   out.push({ name: 'plain HTTP forward: p50 time to response head', value: m('http.safespot.p50'), unit: 'ms', baseline: m('http.direct.p50') });
+  out.push({ name: 'plain HTTP forward: p99 time to response head', value: m('http.safespot.p99'), unit: 'ms', baseline: m('http.direct.p99') });
   out.push({ name: 'setup', value: quick ? 100_000 : 1_000_000, unit: 'list entries', note: extra });
   return out;
 }
 
-/** Where safespot's CPU went during the load: self time by function, from its --cpu-prof profiles. */
-function summarizeProfiles(dir: string, fromUs: number, toUs: number): string {
+/** Where safespot's CPU went during the load: self time by function, and inclusive time of our own functions. */
+function summarizeProfiles(dir: string, windows: readonly { from: number; to: number }[]): string {
   const self = new Map<string, number>();
-  let total = 0;
+  const incl = new Map<string, number>();
+  let busy = 0;
+  let idle = 0;
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.cpuprofile'))) {
     const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
-      nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+      nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
       startTime: number; samples: number[]; timeDeltas: number[];
     };
-    const byId = new Map(p.nodes.map((n) => [n.id, n.callFrame]));
+    const key = new Map<number, string>();
+    const parent = new Map<number, number>();
+    for (const n of p.nodes) {
+      const cf = n.callFrame;
+      const where = cf.url ? ` ${cf.url.replace(/^.*\/dist\//, '').replace(/^node:internal\//, '')}:${cf.lineNumber + 1}` : '';
+      key.set(n.id, `${cf.functionName || '(anonymous)'}${where}`);
+      for (const c of n.children ?? []) parent.set(c, n.id);
+    }
     let t = p.startTime;
     for (let i = 0; i < p.samples.length; i++) {
       t += p.timeDeltas[i]!;
       const dt = p.timeDeltas[i + 1] ?? 0;
-      if (t < fromUs || t > toUs) continue;
-      const cf = byId.get(p.samples[i]!)!;
-      const where = cf.url ? `${cf.url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${cf.lineNumber + 1}` : '';
-      const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
-      self.set(key, (self.get(key) ?? 0) + dt);
-      total += dt;
+      if (!windows.some((w) => t >= w.from && t <= w.to)) continue;
+      const leaf = key.get(p.samples[i]!)!;
+      if (leaf === '(idle)') {
+        idle += dt;
+        continue;
+      }
+      busy += dt;
+      self.set(leaf, (self.get(leaf) ?? 0) + dt);
+      const seen = new Set<string>();
+      for (let id: number | undefined = p.samples[i]; id !== undefined; id = parent.get(id)) {
+        const k = key.get(id)!;
+        if (seen.has(k) || !/^\S+ (proxy|policy|audit|appliance|certs)\//.test(k)) continue;
+        seen.add(k);
+        incl.set(k, (incl.get(k) ?? 0) + dt);
+      }
     }
   }
-  const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30);
-  return [`safespot self time during the load: ${(total / 1e6).toFixed(2)} s sampled`,
-    ...rows.map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)].join('\n');
+  const top = (m: Map<string, number>, n: number): string[] =>
+    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / busy).toFixed(1).padStart(5)}%  ${k}`);
+  return [
+    `${(busy / 1e6).toFixed(2)} s busy, ${(idle / 1e6).toFixed(2)} s idle (sampled)`,
+    'self time, share of busy:',
+    ...top(self, 20),
+    'inclusive time of safespot functions, share of busy:',
+    ...top(incl, 25),
+  ].join('\n');
 }
 
 export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {}): Promise<BenchResult[]> {
@@ -367,9 +410,11 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
     }));
     if (opts.cpuProfDir) mkdirSync(opts.cpuProfDir, { recursive: true });
     const flags = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
-    const [safespot, bare] = await Promise.all([
+    const [safespot, bare, bareP, bareHP] = await Promise.all([
       startSafespot(config, flags, children),
       forkChild('bare-forwarder.js', { hosts }, children),
+      forkChild('bare-forwarder.js', { hosts, join: 'pipeline' }, children),
+      forkChild('bare-forwarder.js', { hosts, parse: 'http', join: 'pipeline' }, children),
     ]);
     const load = startLoad(children);
     await load({ op: 'init', ca: pki.ca });
@@ -381,20 +426,26 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
 
     const env: Env = {
       load,
-      via: { direct: { kind: 'direct', port: portOf(tls) }, bare: { kind: 'proxy', port: bare.port }, safespot: { kind: 'proxy', port: safespot.forward } },
-      pid: { bare: bare.child.pid!, safespot: safespot.child.pid! },
+      via: {
+        direct: { kind: 'direct', port: portOf(tls) },
+        bare: { kind: 'proxy', port: bare.port },
+        bareP: { kind: 'proxy', port: bareP.port },
+        bareHP: { kind: 'proxy', port: bareHP.port },
+        safespot: { kind: 'proxy', port: safespot.forward },
+      },
+      pid: { bare: bare.child.pid!, bareP: bareP.child.pid!, bareHP: bareHP.child.pid!, safespot: safespot.child.pid! },
       tlsPort: portOf(tls),
       httpPort: portOf(http),
     };
     // Warm-up (JIT, caches, TLS session machinery), not measured.
-    for (const t of ['direct', 'bare', 'safespot'] as const) {
+    for (const t of ['direct', 'bare', 'bareP', 'bareHP', 'safespot'] as const) {
       await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: quick ? 100 : 300, concurrency: 8 });
+      if (t === 'bareP' || t === 'bareHP') continue;
       await measured(env, t, { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[0]!, bytes: 16 << 20 });
     }
     await measured(env, 'safespot', { op: 'http', via: env.via.safespot, hosts: HTTP_HOSTS, n: 500, concurrency: 8 });
-    const fromUs = Number(process.hrtime.bigint() / 1000n);
+    if (opts.cpuProfDir) env.windows = [];
     const samples = await runRounds(env, quick);
-    const toUs = Number(process.hrtime.bigint() / 1000n);
     const upstreamErrors = (await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))
       .split('\n').filter((l) => l.startsWith('safespot_upstream_errors_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}`);
@@ -404,7 +455,10 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
       const exited = new Promise((r) => safespot.child.once('exit', r));
       safespot.child.kill('SIGTERM');
       await exited;
-      process.stderr.write(`${summarizeProfiles(opts.cpuProfDir, fromUs, toUs)}\n`);
+      for (const op of ['tls', 'bulk', 'http']) {
+        const w = env.windows!.filter((x) => x.op === op);
+        process.stderr.write(`\n== safespot CPU profile, measured ${op} jobs: ${summarizeProfiles(opts.cpuProfDir, w)}\n`);
+      }
     }
     return results;
   } finally {
