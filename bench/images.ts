@@ -1,14 +1,23 @@
 /**
  * Image benchmarks: decoding the reference photos (sharp) beside the PDQ step alone (from decoded
  * pixels), Hamming index queries at 1,000,000 random PDQ hashes beside a linear scan in the same
- * run, and exact-hash throughput. Prints figures; never pass/fail.
+ * run, exact-hash throughput, and the latency the proxy's image tap adds to a ~200 KB JPEG.
+ * Prints figures; never pass/fail.
  *
  * Run alone: `npm run build && node dist/bench/images.js [--quick]`.
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer, Agent, request as httpRequest } from 'node:http';
+import sharp from 'sharp';
+import { nullObserver } from '../audit/metrics.js';
 import { decodeForPdq, type DecodedImage } from '../appliance/image-decode.js';
+import { scanImage } from '../appliance/image-scan.js';
+import { CidrSet } from '../policy/ip.js';
+import { compilePolicy, PolicyHolder } from '../policy/policy.js';
+import { createPolicyHooks } from '../proxy/policy-hooks.js';
+import { startProxy, type ProxyOptions } from '../proxy/server.js';
 import { HammingIndex, linearScan } from '../policy/hamming-index.js';
 import { ExactHasher } from '../policy/image-hash.js';
 import { pdqFromPixels } from '../policy/pdq.js';
@@ -145,9 +154,102 @@ function benchExact(quick: boolean): BenchResult[] {
   return [{ name: 'images.exact.throughput', value: size / 1048576 / s, unit: 'MB/s', note: 'MD5 + SHA-1 + SHA-256 together, 64 KiB chunks' }];
 }
 
+/** A JPEG of about `target` bytes from the first reference photo (quality stepped down to fit). */
+async function jpegNear(target: number): Promise<Buffer> {
+  const photo = readFileSync(join(VECTORS, 'images', 'bridge-1-original.jpg'));
+  let best = await sharp(photo).jpeg({ quality: 95 }).toBuffer();
+  for (const width of [1600, 1280, 1024, 800, 640]) {
+    for (const quality of [95, 90, 85, 80, 75, 70]) {
+      const b = await sharp(photo).resize(width).jpeg({ quality }).toBuffer();
+      if (Math.abs(b.length - target) < Math.abs(best.length - target)) best = b;
+    }
+  }
+  return best;
+}
+
+/**
+ * Added latency of the image tap: the same ~200 KB JPEG fetched through two in-process proxies in
+ * the same run, one with the tap on (scanner = serve's: exact hashes, sharp decode, PDQ; a policy
+ * with 10,000 PDQ and 10,000 MD5 entries), one with `images.enabled: false`. Requests alternate
+ * between the two, sequentially, over keep-alive connections; medians are reported.
+ */
+export async function benchTap(quick: boolean): Promise<BenchResult[]> {
+  const body = await jpegNear(200 * 1024);
+  const upstream = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(body.length) });
+    res.end(body);
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const upPort = (upstream.address() as { port: number }).port;
+  const rnd = xorshift(11);
+  const hex = (n: number): string => Array.from({ length: n }, () => (rnd() & 0xff).toString(16).padStart(2, '0')).join('');
+  const holder = new PolicyHolder();
+  holder.swap(
+    compilePolicy({
+      lists: [
+        { id: 'bench-pdq', category: 'csam', kind: 'pdq', text: Array.from({ length: 10_000 }, () => hex(32)).join('\n') },
+        { id: 'bench-md5', category: 'csam', kind: 'md5', text: Array.from({ length: 10_000 }, () => hex(16)).join('\n') },
+      ],
+    }),
+  );
+  const hooks = createPolicyHooks(holder, nullObserver, {
+    recordUrls: false,
+    recordClients: false,
+    blockFronting: false,
+    noSni: 'block',
+    ech: 'allow-outer',
+    scanImage: (b) => scanImage(b),
+  });
+  const options = (enabled: boolean): ProxyOptions => ({
+    listeners: { forward: { host: '127.0.0.1', port: 0 } },
+    clients: CidrSet.parse(['127.0.0.0/8']),
+    upstream: { hosts: { 'img.test': `127.0.0.1:${upPort}` }, allowPrivate: true, ports: [80], connectTimeoutMs: 5000, dnsCacheTtlMs: 60_000 },
+    tls: { notTls: 'block', clientHelloTimeout: 10_000, clientHelloMaxBytes: 16_384 },
+    limits: { maxConnections: 100, maxConnectionsPerClient: 100, maxHeaderBytes: 16_384, headersTimeout: 10_000, idleTimeout: 60_000, drainTimeout: 0 },
+    blockPage: { contact: '', languages: ['en'] },
+    images: { enabled, maxBytes: 8 * 1024 * 1024, timeout: 5000, unscanned: 'pass' },
+  });
+  const on = await startProxy(options(true), hooks, nullObserver);
+  const off = await startProxy(options(false), hooks, nullObserver);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const fetchVia = (port: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      const req = httpRequest({ host: '127.0.0.1', port, path: 'http://img.test/photo.jpg', agent }, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => (n === body.length && res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`status ${res.statusCode}, ${n} bytes`))));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const rounds = quick ? 10 : 40;
+  const times = { on: [] as number[], off: [] as number[] };
+  try {
+    for (let i = 0; i < 3; i++) await Promise.all([fetchVia(on.addresses().forward!.port), fetchVia(off.addresses().forward!.port)]);
+    for (let i = 0; i < rounds; i++) {
+      times.on.push(await fetchVia(on.addresses().forward!.port));
+      times.off.push(await fetchVia(off.addresses().forward!.port));
+    }
+  } finally {
+    agent.destroy();
+    await on.close(0);
+    await off.close(0);
+    await new Promise<void>((r) => upstream.close(() => r()));
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const mOn = median(times.on);
+  const mOff = median(times.off);
+  const note = `${(body.length / 1024).toFixed(0)} KB JPEG (1 of the reference photos re-encoded), ${rounds} sequential fetches each, alternating`;
+  return [
+    { name: 'images.tap.fetch_ms', value: mOn, unit: 'ms', baseline: mOff, note: `median, tap on; baseline = images.enabled false, same run; ${note}` },
+    { name: 'images.tap.added_ms', value: mOn - mOff, unit: 'ms', note: 'median with the tap − median without' },
+  ];
+}
+
 export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult[]> {
   const quick = opts.quick === true;
-  return [...(await benchPhotos(quick)), ...(await benchIndex(quick)), ...benchExact(quick)];
+  return [...(await benchPhotos(quick)), ...(await benchIndex(quick)), ...benchExact(quick), ...(await benchTap(quick))];
 }
 
 const invokedDirectly = (() => {

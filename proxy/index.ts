@@ -17,7 +17,7 @@
  *   await proxy.close(config.limits.drainTimeout);
  */
 export { startProxy, type ProxyHandle, type ProxyOptions } from './server.js';
-export { createPolicyHooks, type PolicyHookOptions } from './policy-hooks.js';
-export type { ClientHelloInfo, ConnInfo, Hooks, ListenerName, Observer, Verdict } from './hooks.js';
+export { createPolicyHooks, type ImageScanner, type PolicyHookOptions } from './policy-hooks.js';
+export type { ClientHelloInfo, ConnInfo, Hooks, ImageBody, ImageVerdict, ListenerName, Observer, Verdict } from './hooks.js';
 export type { Endpoint } from './upstream.js';
 export { parseClientHello, type HelloParse } from './client-hello.js';
