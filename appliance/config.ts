@@ -116,6 +116,8 @@ export const configSchema = z
         ports: z.array(port).default([443, 80]),
         connectTimeout: duration.default(10_000),
         dnsCacheTtl: duration.default(60_000),
+        /** DNS servers for upstream names (`addr` or `addr:port`); absent = the system's (/etc/resolv.conf). */
+        dnsServers: z.array(z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)(:\d{1,5})?$/, 'expected addr or addr:port')).min(1).optional(),
       })
       .prefault({}),
     tls: z
@@ -159,7 +161,12 @@ export const configSchema = z
     allow: z.array(z.string()).default([]),
     profiles: z.array(profileSchema).default([]),
     safeSearch: z.boolean().default(false),
-    intercept: interceptSchema.prefault({}),
+    intercept: interceptSchema
+      .extend({
+        /** Extra CA certificates (PEM file) trusted for intercepted upstream servers, beside the system roots (private PKIs, tests). Top level only. */
+        upstreamCa: z.string().min(1).optional(),
+      })
+      .prefault({}),
     images: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -258,6 +265,7 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
       headers: l.headers && Object.fromEntries(Object.entries(l.headers).map(([k, v]) => [k, v.startsWith('file:') ? `file:${abs(v.slice(5))}` : v])),
     })),
     sources: { ...cfg.sources, ca: cfg.sources.ca && abs(cfg.sources.ca) },
+    intercept: { ...cfg.intercept, upstreamCa: cfg.intercept.upstreamCa && abs(cfg.intercept.upstreamCa) },
     admin: cfg.admin && { ...cfg.admin, tokenFile: cfg.admin.tokenFile && abs(cfg.admin.tokenFile) },
     journal: { ...cfg.journal, path: abs(cfg.journal.path) },
     state: { dir: abs(cfg.state.dir) },

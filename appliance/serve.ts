@@ -7,21 +7,18 @@
  * block (rule `no-policy`), `safespot_filtering_active` is 0, /readyz says why, and the journal
  * records the inactive period.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { createMetrics, combineObservers, metricsObserver, type Metrics, type ListenerLabel } from '../audit/metrics.js';
 import { openJournal, journalObserver, type Journal } from '../audit/journal.js';
-import { encodeBundle, decodeBundle } from '../policy/bundle.js';
-import { SafespotError } from '../policy/errors.js';
 import { CidrSet } from '../policy/ip.js';
-import { compilePolicy, PolicyHolder, type Policy } from '../policy/policy.js';
+import type { PolicyHolder } from '../policy/policy.js';
 import { createPolicyHooks } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
-import type { Config } from './config.js';
+import { loadConfigFile, type Config } from './config.js';
 import { scanImage } from './image-scan.js';
-import { compileInputFromConfig } from './lists-load.js';
+import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
+import { PolicyManager, type ReloadResult } from './policy-manager.js';
 import { runCanaries } from './selftest.js';
 
 export interface Appliance {
@@ -32,15 +29,15 @@ export interface Appliance {
   readonly admin: AdminHandle | null;
   /** The config in force. */
   config(): Readonly<Config>;
-  /** Rebuild the policy from `next` (or the current config); the old one keeps serving on failure. */
-  reload(next?: Readonly<Config>): Promise<{ ok: boolean; version?: string; error?: string }>;
+  /** Apply `next` (or refresh every list of the current config); the old policy keeps serving on failure. */
+  reload(next?: Readonly<Config>): Promise<ReloadResult>;
+  /** SIGHUP and POST /reload: re-read the config file (when serve has one) and reload; a bad file is refused. */
+  reloadFromFile(): Promise<ReloadResult>;
   /** Run the self-test now. */
   selftest(): void;
   /** Stop accepting, drain (bounded), flush the journal. */
   close(): Promise<void>;
 }
-
-const BUNDLE_FILE = 'last-good.bundle';
 
 function proxyOptions(c: Readonly<Config>): ProxyOptions {
   return {
@@ -52,6 +49,7 @@ function proxyOptions(c: Readonly<Config>): ProxyOptions {
       ports: c.upstream.ports,
       connectTimeoutMs: c.upstream.connectTimeout,
       dnsCacheTtlMs: c.upstream.dnsCacheTtl,
+      ...(c.upstream.dnsServers ? { dnsServers: c.upstream.dnsServers } : {}),
     },
     tls: c.tls,
     limits: c.limits,
@@ -68,16 +66,11 @@ function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
   return out;
 }
 
-/** Write the bundle atomically: temp file, then rename over the old one. */
-function saveLastGood(dir: string, bytes: Uint8Array): void {
-  mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `${BUNDLE_FILE}.tmp-${process.pid}`);
-  writeFileSync(tmp, bytes, { mode: 0o600 });
-  renameSync(tmp, join(dir, BUNDLE_FILE));
-}
-
-export async function startAppliance(initial: Readonly<Config>, log: Logger): Promise<Appliance> {
+export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
   let config = initial;
+  // Interception or admin.serveCa without a usable CA: refuse to start (ERR_CONFIG_INVALID names `safespot certs init`).
+  const interception = await setupInterception(initial);
+  for (const w of interception.warnings) log.warn('interception CA', { warning: w });
   const categories = [...new Set(config.lists.map((l) => l.category))];
   const metrics = createMetrics({ categories, lists: config.lists.map((l) => l.id), listeners: listenerLabels(config) });
   const journal = openJournal({
@@ -86,63 +79,11 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
     recordUrls: config.journal.recordUrls,
     recordClients: config.journal.recordClients,
   });
-  const holder = new PolicyHolder();
-  let lastError: string | null = null;
-
-  const install = (policy: Policy, how: string): void => {
-    holder.swap(policy);
-    const now = Date.now() / 1000;
-    for (const l of policy.lists) {
-      metrics.policyEntries.set(l.id, l.entries);
-      metrics.policyLastRefresh.set(l.id, now);
-      journal.record({ kind: 'list_load', list: l.id, category: l.category, detail: `${how}: ${l.entries} entries` });
-    }
-    metrics.policyInfo.set(policy.version);
-    metrics.filteringActive.set(true);
-    journal.record({ kind: 'filtering_active', detail: `policy ${policy.version} (${how})` });
-    lastError = null;
-  };
-
-  const build = async (c: Readonly<Config>): Promise<Policy> => {
-    const policy = compilePolicy(compileInputFromConfig(c));
-    for (const l of policy.parts.meta.lists) {
-      const r = l.report;
-      if (r.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: r.malformed, lines: r.malformedLines });
-    }
-    for (const l of policy.parts.meta.images ?? []) {
-      if (l.report.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: l.report.malformed, lines: l.report.malformedLines });
-    }
-    try {
-      saveLastGood(c.state.dir, encodeBundle(policy));
-    } catch (err) {
-      log.warn('could not save the last good policy bundle', { error: (err as Error).message });
-    }
-    return policy;
-  };
-
-  try {
-    install(await build(config), 'compiled');
-  } catch (err) {
-    lastError = err instanceof SafespotError ? `${err.code}: ${err.message}` : String(err);
-    log.error('policy could not be compiled', { error: lastError, details: err instanceof SafespotError ? err.details : [] });
-    for (const l of config.lists) {
-      metrics.policyRefreshFailures.inc(l.id, 'invalid');
-      journal.record({ kind: 'list_failure', list: l.id, category: l.category, detail: lastError.slice(0, 300) });
-    }
-    const saved = join(config.state.dir, BUNDLE_FILE);
-    if (existsSync(saved)) {
-      try {
-        install(decodeBundle(readFileSync(saved)), 'last good bundle');
-        log.warn('serving the last good policy bundle', { path: saved });
-      } catch (err2) {
-        log.error('the last good bundle is unusable', { error: (err2 as Error).message });
-      }
-    }
-    if (!holder.current) {
-      metrics.filteringActive.set(false);
-      journal.record({ kind: 'filtering_inactive', detail: 'no valid policy: failing closed' });
-    }
-  }
+  const manager = await PolicyManager.start(config, { metrics, journal, log }).catch((err: unknown) => {
+    journal.close();
+    throw err;
+  });
+  const holder = manager.holder;
 
   const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
   const hookOptions = (c: Readonly<Config>) => ({
@@ -160,18 +101,31 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
         port: config.admin.port,
         ...(token ? { token } : {}),
         registry: metrics.registry,
+        extraRoutes: {
+          ...interception.routes,
+          '/reload': (req, res) => {
+            if (req.method !== 'POST') {
+              res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end('{"error":"POST only"}\n');
+              return;
+            }
+            void reloadFromFile().then((r) => {
+              res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
+            });
+          },
+        },
         isReady: () => {
           const reasons: string[] = [];
-          if (!holder.current) reasons.push(`no valid policy loaded${lastError ? ` (${lastError})` : ''}`);
+          if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
           return { ready: reasons.length === 0, reasons };
         },
       })
     : null;
   // The admin listener is never a destination, not even with upstream.allowPrivate.
   const ownEndpoints = admin && config.admin ? [{ host: config.admin.host, port: admin.port }] : [];
-  const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
+  const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints, ...(interception.edge ? { intercept: interception.edge } : {}) }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
     async (err: unknown) => {
       await admin?.close();
+      await manager.stop();
       journal.close();
       throw err;
     },
@@ -191,6 +145,31 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
   const timer = setInterval(selftest, config.selftest.interval);
   timer.unref();
 
+  async function reloadFromFile(): Promise<ReloadResult> {
+    if (!opts.configPath) return reload();
+    let next: Readonly<Config>;
+    try {
+      next = loadConfigFile(opts.configPath);
+    } catch (err) {
+      const e = err as { message?: string; details?: readonly string[] };
+      log.error('reload refused: config invalid; the running configuration keeps serving', { error: e.message ?? String(err), problems: e.details ?? [] });
+      return { ok: false, error: [e.message ?? String(err), ...(e.details ?? [])].join('; ') };
+    }
+    return reload(next);
+  }
+
+  async function reload(next?: Readonly<Config>): Promise<ReloadResult> {
+    const result = next ? await manager.reconfigure(next) : await manager.refreshNow();
+    if (result.ok && next) {
+      config = next;
+      proxy.setHooks(createPolicyHooks(holder, observer, hookOptions(next)));
+    }
+    if (result.ok) log.info('reloaded', { version: result.version ?? null });
+    else log.error('reload refused; the previous policy keeps serving', { error: result.error ?? null });
+    selftest();
+    return result;
+  }
+
   return {
     holder,
     metrics,
@@ -198,33 +177,14 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger): Pr
     proxy,
     admin,
     config: () => config,
-    async reload(next) {
-      const c = next ?? config;
-      try {
-        const policy = await build(c);
-        install(policy, 'reloaded');
-        if (next) {
-          config = next;
-          proxy.setHooks(createPolicyHooks(holder, observer, hookOptions(next)));
-        }
-        log.info('policy reloaded', { version: policy.version });
-        selftest();
-        return { ok: true, version: policy.version };
-      } catch (err) {
-        const message = err instanceof SafespotError ? `${err.code}: ${err.message}` : String(err);
-        log.error('reload refused; the previous policy keeps serving', { error: message });
-        for (const l of c.lists) {
-          metrics.policyRefreshFailures.inc(l.id, 'invalid');
-          journal.record({ kind: 'list_failure', list: l.id, category: l.category, detail: message.slice(0, 300) });
-        }
-        return { ok: false, error: message };
-      }
-    },
+    reload,
+    reloadFromFile,
     selftest,
     async close() {
       clearInterval(timer);
       await proxy.close(config.limits.drainTimeout);
       await admin?.close();
+      await manager.stop();
       journal.close();
     },
   };

@@ -25,6 +25,7 @@ export interface UpstreamOptions {
 }
 
 const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
+const UNSPECIFIED = CidrSet.parse(['0.0.0.0/32', '::/128']);
 
 type UpstreamReason = Parameters<Observer['upstreamError']>[0];
 
@@ -40,6 +41,8 @@ export function upstreamReason(err: unknown): UpstreamReason {
         return 'timeout';
       case 'ERR_UPSTREAM':
         return 'connect';
+      case 'ERR_UPSTREAM_CERT':
+        return 'tls';
       default:
         return 'other';
     }
@@ -70,8 +73,12 @@ export class Upstream {
   }
 
   private isOwnEndpoint(address: string, port: number): boolean {
+    // Connecting to the unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0) reaches this host (Linux
+    // treats it as loopback), whatever address our listener is bound to.
+    const unspecified = UNSPECIFIED.contains(address);
     for (const e of this.own) {
       if (e.port !== port) continue;
+      if (unspecified) return true;
       if (e.host === '0.0.0.0' || e.host === '::') {
         if (LOOPBACK.contains(address)) return true;
         if (this.localAddresses.some((l) => sameAddress(l, address))) return true;
