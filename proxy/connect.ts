@@ -49,7 +49,10 @@ export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: So
   } catch {
     verdict = { decision: HOOK_FAILED };
   }
-  if (verdict.decision.action === 'block') {
+  // A blocked host for a profile that intercepts: answer 200 anyway, so the TLS step can show the
+  // block page over TLS (onClientHello blocks again and intercepts) instead of a bare 403.
+  const pageOverTls = verdict.decision.action === 'block' && verdict.intercept === true && ctx.interception !== undefined;
+  if (verdict.decision.action === 'block' && !pageOverTls) {
     const r = connectRefusal(verdict.decision);
     endWith(socket, rawHttpResponse(r.status, r.body));
     return;
@@ -60,7 +63,7 @@ export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: So
       tunnelHttp(socket, bytes, target, conn);
       return true;
     }
-    if (ctx.opts.tls.notTls !== 'allow') return false;
+    if (ctx.opts.tls.notTls !== 'allow' || verdict.decision.action === 'block') return false;
     ctx.upstream
       .connect(verdict.connectHost ?? target.host, target.port)
       .then(

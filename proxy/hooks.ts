@@ -38,6 +38,11 @@ export interface Verdict {
   readonly decision: Decision;
   /** Connect here instead (SafeSearch front end), keeping the guest's SNI / Host header. */
   readonly connectHost?: string;
+  /**
+   * onClientHello only: the client's profile intercepts this host (policy/intercept.ts), so the TLS
+   * step terminates TLS (proxy/intercept.ts) instead of splicing or sending an alert.
+   */
+  readonly intercept?: boolean;
 }
 
 /** An image response body held by the image tap (proxy/image-tap.ts), as received (after content decoding). */

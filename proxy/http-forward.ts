@@ -9,7 +9,7 @@
  * (RFC 9110 §7.6.3). Body framing is Node's: a Content-Length is kept, anything else is re-chunked.
  * WebSocket (and any Upgrade) requests are decided like other requests, then spliced.
  */
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { ERRORS, SafespotError } from '../policy/errors.js';
@@ -20,6 +20,7 @@ import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
+import { connectUpstream, failUpstreamTls, openUpstreamRequest, type UpstreamTlsRoute } from './upstream-tls.js';
 
 /** Where a request goes and what is decided on. */
 export interface HttpRoute {
@@ -32,6 +33,8 @@ export interface HttpRoute {
   readonly path: string;
   /** The full URL the policy decides on. */
   readonly url: string;
+  /** Intercepted HTTPS (proxy/intercept.ts): the upstream is TLS, verified for this name. */
+  readonly tls?: UpstreamTlsRoute;
 }
 
 const HOP_BY_HOP = new Set([
@@ -121,7 +124,8 @@ export class HttpForwarder {
     this.forward(req, res, route, verdict.connectHost ?? route.host, conn).catch((err: unknown) => this.fail(res, err));
   }
 
-  private fail(res: ServerResponse, err: unknown): void {
+  private fail(res: ServerResponse, err: unknown, tlsName?: string): void {
+    if (failUpstreamTls(this.ctx, res, err, tlsName)) return; // bad upstream certificate: counted, explanatory page
     this.ctx.observer.upstreamError(upstreamReason(err));
     if (res.headersSent) {
       res.destroy();
@@ -146,7 +150,7 @@ export class HttpForwarder {
     if (res.destroyed) return;
     const headers = endToEndHeaders(req.rawHeaders, req.httpVersion);
     headers['Host'] = route.authority;
-    const upReq = httpRequest({
+    const upReq = openUpstreamRequest(ctx, route, {
       host: dest.address,
       port: dest.port,
       method: req.method,
@@ -161,7 +165,7 @@ export class HttpForwarder {
       failed = true;
       req.unpipe(upReq);
       req.resume();
-      this.fail(res, err);
+      this.fail(res, err, route.tls?.servername);
     };
     upReq.on('error', onUpstreamError);
     upReq.on('socket', (s: Socket) => {
@@ -209,7 +213,7 @@ export class HttpForwarder {
     }
     let up: Socket;
     try {
-      up = await this.ctx.upstream.connect(verdict.connectHost ?? route.host, route.port);
+      up = await connectUpstream(this.ctx, route, verdict.connectHost ?? route.host);
     } catch (err) {
       this.ctx.observer.upstreamError(upstreamReason(err));
       const status = err instanceof SafespotError ? ERRORS[err.code].http : 502;

@@ -7,6 +7,7 @@ import type { Decision } from '../policy/decision.js';
 import type { CidrSet } from '../policy/ip.js';
 import type { BlockPageOptions } from './block-page.js';
 import type { Hooks, Observer } from './hooks.js';
+import type { InterceptEdgeOptions, Interception } from './intercept.js';
 import type { ConnectionGate } from './limits.js';
 import type { Endpoint, Upstream } from './upstream.js';
 
@@ -71,6 +72,8 @@ export interface ProxyOptions {
    * listener). The proxy's own listeners are always included.
    */
   readonly ownEndpoints?: readonly Endpoint[];
+  /** TLS interception (proxy/intercept.ts): the leaf minter and upstream trust; absent = never intercept. */
+  readonly intercept?: InterceptEdgeOptions;
 }
 
 /** Shared by the protocol steps of one proxy. */
@@ -83,6 +86,8 @@ export interface EdgeContext {
   readonly agent: Agent;
   hooks: Hooks;
   draining: boolean;
+  /** Present when ProxyOptions.intercept is (set by startProxy). */
+  interception?: Interception;
 }
 
 /** What a failing hook is treated as: a refusal (fail closed), never a pass. */

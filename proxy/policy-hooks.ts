@@ -21,7 +21,8 @@
 import { combineObservers } from '../audit/metrics.js';
 import type { Decision } from '../policy/decision.js';
 import type { ScannedImageHashes } from '../policy/image-lists.js';
-import { BLOCK_NO_POLICY, type PolicyHolder } from '../policy/policy.js';
+import { interceptChoice } from '../policy/intercept.js';
+import { BLOCK_NO_POLICY, type Policy, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
 import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
 
@@ -99,7 +100,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
   const observer = combineObservers(rawObserver);
   const report = (
     conn: ConnInfo,
-    protocol: 'connect' | 'tls' | 'http',
+    protocol: 'connect' | 'tls' | 'http' | 'https',
     decision: Decision,
     started: bigint,
     subject: string,
@@ -128,6 +129,23 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
   const verdict = (decision: Decision, connectHost: string | undefined): Verdict =>
     connectHost === undefined ? { decision } : { decision, connectHost };
 
+  /** The same without counting (a CONNECT authority; its ClientHello is counted). */
+  const interceptsQuietly = (policy: Policy, client: string, host: string): boolean => interceptChoice(policy.profileFor(client).intercept, host).intercept;
+
+  /** Whether the client's profile intercepts this connection (every name it carries must qualify). */
+  const intercepts = (policy: Policy, client: string, names: ReadonlyArray<string | null>): boolean => {
+    const opts = policy.profileFor(client).intercept;
+    if (!opts.enabled) return false;
+    for (const n of names) {
+      if (n === null) continue;
+      if (!interceptChoice(opts, n).intercept) {
+        observer.interception?.('excluded');
+        return false;
+      }
+    }
+    return names.some((n) => n !== null);
+  };
+
   const scanImage = opts.scanImage;
   const onImage = scanImage
     ? async (img: { bytes: Uint8Array }, conn: ConnInfo): Promise<ImageVerdict> => {
@@ -149,7 +167,9 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
       const policy = holder.current;
       const decision = policy === null ? BLOCK_NO_POLICY : policy.decideHost(target.host, conn.client);
       report(conn, 'connect', decision, started, `${target.host}:${target.port}`);
-      return verdict(decision, safeSearch(decision, target.host, conn.client));
+      const v = verdict(decision, safeSearch(decision, target.host, conn.client));
+      // Only a block uses it (the page is then shown over TLS); interception proper is decided on the SNI.
+      return decision.action === 'block' && policy !== null && interceptsQuietly(policy, conn.client, target.host) ? { ...v, intercept: true } : v;
     },
 
     onClientHello(hello: ClientHelloInfo, conn, connectHost) {
@@ -171,14 +191,16 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
         }
       }
       report(conn, 'tls', decision, started, name ?? '');
-      return verdict(decision, safeSearch(decision, name, conn.client));
+      const v = verdict(decision, safeSearch(decision, name, conn.client));
+      const names = connectHost !== undefined && hello.sni !== null ? [hello.sni, bareHost(connectHost)] : [name];
+      return policy !== null && intercepts(policy, conn.client, names) ? { ...v, intercept: true } : v;
     },
 
     onRequest(url, conn) {
       const started = process.hrtime.bigint();
       const policy = holder.current;
       const decision = policy === null ? BLOCK_NO_POLICY : policy.decideUrl(url, conn.client);
-      report(conn, 'http', decision, started, url);
+      report(conn, url.startsWith('https:') ? 'https' : 'http', decision, started, url);
       return verdict(decision, safeSearch(decision, urlHost(url), conn.client));
     },
   };

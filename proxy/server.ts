@@ -13,6 +13,7 @@ import { ConnectionGate } from './limits.js';
 import type { EdgeContext, ProxyOptions } from './options.js';
 import { Resolver } from './resolver.js';
 import { createTransparentTlsServer } from './transparent-tls.js';
+import { Interception } from './intercept.js';
 import { Upstream, type Endpoint } from './upstream.js';
 
 export type { ProxyOptions } from './options.js';
@@ -65,6 +66,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
     draining: false,
   };
   const forwarder = new HttpForwarder(ctx);
+  if (opts.intercept) ctx.interception = new Interception(ctx, forwarder, opts.intercept);
   const tunnelHttp = createTunnelHttp(ctx, forwarder);
   const servers = new Map<ListenerName, Server>();
   if (opts.listeners.forward) servers.set('forward', createHttpListener(ctx, 'forward', forwarder, tunnelHttp));
@@ -81,6 +83,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
   } catch (err) {
     for (const s of servers.values()) s.close();
     ctx.agent.destroy();
+    ctx.interception?.close();
     throw err;
   }
 
@@ -93,6 +96,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
       // (its response finished) on every round, so a drain does not wait for keep-alive timeouts.
       const closeIdle = (): void => {
         for (const s of servers.values()) (s as Server & { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        ctx.interception?.closeIdle();
       };
       const deadline = Date.now() + Math.max(0, drainMs);
       while (ctx.gate.count() > 0 && Date.now() < deadline) {
@@ -101,6 +105,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
       }
       for (const s of ctx.gate.sockets()) s.destroy();
       ctx.agent.destroy();
+      ctx.interception?.close();
       // 'close' events of destroyed sockets come on a later tick; wait for them (bounded).
       for (let i = 0; i < 40 && ctx.gate.count() > 0; i++) await new Promise((r) => setTimeout(r, 5));
       await Promise.all(closed);

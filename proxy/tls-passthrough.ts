@@ -81,6 +81,11 @@ export async function passTls(
   const { hello, bytes } = outcome;
   observer.clientHello(hello.ech ? 'ech' : hello.sni === null ? 'no_sni' : 'sni');
   const verdict = decide(ctx, hello, conn, target);
+  if (verdict.intercept && ctx.interception) {
+    // This client's profile intercepts this host: a block page or filtered HTTPS instead of an alert or a splice.
+    await ctx.interception.handle(socket, bytes, hello, verdict, conn, target);
+    return;
+  }
   if (verdict.decision.action === 'block') {
     refuseTls(socket, hello.sni === null ? 'unrecognized_name' : 'access_denied', hello.legacyVersion);
     return;

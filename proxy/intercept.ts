@@ -1,0 +1,216 @@
+/**
+ * TLS interception, for the profiles that turn it on (policy/intercept.ts decides which
+ * connections; onClientHello puts the answer in `Verdict.intercept`). The TLS step hands such a
+ * connection here after the ClientHello decision:
+ *
+ * 1. A leaf for the guest's SNI (else the CONNECT host) is minted from the appliance CA (certs/,
+ *    cached per host, one mint in flight per host). A failed mint is counted and refused with an
+ *    `internal_error` alert: never spliced, because splicing would skip the page-level decisions
+ *    this profile asked for (fail closed).
+ * 2. TLS is terminated with that leaf; ALPN offers `http/1.1` only (RFC 7301), so no client
+ *    negotiates h2 with us. A client that does not trust the CA fails its handshake: counted as
+ *    `client_handshake_failed`, and it never sees content.
+ * 3. HTTP/1.1 inside is served by an unlistened node:http server and the ordinary HttpForwarder:
+ *    every request is decided on its full `https://` URL (onRequest), blocked ones get the block
+ *    page over TLS, allowed ones go to the real server over verified TLS (proxy/upstream-tls.ts)
+ *    through the same forwarding path as plain HTTP (headers, streaming, image tap).
+ * 4. A host that was blocked at the ClientHello gets the block page for that decision on every
+ *    request (instead of the access_denied alert a non-intercepting profile gets).
+ *
+ * A request whose Host names another server than the TLS name gets 421 Misdirected Request
+ * (RFC 9110 §15.5.20): one TLS connection is for one host, as the certificate says.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Decision } from '../policy/decision.js';
+import { blockPage } from './block-page.js';
+import type { ClientHelloInfo, ConnInfo, Verdict } from './hooks.js';
+import { parseAuthority, type HttpForwarder, type HttpRoute } from './http-forward.js';
+import type { EdgeContext } from './options.js';
+import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
+import { refuseTls, type TlsTarget } from './tls-passthrough.js';
+import { UpstreamTls } from './upstream-tls.js';
+
+/** What mints the per-host certificates (certs/LeafMinter). */
+export interface CertMinter {
+  getSecureContext(host: string): Promise<SecureContext>;
+}
+
+/** ProxyOptions.intercept: present when serve loaded a CA because some profile intercepts. */
+export interface InterceptEdgeOptions {
+  readonly minter: CertMinter;
+  /** PEM root certificates trusted for upstream servers (system roots plus `intercept.upstreamCa`); empty = Node's bundled roots. */
+  readonly upstreamCa: readonly string[];
+}
+
+/** One intercepted connection. */
+interface Session {
+  readonly conn: ConnInfo;
+  /** The name the guest asked for (SNI, else the CONNECT host), lower case: what our leaf carries. */
+  readonly tlsName: string;
+  /** Where requests go (SafeSearch front end, CONNECT authority or SNI) and on which port. */
+  readonly host: string;
+  readonly port: number;
+  /** The ClientHello decision when it was a block: every request gets its page. */
+  readonly blocked: Decision | null;
+}
+
+const bare = (host: string): string => {
+  const h = host.toLowerCase();
+  const unbracketed = h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+  return unbracketed.endsWith('.') ? unbracketed.slice(0, -1) : unbracketed;
+};
+
+/**
+ * The route of a request inside an intercepted connection: origin-form (`/path`) or absolute-form
+ * (`https://host/path`, RFC 9112 §3.2.2), the Host header naming the TLS name. `misdirected` when
+ * it names another host; null when it cannot be routed.
+ */
+export function interceptedRoute(target: string, hostHeader: string | undefined, s: Pick<Session, 'tlsName' | 'host' | 'port'>): HttpRoute | 'misdirected' | null {
+  let authority = hostHeader ?? s.tlsName;
+  let path = target;
+  const abs = /^https:\/\/([^/?#]*)([^#]*)$/i.exec(target);
+  if (abs) {
+    authority = abs[1]!;
+    path = abs[2]! === '' ? '/' : abs[2]!.startsWith('?') ? `/${abs[2]!}` : abs[2]!;
+  } else if (!target.startsWith('/')) return null;
+  const a = parseAuthority(authority, s.port);
+  if (!a) return null;
+  if (bare(a.host) !== bare(s.tlsName)) return 'misdirected';
+  const auth = authority.toLowerCase();
+  return { host: s.host, port: s.port, authority: auth, path, url: `https://${auth}${path}`, tls: { servername: s.tlsName } };
+}
+
+export class Interception {
+  readonly upstreamTls: UpstreamTls;
+  readonly #server: Server;
+  readonly #sessions = new WeakMap<Socket, Session>();
+
+  constructor(
+    private readonly ctx: EdgeContext,
+    private readonly forwarder: HttpForwarder,
+    private readonly opts: InterceptEdgeOptions,
+  ) {
+    this.upstreamTls = new UpstreamTls({ ca: opts.upstreamCa, idleTimeoutMs: ctx.opts.limits.idleTimeout });
+    const { limits } = ctx.opts;
+    this.#server = createServer({ maxHeaderSize: limits.maxHeaderBytes, keepAlive: true, requestTimeout: 0 });
+    this.#server.timeout = limits.idleTimeout;
+    this.#server.on('timeout', (socket: Socket) => {
+      if ((socket as Socket & { _httpMessage?: unknown })._httpMessage) ctx.observer.limitHit('idle_timeout');
+      socket.destroy();
+    });
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(err, socket));
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#request(req, res));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#upgrade(req, socket, head));
+    this.#server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a TLS connection is not allowed\n'));
+    });
+    this.#server.on('error', () => {});
+  }
+
+  /**
+   * Take over a connection whose ClientHello verdict says intercept. `bytes`: every byte read so
+   * far (the ClientHello), handed back to the TLS layer. `target`: the CONNECT authority, if any.
+   */
+  async handle(socket: Socket, bytes: Buffer, hello: ClientHelloInfo, verdict: Verdict, conn: ConnInfo, target: TlsTarget | undefined): Promise<void> {
+    const { observer } = this.ctx;
+    const name = hello.sni ?? (target ? bare(target.host) : null);
+    if (name === null) {
+      refuseTls(socket, 'unrecognized_name', hello.legacyVersion);
+      return;
+    }
+    let secureContext: SecureContext;
+    try {
+      secureContext = await this.opts.minter.getSecureContext(name);
+    } catch {
+      observer.interception?.('mint_failed');
+      refuseTls(socket, 'internal_error', hello.legacyVersion);
+      return;
+    }
+    if (socket.destroyed) return;
+    socket.unshift(bytes);
+    const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+    handleErrors(tls);
+    let secured = false;
+    tls.once('secure', () => {
+      secured = true;
+      observer.interception?.('intercepted');
+    });
+    tls.once('close', () => {
+      if (!secured) observer.interception?.('client_handshake_failed');
+      socket.destroy();
+    });
+    this.#sessions.set(tls, {
+      conn,
+      tlsName: name,
+      host: verdict.connectHost ?? target?.host ?? name,
+      port: target?.port ?? 443,
+      blocked: verdict.decision.action === 'block' ? verdict.decision : null,
+    });
+    this.#server.emit('connection', tls);
+  }
+
+  /** Close idle keep-alive connections (drain). */
+  closeIdle(): void {
+    this.#server.closeIdleConnections();
+  }
+
+  close(): void {
+    this.upstreamTls.close();
+  }
+
+  #clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (!socket.writable || busy || err.code === 'ECONNRESET' || (err.code ?? '').startsWith('ERR_SSL')) {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      this.ctx.observer.limitHit('header_size');
+      endWith(socket, rawHttpResponse(431, 'safespot: request headers too large\n'));
+      return;
+    }
+    endWith(socket, rawHttpResponse(400, 'safespot: malformed request\n'));
+  }
+
+  #request(req: IncomingMessage, res: ServerResponse): void {
+    const s = this.#sessions.get(req.socket);
+    if (!s) return void req.socket.destroy();
+    if (s.blocked) {
+      const page = blockPage(s.blocked, req.headers['accept-language'], this.ctx.opts.blockPage);
+      if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
+      if (this.ctx.draining) res.shouldKeepAlive = false;
+      res.writeHead(page.status, page.headers);
+      res.end(page.body);
+      req.resume();
+      return;
+    }
+    const route = interceptedRoute(req.url ?? '', req.headers.host, s);
+    if (route === 'misdirected') {
+      res.shouldKeepAlive = false;
+      res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+      res.end('safespot: this connection is for another host\n');
+      req.resume();
+      return;
+    }
+    if (!route) return this.forwarder.badRequest(res, 'cannot route this request');
+    this.forwarder.handle(req, res, s.conn, route);
+  }
+
+  #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const s = this.#sessions.get(socket);
+    if (!s) return void socket.destroy();
+    if (s.blocked) {
+      const page = blockPage(s.blocked, req.headers['accept-language'], this.ctx.opts.blockPage);
+      endWith(socket, rawHttpResponse(page.status, page.body, page.headers));
+      return;
+    }
+    const route = interceptedRoute(req.url ?? '', req.headers.host, s);
+    if (route === null || route === 'misdirected') {
+      endWith(socket, rawHttpResponse(route === null ? 400 : 421, 'safespot: cannot route this upgrade request\n'));
+      return;
+    }
+    void this.forwarder.upgrade(req, socket, head, s.conn, route).catch(() => socket.destroy());
+  }
+}

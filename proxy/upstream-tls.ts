@@ -1,0 +1,198 @@
+/**
+ * The upstream side of an intercepted connection: requests (and upgrades) to the real server over
+ * TLS with full certificate-chain and host-name verification (RFC 9110 §4.3.4, RFC 6125), against
+ * the trust anchors serve passes in (the system's roots plus `intercept.upstreamCa`).
+ *
+ * A server whose certificate fails (expired, not yet valid, wrong name, unknown or self-signed CA)
+ * is never used: the guest gets an explanatory 502 page, and the failure counts as
+ * `upstream_error{reason="tls"}`. There is no option to skip verification on purpose: a filtering
+ * proxy that accepted any certificate would hide attacks from the guest, whose browser can no
+ * longer see the real certificate.
+ */
+import { request as httpRequest, type ClientRequest, type RequestOptions, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import { SafespotError } from '../policy/errors.js';
+import { escapeHtml } from './block-page.js';
+import type { EdgeContext } from './options.js';
+import { handleErrors } from './refuse.js';
+
+/** Set on an HttpRoute of an intercepted request: the upstream is TLS and must prove `servername`. */
+export interface UpstreamTlsRoute {
+  /** The name the server's certificate must carry (the guest's SNI, else the CONNECT host). */
+  readonly servername: string;
+}
+
+export interface UpstreamTlsOptions {
+  /** PEM certificates trusted as roots; empty = Node's bundled Mozilla roots. */
+  readonly ca: readonly string[];
+  /** Idle keep-alive sockets are closed after this long. */
+  readonly idleTimeoutMs: number;
+}
+
+/** One keep-alive pool and one trust store (a SecureContext built once, not per connection). */
+export class UpstreamTls {
+  readonly agent: HttpsAgent;
+  readonly secureContext: SecureContext;
+
+  constructor(opts: UpstreamTlsOptions) {
+    // Parsing a root bundle costs milliseconds: do it once, and hand the context to every connection.
+    this.secureContext = opts.ca.length > 0 ? createSecureContext({ ca: [...opts.ca] }) : createSecureContext();
+    this.agent = new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, maxCachedSessions: 256 });
+  }
+
+  /** TLS options for a connection that must prove `name` (an IP literal is checked, never sent as SNI: RFC 6066 §3). */
+  tlsOptions(name: string): { secureContext: SecureContext; rejectUnauthorized: true; servername?: string; checkServerIdentity?: (h: string, c: PeerCertificate) => Error | undefined } {
+    const base = { secureContext: this.secureContext, rejectUnauthorized: true as const };
+    if (isIP(name) === 0) return { ...base, servername: name };
+    return { ...base, checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(name, cert) };
+  }
+
+  /** A TLS socket to `address:port`, verified for `name`; rejects with ERR_UPSTREAM_CERT for a bad certificate. */
+  connect(address: string, port: number, name: string, timeoutMs: number): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: address, port, ALPNProtocols: ['http/1.1'], ...this.tlsOptions(name) });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'connecting to the upstream server timed out'));
+      }, timeoutMs);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(upstreamTlsFailure(err, name) ?? new SafespotError('ERR_UPSTREAM', 'cannot connect to the upstream server', { cause: err }));
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        handleErrors(socket);
+        resolve(socket);
+      });
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** What the guest is told, per OpenSSL verification code (the codes Node puts on the error). */
+const CERT_PROBLEMS: Readonly<Record<string, string>> = {
+  CERT_HAS_EXPIRED: 'its certificate has expired',
+  CERT_NOT_YET_VALID: 'its certificate is not valid yet',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate was issued for a different name',
+  HOSTNAME_MISMATCH: 'its certificate was issued for a different name',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'its certificate is self-signed, not issued by a trusted authority',
+  SELF_SIGNED_CERT_IN_CHAIN: 'its certificate chain ends in an authority that is not trusted',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its certificate is not issued by a trusted authority',
+  UNABLE_TO_GET_ISSUER_CERT: 'its certificate is not issued by a trusted authority',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'its certificate is not issued by a trusted authority',
+  CERT_UNTRUSTED: 'its certificate is not trusted',
+  CERT_REJECTED: 'its certificate was rejected',
+  CERT_REVOKED: 'its certificate has been revoked',
+  CERT_SIGNATURE_FAILURE: 'its certificate signature is invalid',
+  INVALID_CA: 'its certificate chain contains an invalid authority',
+  INVALID_PURPOSE: 'its certificate is not meant for a web server',
+  PATH_LENGTH_EXCEEDED: 'its certificate chain is too long',
+  CERT_CHAIN_TOO_LONG: 'its certificate chain is too long',
+  ERROR_IN_CERT_NOT_BEFORE_FIELD: 'its certificate is malformed',
+  ERROR_IN_CERT_NOT_AFTER_FIELD: 'its certificate is malformed',
+};
+
+/**
+ * A TLS failure talking to an intercepted upstream, as a SafespotError: ERR_UPSTREAM_CERT for a
+ * certificate that fails verification, ERR_UPSTREAM for any other handshake failure (the server
+ * does not speak TLS, no common version or cipher). null when `err` is not a TLS failure.
+ */
+export function upstreamTlsFailure(err: unknown, name: string): SafespotError | null {
+  if (err instanceof SafespotError) return err.code === 'ERR_UPSTREAM_CERT' ? err : null;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code !== 'string') return null;
+  const problem = CERT_PROBLEMS[code];
+  if (problem !== undefined) {
+    return new SafespotError('ERR_UPSTREAM_CERT', `the server for ${name} could not prove its identity: ${problem} (${code})`, { cause: err });
+  }
+  if (code.startsWith('ERR_SSL_') || code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || code === 'EPROTO') {
+    return new SafespotError('ERR_UPSTREAM', `the secure connection to the server for ${name} failed (${code})`, { cause: err });
+  }
+  return null;
+}
+
+/** The explanatory page for a failed upstream certificate (or TLS handshake). */
+export function upstreamTlsErrorPage(err: SafespotError): { status: number; headers: Record<string, string>; body: Buffer } {
+  const cert = err.code === 'ERR_UPSTREAM_CERT';
+  const heading = cert ? 'This site could not prove its identity' : 'The secure connection to this site failed';
+  const html = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${escapeHtml(heading)}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f6;color:#1d1d22}
+main{max-width:34rem;margin:10vh auto;padding:2rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px #0002}
+h1{font-size:1.4rem;margin-top:0}
+</style>
+</head>
+<body>
+<main>
+<h1>${escapeHtml(heading)}</h1>
+<p>${escapeHtml(err.message.charAt(0).toUpperCase() + err.message.slice(1))}.</p>
+<p>This network checks the certificates of secure sites on your behalf. The page was not loaded,
+because it could be an impostor. If the problem persists, contact the site's owner.</p>
+</main>
+</body>
+</html>
+`;
+  const body = Buffer.from(html, 'utf8');
+  return {
+    status: 502,
+    body,
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': String(body.length),
+      'cache-control': 'no-store',
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+      'x-content-type-options': 'nosniff',
+      connection: 'close',
+    },
+  };
+}
+
+/**
+ * For HttpForwarder.fail: when `err` is a TLS failure of an intercepted upstream, count it
+ * (`tls`), answer with the explanatory page (or cut the response if it already started) and
+ * return true; otherwise return false and let the caller handle it.
+ */
+export function failUpstreamTls(ctx: EdgeContext, res: ServerResponse, err: unknown, name: string | undefined): boolean {
+  if (name === undefined) return false;
+  const failure = upstreamTlsFailure(err, name);
+  if (failure === null) return false;
+  ctx.observer.upstreamError('tls');
+  if (res.headersSent) {
+    res.destroy();
+    return true;
+  }
+  const page = upstreamTlsErrorPage(failure);
+  res.shouldKeepAlive = false;
+  res.writeHead(page.status, page.headers);
+  res.end(page.body);
+  return true;
+}
+
+/** node:http for plain upstreams; node:https with verification for an intercepted route. */
+export function openUpstreamRequest(ctx: EdgeContext, route: { readonly tls?: UpstreamTlsRoute }, options: RequestOptions): ClientRequest {
+  if (!route.tls) return httpRequest(options);
+  const up = ctx.interception?.upstreamTls;
+  if (!up) throw new SafespotError('ERR_INTERNAL', 'an intercepted request without interception configured');
+  return httpsRequest({ ...options, agent: up.agent, ...up.tlsOptions(route.tls.servername) });
+}
+
+/** A connected socket for an upgrade: plain TCP, or verified TLS for an intercepted route. */
+export async function connectUpstream(ctx: EdgeContext, route: { readonly port: number; readonly tls?: UpstreamTlsRoute }, host: string): Promise<Socket> {
+  if (!route.tls) return ctx.upstream.connect(host, route.port);
+  const up = ctx.interception?.upstreamTls;
+  if (!up) throw new SafespotError('ERR_INTERNAL', 'an intercepted request without interception configured');
+  const dest = await ctx.upstream.destination(host, route.port);
+  return up.connect(dest.address, dest.port, route.tls.servername, ctx.opts.upstream.connectTimeoutMs);
+}
