@@ -69,19 +69,6 @@ RUN npm run build \
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG BASE_IMAGE
-LABEL org.opencontainers.image.title="safespot" \
-      org.opencontainers.image.description="Filtering proxy appliance for child-friendly public WiFi: hashed URL lists, image hash lists, SNI peek, Prometheus metrics and an audit journal." \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.documentation="docs/deployment.md" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
-
 # tini as PID 1: forwards SIGTERM to node (which drains by itself: stop accepting, finish in-flight
 # requests within limits.drainTimeout, flush the journal, exit 0) and reaps any child, so no
 # `docker run --init` is needed. The non-root user owns only the state volume.
@@ -115,3 +102,17 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["node", "/app/dist/appliance/cli.js", "healthcheck"]
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/appliance/cli.js"]
 CMD ["serve"]
+
+# Labels last: CREATED/REVISION change every build and would otherwise invalidate the cached layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG BASE_IMAGE
+LABEL org.opencontainers.image.title="safespot" \
+      org.opencontainers.image.description="Filtering proxy appliance for child-friendly public WiFi: hashed URL lists, image hash lists, SNI peek, Prometheus metrics and an audit journal." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.documentation="docs/deployment.md" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -216,8 +216,10 @@ t.test('the image built and run for real with podman', async (t) => {
 
   // --- image -----------------------------------------------------------------------------------
   const before = (await podman(['image', 'inspect', '--format', '{{.Id}}', IMAGE])).stdout.trim();
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const revision = (await sh('git', ['-C', ROOT, 'rev-parse', 'HEAD'])).stdout.trim() || 'unknown';
   const buildArgs = ['--runtime', 'runc', 'build', '--format', 'docker', '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE_IMAGE}`,
-    '--build-arg', `CREATED=${new Date().toISOString()}`, '-t', IMAGE];
+    '--build-arg', `CREATED=${new Date().toISOString()}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision}`, '-t', IMAGE];
   // Behind a TLS-inspecting egress proxy npm needs its CA inside the build step (never in a layer).
   const ca = process.env.NODE_EXTRA_CA_CERTS;
   if (ca && existsSync(ca)) buildArgs.push('--secret', `id=build_ca,src=${ca}`);
@@ -242,6 +244,7 @@ t.test('the image built and run for real with podman', async (t) => {
   t.equal(cfgJson.User, `${UID}:${UID}`, 'image runs as uid 10001');
   t.same(Object.keys(cfgJson.ExposedPorts).sort(), ['3128/tcp', '8080/tcp', '8443/tcp', '9090/tcp'], 'exposed ports');
   t.equal(cfgJson.Labels['org.opencontainers.image.title'], 'safespot', 'OCI labels');
+  t.equal(cfgJson.Labels['org.opencontainers.image.version'], version, 'version label from package.json');
   t.same(healthcheck?.Test?.slice(-2), ['/app/dist/appliance/cli.js', 'healthcheck'], `HEALTHCHECK kept (docker format): ${JSON.stringify(healthcheck)}`);
   t.same(cfgJson.Entrypoint.slice(0, 2), ['/usr/bin/tini', '--'], 'tini as PID 1');
   t.ok('/var/lib/safespot' in cfgJson.Volumes, 'state volume declared');
