@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real (curl, openssl s_client, Prometheus and
-# promtool, iproute2/iptables/nftables for the transparent-mode namespaces, Chromium for pages,
+# promtool, iproute2/iptables/nftables for the transparent-mode namespaces, Chromium for pages and certutil for its trust store,
 # podman/runc/debootstrap for the container test). Does nothing when everything is present, so a
 # developer's second `npm test` costs nothing. Needs root (CI and these machines run as root).
 set -euo pipefail
@@ -18,6 +18,7 @@ have podman || need+=(podman)
 have runc || need+=(runc)
 have debootstrap || need+=(debootstrap)
 have xxd || need+=(xxd)
+have certutil || need+=(libnss3-tools)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "test/setup-system.sh: missing ${need[*]}; run as root (or install them) so the real-client tests can run" >&2
