@@ -80,7 +80,8 @@ export function endToEndHeaders(rawHeaders: readonly string[], httpVersion: stri
     keys.set(lower, key);
     const prev = out[key];
     if (prev === undefined) out[key] = value;
-    else out[key] = Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+    else if (Array.isArray(prev)) prev.push(value); // in place: thousands of repeated fields stay linear
+    else out[key] = [String(prev), value];
   }
   const viaKey = keys.get('via') ?? 'Via';
   const via = `${httpVersion} safespot`;

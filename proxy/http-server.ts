@@ -56,6 +56,9 @@ function onClientError(ctx: EdgeContext, err: NodeJS.ErrnoException, socket: Soc
 }
 
 function common(ctx: EdgeContext, server: Server): void {
+  // Node keeps only the first 2000 entries of rawHeaders by default and drops the rest silently: the
+  // request forwarded would not be the one received. The head is bounded in bytes (maxHeaderSize).
+  server.maxHeadersCount = 0;
   server.timeout = ctx.opts.limits.idleTimeout;
   server.on('timeout', (socket: Socket) => {
     // A keep-alive connection waiting for its next request is closed quietly (normal operation);

@@ -7,7 +7,18 @@ import type { IncomingMessage } from 'node:http';
 import { routeOrigin, type HttpRoute } from './http-forward.js';
 
 export function transparentRoute(req: IncomingMessage): HttpRoute | null {
+  if (hostFields(req.rawHeaders) > 1) return null;
   return routeOrigin(req.url ?? '', req.headers.host, 80);
+}
+
+/**
+ * How many Host fields a request has. node:http keeps the first and drops the others; a request
+ * with more than one is ambiguous (RFC 9112 §3.2: answer 400), so it is never routed.
+ */
+function hostFields(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
 }
 
 /**
@@ -15,6 +26,7 @@ export function transparentRoute(req: IncomingMessage): HttpRoute | null {
  * (already decided), the URL decided on is built from the Host header (or the authority).
  */
 export function tunnelRoute(req: IncomingMessage, target: { host: string; port: number }): HttpRoute | null {
+  if (hostFields(req.rawHeaders) > 1) return null;
   const authorityText = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const r = routeOrigin(req.url ?? '', req.headers.host ?? authorityText, target.port);
   if (!r) return null;
