@@ -4,7 +4,6 @@
  * the policy without dropping a connection; a bad file is refused (every problem logged) and the
  * running configuration keeps serving. Listener addresses are fixed at start.
  */
-import { SafespotError } from '../policy/errors.js';
 import { loadConfigFile, type Config } from './config.js';
 import { defaultConfig } from './default-config.js';
 import { parseCommandArgs, type Command } from './io.js';
@@ -16,7 +15,7 @@ export const run: Command = async (args, io) => {
   const configPath = values.config ?? process.env.SAFESPOT_CONFIG;
   const config: Readonly<Config> = configPath ? loadConfigFile(configPath) : defaultConfig();
   const log = createLogger(io.stderr, config.logLevel);
-  const app = await startAppliance(config, log);
+  const app = await startAppliance(config, log, configPath ? { configPath } : {});
   const addresses = app.proxy.addresses();
   log.info('safespot serving', {
     config: configPath ?? 'embedded default',
@@ -47,20 +46,6 @@ export const run: Command = async (args, io) => {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      if (!configPath) {
-        void app.reload();
-        return;
-      }
-      let next: Readonly<Config>;
-      try {
-        next = loadConfigFile(configPath);
-      } catch (err) {
-        const e = err as SafespotError;
-        log.error('reload refused: config invalid; the running configuration keeps serving', { error: e.message, problems: e.details ?? [] });
-        return;
-      }
-      void app.reload(next);
-    });
+    process.on('SIGHUP', () => void app.reloadFromFile());
   });
 };
