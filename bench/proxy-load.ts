@@ -19,8 +19,12 @@ export type Via = { kind: 'direct'; port: number } | { kind: 'proxy'; port: numb
 
 export type LoadJob =
   | { op: 'init'; ca: string }
-  /** n CONNECT+TLS connections (or direct TLS), `concurrency` at a time, one small GET each. */
-  | { op: 'tls'; via: Via; upstreamPort: number; hosts: string[]; n: number; concurrency: number }
+  /**
+   * n CONNECT+TLS connections (or direct TLS), `concurrency` at a time, one small GET each.
+   * Connection i goes through vias[i % vias.length]: several targets measured interleaved, under
+   * the same conditions of a shared machine.
+   */
+  | { op: 'tls'; vias: Via[]; upstreamPort: number; hosts: string[]; n: number; concurrency: number }
   /** One connection, one GET of `bytes` bytes. */
   | { op: 'bulk'; via: Via; upstreamPort: number; host: string; bytes: number }
   /** n keep-alive plain-HTTP GETs, absolute-URI through the proxy or origin-form direct. */
@@ -33,6 +37,8 @@ export interface LoadResult {
   latencies: number[];
   /** Bytes received (bulk). */
   bytes: number;
+  /** tls: per entry of `vias`, time to the first response byte and to the close, ms. */
+  groups?: { ttfb: number[]; total: number[] }[];
   errors: number;
   firstError?: string;
 }
@@ -88,8 +94,8 @@ async function openTls(via: Via, upstreamPort: number, host: string): Promise<TL
   });
 }
 
-/** One GET over a fresh connection: resolves with the time to the first response byte and the byte count. */
-async function getOnce(via: Via, upstreamPort: number, host: string, path: string): Promise<{ ttfb: number; bytes: number }> {
+/** One GET over a fresh connection: the time to the first response byte, to the end, and the byte count. */
+async function getOnce(via: Via, upstreamPort: number, host: string, path: string): Promise<{ ttfb: number; total: number; bytes: number }> {
   const t0 = performance.now();
   const tls = await openTls(via, upstreamPort, host);
   tls.setNoDelay(true);
@@ -113,7 +119,7 @@ async function getOnce(via: Via, upstreamPort: number, host: string, path: strin
       clearTimeout(timer);
       tls.destroy();
       if (!status.startsWith('HTTP/1.1 200')) reject(new Error(`upstream answered "${status}"`));
-      else resolve({ ttfb, bytes });
+      else resolve({ ttfb, total: performance.now() - t0, bytes });
     });
     tls.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
   });
@@ -164,8 +170,17 @@ export async function runJob(job: LoadJob): Promise<LoadResult | null> {
     case 'init':
       ca = job.ca;
       return null;
-    case 'tls':
-      return pool(job.n, job.concurrency, async (i) => (await getOnce(job.via, job.upstreamPort, job.hosts[i % job.hosts.length]!, '/small')).ttfb);
+    case 'tls': {
+      const groups = job.vias.map(() => ({ ttfb: [] as number[], total: [] as number[] }));
+      const r = await pool(job.n, job.concurrency, async (i) => {
+        const g = i % job.vias.length;
+        const x = await getOnce(job.vias[g]!, job.upstreamPort, job.hosts[i % job.hosts.length]!, '/small');
+        groups[g]!.ttfb.push(x.ttfb);
+        groups[g]!.total.push(x.total);
+        return x.ttfb;
+      });
+      return { ...r, groups };
+    }
     case 'bulk': {
       const t0 = performance.now();
       const r = await getOnce(job.via, job.upstreamPort, job.host, `/bulk?bytes=${job.bytes}`);

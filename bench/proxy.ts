@@ -46,8 +46,27 @@ const TICKS_PER_SECOND = 100; // USER_HZ; `getconf CLK_TCK` is 100 on every Linu
 const TLS_HOSTS = Array.from({ length: 1000 }, (_, i) => `t${i}.bench.test`);
 const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
 
-/** utime + stime of a process and all its threads (living and exited), in seconds. */
+/**
+ * CPU time of a process in seconds: the on-CPU time of all its threads from
+ * /proc/PID/task/TID/schedstat (nanoseconds; the kernel's sum_exec_runtime, which utime + stime
+ * are derived from). /proc/PID/stat gives utime + stime only in 10 ms ticks, too coarse for one
+ * bare-forwarder job; it is read as well (`ticksSeconds`) and the two totals are compared at the end.
+ * A thread that exits takes its time with it from the schedstat sum: the proxies here keep theirs.
+ */
 function cpuSeconds(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return ns / 1e9;
+}
+
+/** utime + stime from /proc/PID/stat (all threads, living and exited), seconds, 10 ms resolution. */
+function ticksSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
@@ -215,64 +234,76 @@ interface Env {
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
-/** Run one job against one target; the proxy's CPU seconds over exactly that job. */
-async function measured(env: Env, target: Target, job: LoadJob): Promise<LoadResult & { cpu: number }> {
-  const pid = env.pid[target];
-  const c0 = pid ? cpuSeconds(pid) : 0;
+/** Run one job that uses `targets`; the CPU seconds of each target's process over exactly that job. */
+async function measured(env: Env, targets: readonly Target[], job: LoadJob): Promise<LoadResult & { cpu: Partial<Record<Target, number>> }> {
+  const c0 = targets.map((t) => (env.pid[t] ? cpuSeconds(env.pid[t]!) : NaN));
   const from = nowUs();
   const r = await env.load(job);
-  const cpu = pid ? cpuSeconds(pid) - c0 : NaN;
-  if (target === 'safespot') env.windows?.push({ op: job.op, from, to: nowUs() });
-  if (r.errors > 0) throw new Error(`${target}: ${r.errors} failed connections (${r.firstError})`);
+  const cpu: Partial<Record<Target, number>> = {};
+  targets.forEach((t, i) => (cpu[t] = env.pid[t] ? cpuSeconds(env.pid[t]!) - c0[i]! : NaN));
+  if (targets.includes('safespot')) env.windows?.push({ op: job.op, from, to: nowUs() });
+  if (r.errors > 0) throw new Error(`${targets.join('+')}: ${r.errors} failed connections (${r.firstError})`);
   return { ...r, cpu };
 }
 
 const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-/** Per-target samples of one scenario, one value per round. */
+/** Samples of each figure, one value per round. */
 type Samples = Record<string, number[]>;
 const push = (s: Samples, key: string, v: number): void => void (s[key] ??= []).push(v);
 
+/** Sizes of one run: connections per target per round, rounds, bulk bytes, HTTP requests. */
+function sizes(quick: boolean) {
+  return quick
+    ? { rounds: 3, seqN: 100, conN: 300, rateN: 300, bulkRounds: 2, bulkBytes: 64 << 20, httpRounds: 2, httpN: 1500 }
+    : { rounds: 5, seqN: 300, conN: 800, rateN: 800, bulkRounds: 5, bulkBytes: 256 << 20, httpRounds: 3, httpN: 5000 };
+}
+
 async function runRounds(env: Env, quick: boolean): Promise<Samples> {
   const s: Samples = {};
-  const rounds = quick ? 3 : 5;
-  const seqN = quick ? 100 : 300;
-  const conN = quick ? 400 : 1500;
-  const targets: Target[] = ['direct', 'bare', 'safespot'];
-  for (let r = 0; r < rounds; r++) {
-    for (const [scen, n, concurrency] of [['seq', seqN, 1], ['c16', conN, 16]] as const) {
-      const p: Partial<Record<Target, LoadResult & { cpu: number }>> = {};
-      const these: Target[] = scen === 'c16' ? [...targets, 'bareP', 'bareHP'] : targets;
-      for (const t of rotate(these, r)) {
-        p[t] = await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n, concurrency });
-      }
-      for (const t of these) {
-        const x = p[t]!;
-        push(s, `${scen}.${t}.cps`, (n / x.wallMs) * 1000);
-        push(s, `${scen}.${t}.cpuMs`, (x.cpu / n) * 1000);
+  const z = sizes(quick);
+  const tls = (vias: Target[], n: number, concurrency: number): LoadJob =>
+    ({ op: 'tls', vias: vias.map((t) => env.via[t]), upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: n * vias.length, concurrency });
+  for (let r = 0; r < z.rounds; r++) {
+    // CPU and latency: targets interleaved connection by connection in one job, so that each one
+    // meets the same neighbours on the shared machine. Each proxy's CPU counts only its own connections.
+    for (const [scen, n, concurrency, targets] of [
+      ['seq', z.seqN, 1, ['direct', 'bare', 'safespot']],
+      ['c16', z.conN, 16, ['direct', 'bare', 'bareP', 'bareHP', 'safespot']],
+    ] as const) {
+      const order = rotate(targets, r);
+      const x = await measured(env, order, tls(order, n, concurrency));
+      const group = (t: Target) => x.groups![order.indexOf(t)]!;
+      for (const t of order) {
+        if (t !== 'direct') push(s, `${scen}.${t}.cpuMs`, (x.cpu[t]! / n) * 1000);
+        if (scen === 'seq') push(s, `seq.${t}.cps`, 1000 / mean(group(t).total));
         if (t === 'direct') continue;
-        for (const q of [50, 99]) push(s, `${scen}.${t}.add${q}`, percentile(x.latencies, q) - percentile(p.direct!.latencies, q));
+        for (const q of [50, 99]) push(s, `${scen}.${t}.add${q}`, percentile(group(t).ttfb, q) - percentile(group('direct').ttfb, q));
       }
     }
-  }
-  const bulkBytes = (quick ? 64 : 256) * 1024 * 1024;
-  for (let r = 0; r < (quick ? 2 : 3); r++) {
-    for (const t of rotate(targets, r)) {
-      const x = await measured(env, t, { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[r]!, bytes: bulkBytes });
-      if (x.bytes < bulkBytes) throw new Error(`${t}: bulk transfer short (${x.bytes} of ${bulkBytes} bytes)`);
-      push(s, `bulk.${t}.mibs`, bulkBytes / 1048576 / (x.wallMs / 1000));
-      push(s, `bulk.${t}.cpuPerGiB`, x.cpu / (bulkBytes / 1073741824));
+    // Connection rate 16 at a time: each target alone (the rate is the whole job's).
+    for (const t of rotate(['direct', 'bare', 'safespot'] as const, r)) {
+      const x = await measured(env, [t], tls([t], z.rateN, 16));
+      push(s, `c16.${t}.cps`, (z.rateN / x.wallMs) * 1000);
     }
   }
-  const httpN = quick ? 1500 : 5000;
-  for (let r = 0; r < (quick ? 2 : 3); r++) {
+  for (let r = 0; r < z.bulkRounds; r++) {
+    for (const t of rotate(['direct', 'bare', 'bareP', 'bareHP', 'safespot'] as const, r)) {
+      const x = await measured(env, [t], { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[r]!, bytes: z.bulkBytes });
+      if (x.bytes < z.bulkBytes) throw new Error(`${t}: bulk transfer short (${x.bytes} of ${z.bulkBytes} bytes)`);
+      push(s, `bulk.${t}.mibs`, z.bulkBytes / 1048576 / (x.wallMs / 1000));
+      push(s, `bulk.${t}.cpuPerGiB`, x.cpu[t]! / (z.bulkBytes / 1073741824));
+    }
+  }
+  for (let r = 0; r < z.httpRounds; r++) {
     for (const t of rotate(['direct', 'safespot'] as const, r)) {
-      const x = await measured(env, t, { op: 'http', via: t === 'direct' ? { kind: 'direct', port: env.httpPort } : env.via.safespot, hosts: HTTP_HOSTS, n: httpN, concurrency: 8 });
-      push(s, `http.${t}.rps`, (httpN / x.wallMs) * 1000);
-      push(s, `http.${t}.cpuMs`, (x.cpu / httpN) * 1000);
+      const via: Via = t === 'direct' ? { kind: 'direct', port: env.httpPort } : env.via.safespot;
+      const x = await measured(env, [t], { op: 'http', via, hosts: HTTP_HOSTS, n: z.httpN, concurrency: 8 });
+      push(s, `http.${t}.rps`, (z.httpN / x.wallMs) * 1000);
+      push(s, `http.${t}.cpuMs`, (x.cpu[t]! / z.httpN) * 1000);
       push(s, `http.${t}.p50`, percentile(x.latencies, 50));
       push(s, `http.${t}.p99`, percentile(x.latencies, 99));
-      if (process.env.BENCH_DEBUG) process.stderr.write(`http ${t}: ${[50, 90, 95, 99, 99.9].map((q) => `p${q} ${percentile(x.latencies, q).toFixed(2)}`).join(' ')} max ${Math.max(...x.latencies).toFixed(1)} ms, mean ${(x.latencies.reduce((a, b) => a + b, 0) / x.latencies.length).toFixed(2)} ms, wall ${x.wallMs.toFixed(0)} ms\n`);
     }
   }
   return s;
@@ -294,18 +325,22 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
   }
   for (const [scen, label] of [['seq', 'sequential'], ['c16', '16 at a time']] as const) {
     out.push({ name: `CONNECT+TLS connections/s, ${label}`, value: m(`${scen}.safespot.cps`), unit: 'conn/s', baseline: m(`${scen}.bare.cps`),
-      note: `straight to upstream: ${m(`${scen}.direct.cps`).toFixed(0)}/s` });
+      note: `straight to upstream: ${m(`${scen}.direct.cps`).toFixed(0)}/s${scen === 'seq' ? ' (1 / mean connection time)' : ' (each target alone)'}` });
     for (const q of [50, 99]) {
       out.push({ name: `added latency to first byte, p${q}, ${label}`, value: m(`${scen}.safespot.add${q}`), unit: 'ms', baseline: m(`${scen}.bare.add${q}`),
-        note: 'vs straight to upstream, same round' });
+        note: 'vs straight to upstream, interleaved in the same job' });
     }
   }
-  const mib = quick ? 64 : 256;
+  const mib = sizes(quick).bulkBytes >> 20;
   const [tp, tb] = [m('bulk.safespot.mibs'), m('bulk.bare.mibs')];
   out.push({ name: `bulk throughput, ${mib} MiB through one tunnel`, value: tp, unit: 'MiB/s', baseline: tb,
     note: `ratio ${ratio(tp, tb)} (target ≥ 0.9×); straight: ${m('bulk.direct.mibs').toFixed(0)} MiB/s; ${rounds('bulk.safespot.mibs')}` });
   const [gp, gb] = [m('bulk.safespot.cpuPerGiB'), m('bulk.bare.cpuPerGiB')];
   out.push({ name: 'bulk: proxy CPU per GiB tunnelled', value: gp, unit: 's', baseline: gb, note: `ratio ${ratio(gp, gb)}` });
+  for (const [t, what] of [['bareP', 'stream.pipeline'], ['bareHP', 'node:http CONNECT parsing + stream.pipeline']] as const) {
+    out.push({ name: `  bare forwarder variant with ${what}`, value: m(`bulk.${t}.cpuPerGiB`), unit: 's', baseline: gb,
+      note: `ratio ${ratio(m(`bulk.${t}.cpuPerGiB`), gb)}; ${m(`bulk.${t}.mibs`).toFixed(0)} MiB/s` });
+  }
   out.push({ name: 'plain HTTP forward, keep-alive, 8 at a time', value: m('http.safespot.rps'), unit: 'req/s', baseline: m('http.direct.rps'),
     note: `baseline: straight to upstream; ${rounds('http.safespot.rps')}` });
   out.push({ name: 'plain HTTP forward: proxy CPU per request', value: m('http.safespot.cpuMs'), unit: 'ms' });
@@ -439,16 +474,21 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
     };
     // Warm-up (JIT, caches, TLS session machinery), not measured.
     for (const t of ['direct', 'bare', 'bareP', 'bareHP', 'safespot'] as const) {
-      await measured(env, t, { op: 'tls', via: env.via[t], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: quick ? 100 : 300, concurrency: 8 });
+      await measured(env, [t], { op: 'tls', vias: [env.via[t]], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: quick ? 100 : 300, concurrency: 8 });
       if (t === 'bareP' || t === 'bareHP') continue;
-      await measured(env, t, { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[0]!, bytes: 16 << 20 });
+      await measured(env, [t], { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[0]!, bytes: 16 << 20 });
     }
-    await measured(env, 'safespot', { op: 'http', via: env.via.safespot, hosts: HTTP_HOSTS, n: 500, concurrency: 8 });
+    await measured(env, ['safespot'], { op: 'http', via: env.via.safespot, hosts: HTTP_HOSTS, n: 500, concurrency: 8 });
     if (opts.cpuProfDir) env.windows = [];
+    const pids = [safespot.child.pid!, bare.child.pid!];
+    const before = pids.map((p) => [cpuSeconds(p), ticksSeconds(p)] as const);
     const samples = await runRounds(env, quick);
+    const check = pids
+      .map((p, i) => `${i === 0 ? 'safespot' : 'bare'} ${(cpuSeconds(p) - before[i]![0]).toFixed(2)} s by schedstat, ${(ticksSeconds(p) - before[i]![1]).toFixed(2)} s by utime+stime`)
+      .join('; ');
     const upstreamErrors = (await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))
       .split('\n').filter((l) => l.startsWith('safespot_upstream_errors_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-    const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}`);
+    const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}; CPU over all rounds: ${check}`);
 
     if (opts.cpuProfDir) {
       // The profile is written when safespot exits; SIGTERM drains and exits cleanly.
