@@ -72,7 +72,7 @@ export interface Hooks {
   onConnect(target: { host: string; port: number }, conn: ConnInfo): Verdict;
   /** SNI (and the CONNECT authority host when there was one). */
   onClientHello(hello: ClientHelloInfo, conn: ConnInfo, connectHost?: string): Verdict;
-  /** Full URL of a plain HTTP request (`http://host[:port]/path?query`). */
+  /** Full URL of a plain HTTP request (`http://host[:port]/path?query`), or of a request inside an intercepted TLS connection (`https://…`). */
   onRequest(url: string, conn: ConnInfo): Verdict;
   /**
    * An image response body (`url` is the request's). Optional: without it the image tap is off.
