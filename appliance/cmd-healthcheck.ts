@@ -121,7 +121,7 @@ export function planProbes(config: Readonly<Config>, token: string | undefined, 
         name: `${where} GET ${target}`,
         host,
         port: fwd.port,
-        request: `GET ${target} HTTP/1.1\r\nHost: ${canary.url.host}\r\nUser-Agent: safespot-healthcheck\r\nConnection: close\r\n\r\n`,
+        request: `GET ${target} HTTP/1.1\r\nHost: ${canary.url.host}\r\nUser-Agent: safespot-healthcheck\r\nX-Safespot-Selftest: healthcheck\r\nConnection: close\r\n\r\n`,
         judge: (a) => judgeBlock(a, canary.category, 'text/html'),
       });
     } else {

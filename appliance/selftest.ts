@@ -4,6 +4,7 @@
  * A canary passes when it is blocked under its expected category. Results go to the metrics and
  * the journal, so an auditor can ask "does a test URL get blocked right now?" and "did it all period?".
  */
+import { request } from 'node:http';
 import type { Decision, Subject } from '../policy/decision.js';
 
 export interface Canary {
@@ -35,5 +36,30 @@ export function runCanaries(canaries: readonly Canary[], decide: ((s: Subject) =
     if (d.action !== 'block') return { category: c.category, ok: false, detail: `not blocked (action ${d.action})` };
     if (d.category !== c.category) return { category: c.category, ok: false, detail: `blocked as ${d.category ?? 'none'}, expected ${c.category}` };
     return { category: c.category, ok: true, detail: `blocked by list ${d.list ?? '?'}` };
+  });
+}
+
+/**
+ * Ask the forward listener itself for an http:// canary, marked as a self-test (loopback clients may
+ * mark requests with `X-Safespot-Selftest`; their verdicts count under the `selftest` listener, never
+ * as guest traffic). Resolves with an error text, or null when the listener answered with a block.
+ */
+export function probeForwardListener(host: string, port: number, url: string, timeoutMs = 5000): Promise<string | null> {
+  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host.replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    let host: string;
+    try {
+      host = new URL(url).host;
+    } catch {
+      resolve('canary url does not parse');
+      return;
+    }
+    const req = request({ host: target, port, method: 'GET', path: url, headers: { host, 'x-safespot-selftest': 'selftest', connection: 'close' }, timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 403 ? null : `listener answered ${res.statusCode ?? '?'} instead of a block`);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve(`listener unreachable (${err.message})`));
+    req.end();
   });
 }

@@ -19,7 +19,7 @@ import { scanImage } from './image-scan.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
-import { runCanaries } from './selftest.js';
+import { probeForwardListener, runCanaries } from './selftest.js';
 
 export interface Appliance {
   readonly holder: PolicyHolder;
@@ -34,7 +34,7 @@ export interface Appliance {
   /** SIGHUP and POST /reload: re-read the config file (when serve has one) and reload; a bad file is refused. */
   reloadFromFile(): Promise<ReloadResult>;
   /** Run the self-test now. */
-  selftest(): void;
+  selftest(): Promise<void>;
   /** Stop accepting, drain (bounded), flush the journal. */
   close(): Promise<void>;
 }
@@ -131,9 +131,17 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     },
   );
 
-  const selftest = (): void => {
+  /** The canaries through the live policy and, for http:// canaries, through the forward listener itself. */
+  const selftest = async (): Promise<void> => {
     const policy = holder.current;
     const results = runCanaries(config.selftest.canaries, policy ? (s) => policy.decide(s) : null);
+    const fwd = proxy.addresses().forward;
+    for (const [i, c] of config.selftest.canaries.entries()) {
+      const r = results[i];
+      if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
+      const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
+      if (failure) results[i] = { category: r.category, ok: false, detail: `decision ok, but ${failure}` };
+    }
     metrics.selftestLastRun.set(Date.now() / 1000);
     for (const r of results) {
       metrics.selftestSuccess.set(r.category, r.ok);
@@ -141,8 +149,8 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
       if (!r.ok) log.error('self-test failed', { category: r.category, detail: r.detail });
     }
   };
-  selftest();
-  const timer = setInterval(selftest, config.selftest.interval);
+  await selftest();
+  const timer = setInterval(() => void selftest(), config.selftest.interval);
   timer.unref();
 
   async function reloadFromFile(): Promise<ReloadResult> {
@@ -166,7 +174,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     }
     if (result.ok) log.info('reloaded', { version: result.version ?? null });
     else log.error('reload refused; the previous policy keeps serving', { error: result.error ?? null });
-    selftest();
+    await selftest();
     return result;
   }
 

@@ -17,6 +17,11 @@ export interface ConnInfo {
   readonly listener: ListenerName;
   /** Remote IP address as text (IPv4-mapped IPv6 shown as plain IPv4). */
   readonly client: string;
+  /**
+   * A self-test or health-check request: a loopback client that sent `X-Safespot-Selftest`. Its
+   * verdicts are reported under the `selftest` listener, so probes never inflate guest figures.
+   */
+  readonly selftest?: boolean;
 }
 
 /** What the ClientHello says (proxy/client-hello.ts). */

@@ -70,6 +70,13 @@ function common(ctx: EdgeContext, server: Server): void {
   server.on('error', () => {}); // listen errors are reported by listen(); nothing else may crash us
 }
 
+/** Loopback clients may mark a request as a self-test / health check (never a guest: guests are not on loopback). */
+function selftestConn(conn: ConnInfo, req: IncomingMessage): ConnInfo {
+  if (req.headers['x-safespot-selftest'] === undefined) return conn;
+  const loopback = conn.client === '::1' || conn.client.startsWith('127.');
+  return loopback ? { ...conn, selftest: true } : conn;
+}
+
 /** The forward (explicit proxy) or transparent HTTP listener. */
 export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerName, 'tls'>, forwarder: HttpForwarder, tunnelHttp: TunnelHttp): Server {
   const server = createServer(serverOptions(ctx));
@@ -87,12 +94,13 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
   const connOf = (socket: Socket): ConnInfo | null => (refused.has(socket) ? null : (ctx.gate.connOf(socket) ?? null));
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const conn = connOf(req.socket);
-    if (!conn) {
+    const admitted = connOf(req.socket);
+    if (!admitted) {
       // Refused at admission: the refusal is already written and the socket is closing.
       req.resume();
       return;
     }
+    const conn = selftestConn(admitted, req);
     const route = listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req);
     if (!route) {
       forwarder.badRequest(res, listener === 'forward' ? 'this is a proxy: send absolute http:// URLs, or CONNECT for https' : 'no usable Host header');

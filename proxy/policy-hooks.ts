@@ -107,7 +107,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
   ): void => {
     const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     observer.verdict({
-      listener: conn.listener,
+      listener: conn.selftest ? 'selftest' : conn.listener,
       protocol,
       action: decision.action,
       category: decision.category,
