@@ -94,7 +94,9 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     ech: c.tls.ech,
     scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
   });
-  const token = config.admin?.tokenFile ? readTokenFile(config.admin.tokenFile) : undefined;
+  // Secrets from `_FILE` variables (containers): SAFESPOT_ADMIN_TOKEN_FILE when the config names no file.
+  const tokenFile = config.admin?.tokenFile ?? process.env.SAFESPOT_ADMIN_TOKEN_FILE;
+  const token = config.admin && tokenFile ? readTokenFile(tokenFile) : undefined;
   const admin = config.admin
     ? await startAdmin({
         host: config.admin.host,
