@@ -191,7 +191,10 @@ function openDb(path: string, readOnly: boolean): Db {
     const check = db.pragma('quick_check', { simple: false }) as Array<Record<string, unknown>>;
     const results = check.map((r) => String(Object.values(r)[0]));
     if (results.length !== 1 || results[0] !== 'ok') {
-      const err = new Error(`quick_check: ${results.slice(0, 3).join('; ')}`) as Error & { code: string };
+      // quick_check reports one problem per line, hundreds on a damaged file: keep the message to one
+      // short line so the operational log stays one JSON line per event.
+      const summary = results.slice(0, 3).join('; ').replace(/\s+/g, ' ').slice(0, 300);
+      const err = new Error(`quick_check: ${summary}${results.length > 3 ? ` (and ${results.length - 3} more)` : ''}`) as Error & { code: string };
       err.code = 'SQLITE_CORRUPT';
       throw err;
     }
