@@ -1,0 +1,431 @@
+/**
+ * Soak: a real `safespot serve` child process under a steady mix of allowed, blocked, malformed and
+ * slow connections for a bounded time, with the child's RSS (/proc/PID/status) and V8 heap (the
+ * admin listener's `nodejs_heap_size_used_bytes`) sampled every few seconds. The figure that matters
+ * is the growth after warm-up: a leak shows as a steady climb, a bounded process as a plateau.
+ * Figures only, never pass/fail (test/integration/hardening-soak.test.ts runs a short version and
+ * checks that nothing crashed and no connection was left open).
+ *
+ *   npm run build && node dist/bench/run.js soak            # 10 minutes
+ *   npm run build && node dist/bench/run.js --quick soak    # 60 seconds
+ *   SAFESPOT_SOAK_SECONDS=120 node dist/bench/soak.js       # any duration (also `--seconds N`)
+ *
+ * Everything runs on loopback: the upstream servers live in this process, the clients too.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: number;
+  note?: string;
+}
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const CLI = join(HERE, '..', 'appliance', 'cli.js');
+const DEMO = join(HERE, '..', '..', 'appliance', 'demo');
+
+export interface SoakOptions {
+  /** Length of the load phase. */
+  seconds: number;
+  /** Seconds between memory samples. */
+  sampleEverySeconds?: number;
+  /** Concurrent request loops (each paces itself; the mix is the same whatever this is). */
+  loops?: number;
+  /** Connections kept trickling request heads at all times. */
+  slowClients?: number;
+  log?: (line: string) => void;
+}
+
+export interface SoakSample {
+  /** Seconds since the load started. */
+  t: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  connectionsActive: number;
+}
+
+export interface SoakReport {
+  seconds: number;
+  samples: SoakSample[];
+  /** Operations by kind and outcome (`allowed:ok`, `blocked:ok`, `malformed:ok`, `slow:ok`, `…:unexpected`). */
+  counts: Record<string, number>;
+  /** Answers that were not what the mix expects (a wrong status, a reset before an answer). */
+  unexpected: number;
+  /** The child was still running when the load ended. */
+  aliveAtEnd: boolean;
+  /** Sum of safespot_connections_active over the guest listeners after the load stopped and settled. */
+  connectionsActiveAfter: number;
+  /** safespot_limits_hit_total by limit, at the end. */
+  limitsHit: Record<string, number>;
+  /** Exit code of the child after SIGTERM. */
+  exitCode: number | null;
+  /** Operational log of the child (stderr). */
+  log: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+}
+
+/** A ClientHello naming `sni` (RFC 8446 §4.1.2), enough for the proxy to route or refuse it. */
+function clientHello(sni: string): Buffer {
+  const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
+  const vec16 = (b: Buffer): Buffer => Buffer.concat([u16(b.length), b]);
+  const name = Buffer.from(sni, 'latin1');
+  const sniExt = Buffer.concat([u16(0), vec16(vec16(Buffer.concat([Buffer.from([0]), vec16(name)])))]);
+  const versions = Buffer.concat([u16(43), vec16(Buffer.from([4, 3, 4, 3, 3]))]);
+  const body = Buffer.concat([
+    u16(0x0303),
+    Buffer.alloc(32, 7),
+    Buffer.from([0]),
+    vec16(Buffer.from([0x13, 0x01, 0x13, 0x02])),
+    Buffer.from([1, 0]),
+    vec16(Buffer.concat([sniExt, versions])),
+  ]);
+  const hs = Buffer.concat([Buffer.from([1, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(hs.length), hs]);
+}
+
+/**
+ * Write `bytes` on a fresh connection, then read until the server closes (bounded). `end`: half-close
+ * after writing (node:http drops a forwarded answer to a client that half-closed, as browsers never
+ * do, so only refusals use it).
+ */
+function exchange(port: number, bytes: Buffer | string, end = false, timeoutMs = 15_000): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = connect({ host: '127.0.0.1', port });
+    const timer = setTimeout(() => s.destroy(), timeoutMs);
+    s.on('error', () => {});
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    s.on('connect', () => (end ? s.end(bytes) : s.write(bytes)));
+  });
+}
+
+async function metricsText(adminPort: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+  return res.text();
+}
+
+function metricSum(text: string, name: string, labelFilter = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    if (labelFilter && !rest.includes(labelFilter)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+function limitsHit(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^safespot_limits_hit_total\{limit="([a-z_]+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+interface Child {
+  child: ChildProcess;
+  ports: Record<string, number>;
+  admin: number;
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+function startServe(config: string): Promise<Child> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+      // Keep only the tail: the log of a long soak must not grow this process without bound.
+      if (log.length > 200_000) log = log.slice(-100_000);
+      const line = log.split('\n').find((l) => l.includes('"safespot serving"'));
+      if (!line) return;
+      clearTimeout(timer);
+      const j = JSON.parse(line) as { listeners: Record<string, { port: number }>; admin: string };
+      resolve({
+        child,
+        ports: Object.fromEntries(Object.entries(j.listeners).map(([k, v]) => [k, v.port])),
+        admin: Number(j.admin.split(':').pop()),
+        log: () => log,
+        exited,
+      });
+    });
+    void exited.then((code) => reject(new Error(`serve exited ${code}:\n${log}`)));
+  });
+}
+
+/** Run the soak and return every sample and count (bench() turns this into rows). */
+export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
+  const log = opts.log ?? (() => {});
+  const dir = mkdtempSync(join(tmpdir(), 'safespot-soak-'));
+  const servers: Server[] = [];
+  let app: Child | null = null;
+  try {
+    const upstream = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('soak ok\n');
+    });
+    upstream.keepAliveTimeout = 1000;
+    servers.push(upstream);
+    const upPort = await listen(upstream);
+    // Stands in for a TLS server behind allowed SNI: it answers some bytes and closes.
+    const tlsSink = createNetServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end(Buffer.from([0x16, 3, 3, 0, 1, 0])));
+    });
+    servers.push(tlsSink);
+    const sinkPort = await listen(tlsSink);
+
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, [
+      'listeners:',
+      '  forward: { host: 127.0.0.1, port: 0 }',
+      '  http: { host: 127.0.0.1, port: 0 }',
+      '  tls: { host: 127.0.0.1, port: 0 }',
+      'admin: { host: 127.0.0.1, port: 0 }',
+      'upstream:',
+      `  hosts: { allowed.test: "127.0.0.1:${upPort}", tls-allowed.test: "127.0.0.1:${sinkPort}" }`,
+      'limits: { headersTimeout: 2s, idleTimeout: 10s, drainTimeout: 2s }',
+      'tls: { clientHelloTimeout: 2s }',
+      'lists:',
+      `  - { id: demo-hotline, category: csam, kind: hashed-urls, source: ${join(DEMO, 'hotline.txt')} }`,
+      `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
+      `journal: { path: ${join(dir, 'journal.db')} }`,
+      `state: { dir: ${join(dir, 'state')} }`,
+      '',
+    ].join('\n'));
+    app = await startServe(config);
+    const pid = app.child.pid!;
+    const { forward, http, tls } = app.ports as { forward: number; http: number; tls: number };
+    const adminPort = app.admin;
+
+    const counts: Record<string, number> = {};
+    let unexpected = 0;
+    const note = (kind: string, ok: boolean): void => {
+      const key = `${kind}:${ok ? 'ok' : 'unexpected'}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+      if (!ok) unexpected++;
+    };
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    const viaProxy = (url: string): Promise<number> =>
+      new Promise((resolve) => {
+        const req = httpRequest({ host: '127.0.0.1', port: forward, path: url, agent, headers: { host: new URL(url).host } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          res.on('error', () => resolve(-1));
+        });
+        req.on('error', () => resolve(-1));
+        req.end();
+      });
+    const status = (b: Buffer): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(b.toString('latin1'))?.[1] ?? 0);
+
+    let n = 0;
+    // One step of the mix; the proportions repeat every 10 steps.
+    const step = async (): Promise<void> => {
+      const i = n++ % 10;
+      switch (i) {
+        case 0:
+        case 1:
+        case 2:
+          note('allowed', (await viaProxy(`http://allowed.test/page/${n % 1000}`)) === 200);
+          return;
+        case 3:
+          note('blocked', (await viaProxy(`http://blocked.test/p${n % 1000}`)) === 403);
+          return;
+        case 4:
+          note('transparent', status(await exchange(http, `GET /t${n % 100} HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n`)) === 200);
+          return;
+        case 5:
+          note('tls-blocked', (await exchange(tls, clientHello('adult.test'))).subarray(0, 1)[0] === 0x15);
+          return;
+        case 6:
+          note('tls-allowed', (await exchange(tls, clientHello('tls-allowed.test'))).length > 0);
+          return;
+        case 7: {
+          const r = await exchange(forward, 'CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n');
+          note('connect-blocked', status(r) === 403);
+          return;
+        }
+        case 8: {
+          const junk = Buffer.alloc(64 + (n % 200));
+          for (let k = 0; k < junk.length; k++) junk[k] = (n * 31 + k * 7) & 0xff;
+          junk[0] = 0x47; // 'G': starts like a method, then garbage
+          const r = await exchange(forward, Buffer.concat([junk, Buffer.from('\r\n\r\n')]), true);
+          note('malformed', r.length === 0 || status(r) >= 400);
+          return;
+        }
+        default: {
+          const r = await exchange(tls, Buffer.from([0x16, 3, 1, 0x40, 0, 1, 0, 0x3f]));
+          note('truncated-tls', r[0] === 0x15 || r.length === 0);
+          return;
+        }
+      }
+    };
+
+    // Slow clients: a request head trickled a byte every 500 ms; the 2 s headers timeout ends each one.
+    const slowOne = async (): Promise<void> => {
+      const s: Socket = connect({ host: '127.0.0.1', port: forward });
+      s.on('error', () => {});
+      const got: Buffer[] = [];
+      s.on('data', (c: Buffer) => got.push(c));
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      const text = 'GET http://allowed.test/slow HTTP/1.1\r\nHost: allowed.test\r\nX-Pad: ';
+      let k = 0;
+      const timer = setInterval(() => {
+        if (s.writable) s.write(text[k++ % text.length]!);
+      }, 500);
+      const guard = setTimeout(() => s.destroy(), 15_000);
+      await closed;
+      clearInterval(timer);
+      clearTimeout(guard);
+      note('slow', status(Buffer.concat(got)) === 408);
+    };
+
+    const samples: SoakSample[] = [];
+    const started = Date.now();
+    const endAt = started + opts.seconds * 1000;
+    let stop = false;
+    const loops = Array.from({ length: opts.loops ?? 6 }, async () => {
+      while (!stop && Date.now() < endAt) {
+        await step();
+        await sleep(25);
+      }
+    });
+    const slow = Array.from({ length: opts.slowClients ?? 8 }, async () => {
+      while (!stop && Date.now() < endAt) await slowOne();
+    });
+    const sampler = (async () => {
+      const every = (opts.sampleEverySeconds ?? 5) * 1000;
+      while (!stop && Date.now() < endAt) {
+        try {
+          const text = await metricsText(adminPort);
+          const s: SoakSample = {
+            t: (Date.now() - started) / 1000,
+            rssBytes: rssOf(pid),
+            heapUsedBytes: metricSum(text, 'nodejs_heap_size_used_bytes'),
+            connectionsActive: metricSum(text, 'safespot_connections_active', 'listener="forward"') +
+              metricSum(text, 'safespot_connections_active', 'listener="http"') +
+              metricSum(text, 'safespot_connections_active', 'listener="tls"'),
+          };
+          samples.push(s);
+          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
+        } catch {
+          // the child is gone: the end of the run reports it
+        }
+        await sleep(Math.min(every, Math.max(0, endAt - Date.now())));
+      }
+    })();
+    await Promise.all([...loops, ...slow, sampler]);
+    stop = true;
+    agent.destroy();
+    const aliveAtEnd = app.child.exitCode === null && app.child.signalCode === null;
+
+    // Let the server see every close (keep-alive sockets, refusals' grace timers), then read once more.
+    let after = NaN;
+    let text = '';
+    for (let i = 0; i < 40; i++) {
+      text = await metricsText(adminPort).catch(() => '');
+      after = ['forward', 'http', 'tls'].reduce((a, l) => a + metricSum(text, 'safespot_connections_active', `listener="${l}"`), 0);
+      if (after === 0) break;
+      await sleep(250);
+    }
+    const hit = limitsHit(text);
+    app.child.kill('SIGTERM');
+    const exitCode = await app.exited;
+    return {
+      seconds: opts.seconds,
+      samples,
+      counts,
+      unexpected,
+      aliveAtEnd,
+      connectionsActiveAfter: after,
+      limitsHit: hit,
+      exitCode,
+      log: app.log(),
+    };
+  } finally {
+    if (app && app.child.exitCode === null) app.child.kill('SIGKILL');
+    for (const s of servers) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+};
+
+/** Growth after warm-up: median of the last third of the samples minus median of the first third after warm-up. */
+export function growth(samples: readonly SoakSample[], pick: (s: SoakSample) => number, warmupSeconds: number): { start: number; end: number; max: number } {
+  const after = samples.filter((s) => s.t >= warmupSeconds);
+  const third = Math.max(1, Math.floor(after.length / 3));
+  return {
+    start: median(after.slice(0, third).map(pick)),
+    end: median(after.slice(-third).map(pick)),
+    max: Math.max(...after.map(pick)),
+  };
+}
+
+function secondsFromArgs(quick: boolean): number {
+  const i = process.argv.indexOf('--seconds');
+  const fromArg = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  const fromEnv = Number(process.env.SAFESPOT_SOAK_SECONDS);
+  if (Number.isFinite(fromArg) && fromArg > 0) return fromArg;
+  if (Number.isFinite(fromEnv) && fromEnv > 0) return fromEnv;
+  return quick ? 60 : 600;
+}
+
+export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult[]> {
+  const seconds = secondsFromArgs(opts.quick ?? false);
+  const r = await runSoak({ seconds, log: (l) => process.stderr.write(`${l}\n`) });
+  const warmup = Math.min(60, Math.max(10, seconds / 5));
+  const mib = (b: number): number => b / 2 ** 20;
+  const rss = growth(r.samples, (s) => s.rssBytes, warmup);
+  const heap = growth(r.samples, (s) => s.heapUsedBytes, warmup);
+  const ops = Object.entries(r.counts).reduce((a, [, v]) => a + v, 0);
+  return [
+    { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples` },
+    { name: 'operations (all kinds)', value: ops, unit: 'ops', note: `${(ops / seconds).toFixed(0)}/s; ${Object.entries(r.counts).map(([k, v]) => `${k}=${v}`).join(' ')}` },
+    { name: 'unexpected answers', value: r.unexpected, unit: 'ops' },
+    { name: 'RSS after warm-up', value: mib(rss.start), unit: 'MiB' },
+    { name: 'RSS at end', value: mib(rss.end), unit: 'MiB', baseline: mib(rss.start), note: `max ${mib(rss.max).toFixed(1)} MiB` },
+    { name: 'RSS growth after warm-up', value: mib(rss.end - rss.start), unit: 'MiB' },
+    { name: 'heap used after warm-up', value: mib(heap.start), unit: 'MiB' },
+    { name: 'heap used at end', value: mib(heap.end), unit: 'MiB', baseline: mib(heap.start), note: `max ${mib(heap.max).toFixed(1)} MiB` },
+    { name: 'heap growth after warm-up', value: mib(heap.end - heap.start), unit: 'MiB' },
+    { name: 'connections open after the load', value: r.connectionsActiveAfter, unit: 'conns' },
+    { name: 'limits hit', value: Object.values(r.limitsHit).reduce((a, b) => a + b, 0), unit: 'hits', note: Object.entries(r.limitsHit).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') },
+    { name: 'child alive at end / exit code', value: r.aliveAtEnd ? 1 : 0, unit: 'bool', note: `exit ${r.exitCode}` },
+  ];
+}
+
+// Run directly: `node dist/bench/soak.js [--quick] [--seconds N]`.
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  const rows = await bench({ quick: process.argv.includes('--quick') });
+  for (const r of rows) process.stdout.write(`${r.name}\t${r.value.toFixed(2)} ${r.unit}${r.baseline !== undefined ? `\t(baseline ${r.baseline.toFixed(2)})` : ''}${r.note ? `\t${r.note}` : ''}\n`);
+}
