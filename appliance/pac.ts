@@ -1,0 +1,45 @@
+/**
+ * The proxy auto-configuration file (PAC, also served as WPAD's wpad.dat) for explicit-proxy
+ * devices: every web request goes through safespot's forward listener. There is deliberately no
+ * DIRECT fallback for Internet hosts: if the appliance is down, guests get an error instead of an
+ * unfiltered Internet. Plain host names and private/loopback IP literals (the venue's own devices)
+ * go direct.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** `host:port` for the PAC's PROXY line, from an explicit setting or the address the device used. */
+export function pacProxyAddress(explicit: string | undefined, requestHost: string | undefined, forwardPort: number): string | null {
+  if (explicit) return explicit;
+  if (!requestHost) return null;
+  // The Host header of the PAC request names this appliance as the device reached it.
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?$/.exec(requestHost.trim());
+  if (!m) return null;
+  return `${m[1]}:${forwardPort}`;
+}
+
+/** The PAC text. `proxy` must be `host:port` (validated by the caller's pattern). */
+export function pacFile(proxy: string): string {
+  return `// safespot proxy auto-configuration. Every web request goes through the filtering proxy; there is
+// no DIRECT fallback for Internet hosts, so an unreachable appliance never means an unfiltered web.
+function FindProxyForURL(url, host) {
+  if (isPlainHostName(host) || host === "localhost") return "DIRECT";
+  if (/^\\d+\\.\\d+\\.\\d+\\.\\d+$/.test(host) &&
+      (isInNet(host, "10.0.0.0", "255.0.0.0") || isInNet(host, "172.16.0.0", "255.240.0.0") ||
+       isInNet(host, "192.168.0.0", "255.255.0.0") || isInNet(host, "127.0.0.0", "255.0.0.0") ||
+       isInNet(host, "169.254.0.0", "255.255.0.0"))) return "DIRECT";
+  return "PROXY ${proxy}";
+}
+`;
+}
+
+/** Admin route for /proxy.pac and /wpad.dat (public: devices fetch it without a token). */
+export function pacRoute(explicit: string | undefined, forwardPort: number | undefined) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const proxy = forwardPort === undefined ? null : pacProxyAddress(explicit, req.headers.host, forwardPort);
+    if (!proxy) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no forward listener to advertise\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ns-proxy-autoconfig', 'cache-control': 'max-age=300' }).end(pacFile(proxy));
+  };
+}
