@@ -139,7 +139,9 @@ const portOf = (s: Server | HttpServer): number => {
 
 /** Start `safespot serve`; resolves with its forward and admin ports from the "safespot serving" line. */
 function startSafespot(config: string, nodeFlags: string[], children: ChildProcess[]): Promise<{ child: ChildProcess; forward: number; admin: number }> {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_SAFESPOT_NODE_FLAGS (e.g. "--trace-gc"): extra node flags for safespot, its stdout shown.
+  const extra = (process.env.BENCH_SAFESPOT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, ...extra, CLI, 'serve', '--config', config], { stdio: ['ignore', extra.length ? 'inherit' : 'ignore', 'pipe'] });
   children.push(child);
   let log = '';
   let started = false;
@@ -163,8 +165,8 @@ function startSafespot(config: string, nodeFlags: string[], children: ChildProce
 }
 
 /** Fork a bench child that answers its first message with `{ port }` (the bare forwarder). */
-function forkChild(file: string, first: unknown, children: ChildProcess[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(join(HERE, file), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+function forkChild(file: string, first: unknown, children: ChildProcess[], execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(join(HERE, file), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${file} exited (${code})`)));
@@ -228,8 +230,8 @@ interface Env {
   pid: Partial<Record<Target, number>>;
   tlsPort: number;
   httpPort: number;
-  /** When profiling: the monotonic time windows (µs) of each job run against safespot, by kind. */
-  windows?: { op: string; from: number; to: number }[];
+  /** When profiling: the monotonic time windows (µs) of each job, by kind and target. */
+  windows?: { op: string; targets: readonly Target[]; from: number; to: number }[];
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -241,7 +243,7 @@ async function measured(env: Env, targets: readonly Target[], job: LoadJob): Pro
   const r = await env.load(job);
   const cpu: Partial<Record<Target, number>> = {};
   targets.forEach((t, i) => (cpu[t] = env.pid[t] ? cpuSeconds(env.pid[t]!) - c0[i]! : NaN));
-  if (targets.includes('safespot')) env.windows?.push({ op: job.op, from, to: nowUs() });
+  env.windows?.push({ op: job.op, targets, from, to: nowUs() });
   if (r.errors > 0) throw new Error(`${targets.join('+')}: ${r.errors} failed connections (${r.firstError})`);
   return { ...r, cpu };
 }
@@ -444,10 +446,10 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
       ca: { dir: join(dir, 'ca') },
     }));
     if (opts.cpuProfDir) mkdirSync(opts.cpuProfDir, { recursive: true });
-    const flags = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
+    const flags = (who: string): string[] => (opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.cpuProfDir, who)}`] : []);
     const [safespot, bare, bareP, bareHP] = await Promise.all([
-      startSafespot(config, flags, children),
-      forkChild('bare-forwarder.js', { hosts }, children),
+      startSafespot(config, flags('safespot'), children),
+      forkChild('bare-forwarder.js', { hosts }, children, flags('bare')),
       forkChild('bare-forwarder.js', { hosts, join: 'pipeline' }, children),
       forkChild('bare-forwarder.js', { hosts, parse: 'http', join: 'pipeline' }, children),
     ]);
@@ -491,13 +493,17 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
     const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}; CPU over all rounds: ${check}`);
 
     if (opts.cpuProfDir) {
-      // The profile is written when safespot exits; SIGTERM drains and exits cleanly.
-      const exited = new Promise((r) => safespot.child.once('exit', r));
-      safespot.child.kill('SIGTERM');
-      await exited;
-      for (const op of ['tls', 'bulk', 'http']) {
-        const w = env.windows!.filter((x) => x.op === op);
-        process.stderr.write(`\n== safespot CPU profile, measured ${op} jobs: ${summarizeProfiles(opts.cpuProfDir, w)}\n`);
+      // Profiles are written when the processes exit; SIGTERM drains safespot and ends the forwarder cleanly.
+      for (const c of [safespot.child, bare.child]) {
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await exited;
+      }
+      for (const [who, ops] of [['safespot', ['tls', 'bulk', 'http']], ['bare', ['tls', 'bulk']]] as const) {
+        for (const op of ops) {
+          const w = env.windows!.filter((x) => x.op === op && x.targets.includes(who));
+          process.stderr.write(`\n== ${who} CPU profile, measured ${op} jobs: ${summarizeProfiles(join(opts.cpuProfDir, who), w)}\n`);
+        }
       }
     }
     return results;
