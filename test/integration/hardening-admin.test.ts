@@ -62,7 +62,7 @@ t.test('admin: own loopback listener, token required, no list content or client 
     t.match(res.toString(), /^HTTP\/1\.1 (200|403)/, `${url} answered`);
   }
 
-  const routes = ['/metrics', '/healthz', '/readyz', '/', '/lists', '/ca', '/journal', '/metrics/../lists', '/admin', '/debug', '/config'];
+  const routes = ['/metrics', '/healthz', '/readyz', '/reload', '/', '/lists', '/ca', '/journal', '/metrics/../lists', '/admin', '/debug', '/config'];
   const bodies: string[] = [];
   for (const path of routes) {
     for (const auth of [undefined, `Bearer ${TOKEN}`, 'Bearer wrong-token-wrong-token']) {
@@ -74,6 +74,10 @@ t.test('admin: own loopback listener, token required, no list content or client 
         else if (path === '/metrics' || path === '/readyz') {
           const want = auth === `Bearer ${TOKEN}` ? (method === 'POST' ? 405 : 200) : 401;
           t.equal(res.status, want, `${method} ${path} ${auth === `Bearer ${TOKEN}` ? 'with' : 'without'} the token: ${want}`);
+        } else if (path === '/reload') {
+          // The one control endpoint: token-protected like /metrics; POST only.
+          const want = auth === `Bearer ${TOKEN}` ? (method === 'POST' ? 200 : 405) : 401;
+          t.equal(res.status, want, `${method} /reload ${auth === `Bearer ${TOKEN}` ? 'with' : 'without'} the token: ${want}`);
         } else t.ok(res.status === 404 || res.status === 401, `${method} ${path}: ${res.status}`);
       }
     }
