@@ -2,7 +2,8 @@
  * CONNECT on the explicit proxy (RFC 9110 §9.3.6):
  * 1. the authority must be `host:port` with a port in upstream.ports (else 403);
  * 2. onConnect decides on the authority (blocked: 403 with a short text body, then close);
- * 3. `200 Connection Established`, then the TLS step reads the ClientHello and decides on the SNI
+ * 3. the destination is resolved and checked (refused: 403; unresolvable: 502);
+ * 4. `200 Connection Established`, then the TLS step reads the ClientHello and decides on the SNI
  *    (with the authority, so that a disagreement is a policy input), then splices or sends an alert.
  *
  * Bytes after the 200 that are not TLS: when they look like an HTTP request (plain HTTP through
@@ -57,6 +58,28 @@ export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: So
     endWith(socket, rawHttpResponse(r.status, r.body));
     return;
   }
+  if (pageOverTls) {
+    established(ctx, socket, head, conn, target, verdict, tunnelHttp);
+    return;
+  }
+  // Check the destination before answering 200 (resolved address, RFC 1918, loopback, this
+  // appliance…), so a refused destination is a clear 403/502 rather than a tunnel that dies after
+  // the ClientHello. The resolver caches, so the later connect does not resolve again.
+  ctx.upstream.destination(verdict.connectHost ?? target.host, target.port).then(
+    () => established(ctx, socket, head, conn, target, verdict, tunnelHttp),
+    (err: unknown) => {
+      const reason = upstreamReason(err);
+      ctx.observer.upstreamError(reason);
+      const status = reason === 'refused_destination' ? 403 : 502;
+      const text = reason === 'refused_destination' ? 'the destination is not allowed' : 'the destination could not be resolved';
+      endWith(socket, rawHttpResponse(status, `safespot: ${text}\n`));
+    },
+  );
+}
+
+/** After the checks: `200 Connection Established`, then the TLS step (or plain HTTP in the tunnel). */
+function established(ctx: EdgeContext, socket: Socket, head: Buffer, conn: ConnInfo, target: TlsTarget, verdict: Verdict, tunnelHttp: TunnelHttp): void {
+  if (socket.destroyed) return;
   socket.write(ESTABLISHED);
   const notTls = (bytes: Buffer): boolean => {
     if (looksLikeHttp(bytes)) {
