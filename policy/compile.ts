@@ -86,11 +86,23 @@ export function compileParts(input: CompileInput): PolicyParts {
   const imageOptions: ImageMatcherOptions = { ...IMAGE_DEFAULTS, ...input.images };
   const block = new HashStoreBuilder();
   const allIds = new Set<string>();
+  // Every refused list is reported, not only the first (an operator fixes them all in one go).
+  const refused: SafespotError[] = [];
+  const refuse = (err: unknown): void => {
+    if (!(err instanceof SafespotError) || err.code !== 'ERR_LIST_INVALID') throw err;
+    refused.push(err);
+  };
   for (const l of input.lists) {
     allIds.add(l.id);
     if ((IMAGE_LIST_KINDS as readonly string[]).includes(l.kind)) {
       if (l.text === undefined) problems.push(`list "${l.id}" has no text`);
-      else compileImageList(l, l.kind as ImageListKind, l.text, imageOptions, images, imageInputs);
+      else {
+        try {
+          compileImageList(l, l.kind as ImageListKind, l.text, imageOptions, images, imageInputs);
+        } catch (err) {
+          refuse(err);
+        }
+      }
       continue;
     }
     if (!(URL_KINDS as readonly string[]).includes(l.kind)) {
@@ -103,7 +115,13 @@ export function compileParts(input: CompileInput): PolicyParts {
       continue;
     }
     const kind = l.kind as UrlListKind;
-    const parsed = parseUrlList(kind, l.text, l.id);
+    let parsed;
+    try {
+      parsed = parseUrlList(kind, l.text, l.id);
+    } catch (err) {
+      refuse(err);
+      continue;
+    }
     const number = lists.length;
     let added;
     if (kind === 'hashed-urls') {
@@ -125,6 +143,12 @@ export function compileParts(input: CompileInput): PolicyParts {
       overridable: l.category === 'csam' ? false : (l.overridable ?? true),
       report: parsed.report,
     });
+  }
+
+  if (refused.length === 1) throw refused[0]!;
+  if (refused.length > 1) {
+    const details = refused.flatMap((e) => [e.message, ...e.details.map((d) => `  ${d}`)]);
+    throw new SafespotError('ERR_LIST_INVALID', `${refused.length} lists refused`, { details });
   }
 
   const allow = new HashStoreBuilder();

@@ -146,3 +146,28 @@ t.test('bad allow entries and unknown profile lists are configuration errors', a
   t.throws(() => compilePolicy({ lists: [], profiles: [{ name: 'p', clients: ['10.0.0.0/33'] }] }), { code: 'ERR_CONFIG_INVALID' });
   t.throws(() => compilePolicy({ lists: [{ id: 'x', category: 'adult', kind: 'domains', text: '%%%\n' }] }), { code: 'ERR_LIST_INVALID' });
 });
+
+t.test('every refused list is reported, not only the first', async (t) => {
+  const garbage = '%% not a list entry %%\n'.repeat(10);
+  const caught = ((): { code?: string; message?: string; details?: readonly string[] } | null => {
+    try {
+    compilePolicy({
+      lists: [
+        { id: 'bad-one', category: 'adult', kind: 'domains', text: garbage },
+        { id: 'fine', category: 'adult', kind: 'domains', text: 'ok.test\n' },
+        { id: 'bad-two', category: 'csam', kind: 'hashed-urls', text: garbage },
+        { id: 'bad-three', category: 'csam', kind: 'sha256', text: garbage },
+      ],
+    });
+      return null;
+    } catch (err) {
+      return err as { code?: string; message?: string; details?: readonly string[] };
+    }
+  })();
+  t.equal(caught?.code, 'ERR_LIST_INVALID');
+  t.equal(caught?.message, '3 lists refused');
+  const text = (caught?.details ?? []).join('\n');
+  for (const id of ['bad-one', 'bad-two', 'bad-three']) t.match(text, `"${id}"`, `${id} is named`);
+  t.notMatch(text, /"fine"/, 'the good list is not');
+  t.notMatch(text, /not a list entry/, 'no list content in the error');
+});
