@@ -7,11 +7,12 @@
  * `upstream.hosts`, the bare forwarder the same table.
  *
  * Figures (medians over rounds; the order of the targets rotates per round):
- * - CPU time of the proxy process (utime + stime from /proc/PID/stat, all its threads) per
- *   CONNECT + TLS connection: CONNECT, 200, TLS 1.3 handshake with the upstream through the tunnel,
- *   one small GET, close. Sequential and 16 at a time.
+ * - CPU time of the proxy process (all its threads: what utime + stime count, read in ns from
+ *   schedstat) per CONNECT + TLS connection: CONNECT, 200, TLS 1.3 handshake with the upstream
+ *   through the tunnel, one small GET, close. Sequential and 16 at a time, the targets interleaved
+ *   connection by connection in one job; two variants of the bare forwarder split the cost.
  * - connections per second, and added latency: time to the first response byte through the proxy
- *   minus straight to the upstream, p50 and p99, in the same round.
+ *   minus straight to the upstream, p50 and p99, interleaved in the same job.
  * - bulk: one tunnel carrying one large TLS response, MiB/s (wall) and proxy CPU per GiB.
  * - plain HTTP forward proxy: keep-alive absolute-URI GETs, requests/s and CPU per request, beside
  *   origin-form GETs straight to the upstream.
@@ -19,18 +20,22 @@
  *
  *   npm run build && node dist/bench/proxy.js [--quick] [--cpu-prof=DIR]
  *
- * --cpu-prof=DIR runs safespot with `node --cpu-prof` and prints where its CPU went during the load
- * (samples from before the first measured round, i.e. the list compile, are left out).
+ * --cpu-prof=DIR runs safespot and the bare forwarder with `node --cpu-prof` and prints where their
+ * CPU went during the measured jobs (bench/cpu-profile.ts; the list compile at start is left out).
+ * The profiler costs CPU itself (and only those two processes have it): the figures of a profiled
+ * run are not comparable. BENCH_SAFESPOT_NODE_FLAGS="--trace-gc" (for example) passes node flags
+ * to the serve child.
  */
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Server } from 'node:net';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { summarizeProfiles } from './cpu-profile.js';
 import type { LoadJob, LoadResult, Via } from './proxy-load.js';
+import { makePki, portOf, startHttpUpstream, startTlsUpstream } from './proxy-upstream.js';
 
 export interface BenchResult {
   name: string;
@@ -79,62 +84,6 @@ const median = (xs: number[]): number => {
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-
-/** A CA and one wildcard leaf for *.bench.test, made with openssl in `dir`. */
-function makePki(dir: string): { ca: string; cert: string; key: string } {
-  const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=safespot bench CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  run(['req', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=bench.test']);
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:*.bench.test,DNS:bench.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-  run(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf']);
-  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
-  return { ca: read('ca.pem'), cert: read('leaf.pem'), key: read('leaf.key') };
-}
-
-/** Upstream TLS server: `/bulk?bytes=N` streams N bytes, anything else a 3-byte body; then close. */
-function startTlsUpstream(pki: { cert: string; key: string }): Promise<Server> {
-  const block = Buffer.alloc(1 << 20, 0x61);
-  const server = createTlsServer({ cert: pki.cert, key: pki.key }, (s) => {
-    s.on('error', () => s.destroy());
-    let head = '';
-    const onData = (chunk: Buffer): void => {
-      head += chunk.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      const bulk = /^GET \/bulk\?bytes=(\d+) /.exec(head);
-      if (!bulk) return void s.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n');
-      let left = Number(bulk[1]);
-      s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${left}\r\nConnection: close\r\n\r\n`);
-      const pump = (): void => {
-        while (left > 0) {
-          const n = Math.min(left, block.length);
-          left -= n;
-          if (!s.write(n === block.length ? block : block.subarray(0, n))) return void s.once('drain', pump);
-        }
-        s.end();
-      };
-      pump();
-    };
-    s.on('data', onData);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-function startHttpUpstream(): Promise<HttpServer> {
-  const server = createHttpServer({ keepAliveTimeout: 30_000 }, (req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
-    res.end('ok\n');
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-const portOf = (s: Server | HttpServer): number => {
-  const a = s.address();
-  return typeof a === 'object' && a ? a.port : 0;
 };
 
 /** Start `safespot serve`; resolves with its forward and admin ports from the "safespot serving" line. */
@@ -352,57 +301,6 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
   return out;
 }
 
-/** Where safespot's CPU went during the load: self time by function, and inclusive time of our own functions. */
-function summarizeProfiles(dir: string, windows: readonly { from: number; to: number }[]): string {
-  const self = new Map<string, number>();
-  const incl = new Map<string, number>();
-  let busy = 0;
-  let idle = 0;
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.cpuprofile'))) {
-    const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
-      nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
-      startTime: number; samples: number[]; timeDeltas: number[];
-    };
-    const key = new Map<number, string>();
-    const parent = new Map<number, number>();
-    for (const n of p.nodes) {
-      const cf = n.callFrame;
-      const where = cf.url ? ` ${cf.url.replace(/^.*\/dist\//, '').replace(/^node:internal\//, '')}:${cf.lineNumber + 1}` : '';
-      key.set(n.id, `${cf.functionName || '(anonymous)'}${where}`);
-      for (const c of n.children ?? []) parent.set(c, n.id);
-    }
-    let t = p.startTime;
-    for (let i = 0; i < p.samples.length; i++) {
-      t += p.timeDeltas[i]!;
-      const dt = p.timeDeltas[i + 1] ?? 0;
-      if (!windows.some((w) => t >= w.from && t <= w.to)) continue;
-      const leaf = key.get(p.samples[i]!)!;
-      if (leaf === '(idle)') {
-        idle += dt;
-        continue;
-      }
-      busy += dt;
-      self.set(leaf, (self.get(leaf) ?? 0) + dt);
-      const seen = new Set<string>();
-      for (let id: number | undefined = p.samples[i]; id !== undefined; id = parent.get(id)) {
-        const k = key.get(id)!;
-        if (seen.has(k) || !/^\S+ (proxy|policy|audit|appliance|certs)\//.test(k)) continue;
-        seen.add(k);
-        incl.set(k, (incl.get(k) ?? 0) + dt);
-      }
-    }
-  }
-  const top = (m: Map<string, number>, n: number): string[] =>
-    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / busy).toFixed(1).padStart(5)}%  ${k}`);
-  return [
-    `${(busy / 1e6).toFixed(2)} s busy, ${(idle / 1e6).toFixed(2)} s idle (sampled)`,
-    'self time, share of busy:',
-    ...top(self, 20),
-    'inclusive time of safespot functions, share of busy:',
-    ...top(incl, 25),
-  ].join('\n');
-}
-
 export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {}): Promise<BenchResult[]> {
   const quick = opts.quick === true;
   const children: ChildProcess[] = [];
@@ -490,7 +388,7 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
       .join('; ');
     const upstreamErrors = (await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))
       .split('\n').filter((l) => l.startsWith('safespot_upstream_errors_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-    const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}; CPU over all rounds: ${check}`);
+    const results = report(samples, quick, `CONNECT to a listed host: "${refused}"; safespot upstream errors during the run: ${upstreamErrors}; CPU over all rounds: ${check}${opts.cpuProfDir ? '; PROFILED RUN: the profiler inflates the CPU of safespot and the bare forwarder, do not quote these figures' : ''}`);
 
     if (opts.cpuProfDir) {
       // Profiles are written when the processes exit; SIGTERM drains safespot and ends the forwarder cleanly.
