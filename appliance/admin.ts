@@ -25,7 +25,8 @@ export interface AdminOptions {
   port: number;
   /** Bearer token; required when host is not a loopback address. */
   token?: string;
-  registry: Registry;
+  /** What /metrics serves: a registry, or (workers > 1) the cluster's merged view with the same two members. */
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
   isReady: () => { ready: boolean; reasons: string[] };
   extraRoutes?: Record<string, Route>;
 }

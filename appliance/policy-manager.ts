@@ -34,6 +34,8 @@ export interface ManagerDeps {
   readonly metrics: Metrics;
   readonly journal: Journal;
   readonly log: Logger;
+  /** Called after each policy is swapped in (workers > 1: the primary sends it to every worker). */
+  readonly onInstall?: (policy: Policy) => void;
 }
 
 export interface ReloadResult {
@@ -255,6 +257,7 @@ export class PolicyManager {
     journal.record({ kind: 'list_load', detail: `policy ${policy.version} (${how}): ${policy.lists.map((l) => `${l.id}=${l.entries}`).join(' ')}`.slice(0, 300) });
     if (!wasActive) journal.record({ kind: 'filtering_active', detail: `policy ${policy.version} (${how})` });
     log.info('policy in force', { version: policy.version, how });
+    this.#deps.onInstall?.(policy);
     if (saveDir !== null) {
       try {
         saveBundle(saveDir, encodeBundle(policy));

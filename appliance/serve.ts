@@ -3,6 +3,9 @@
  * with the last good bundle on disk as fallback), the evidence (metrics, journal), the proxy
  * listeners with their decision hooks, the admin listener and the self-test; handles reloads.
  *
+ * `workers` > 1 runs the same pieces split over a cluster (serve-cluster.ts, serve-worker.ts,
+ * docs/workers.md); `workers: 1` is this file alone.
+ *
  * Fail closed: when no valid policy can be loaded, the listeners still run but every decision is a
  * block (rule `no-policy`), `safespot_filtering_active` is 0, /readyz says why, and the journal
  * records the inactive period.
@@ -11,7 +14,7 @@ import { createMetrics, combineObservers, metricsObserver, type Metrics, type Li
 import { openJournal, journalObserver, type Journal } from '../audit/journal.js';
 import { CidrSet } from '../policy/ip.js';
 import type { PolicyHolder } from '../policy/policy.js';
-import { createPolicyHooks } from '../proxy/policy-hooks.js';
+import { createPolicyHooks, type PolicyHookOptions } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { loadConfigFile, type Config } from './config.js';
@@ -39,7 +42,8 @@ export interface Appliance {
   close(): Promise<void>;
 }
 
-function proxyOptions(c: Readonly<Config>): ProxyOptions {
+/** The proxy's options from the config (also used by each worker, serve-worker.ts). */
+export function proxyOptions(c: Readonly<Config>): ProxyOptions {
   return {
     listeners: c.listeners,
     clients: CidrSet.parse(c.clients),
@@ -58,12 +62,54 @@ function proxyOptions(c: Readonly<Config>): ProxyOptions {
   };
 }
 
-function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
+export function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
   const out: ListenerLabel[] = [];
   if (c.listeners.forward) out.push('forward');
   if (c.listeners.http) out.push('http');
   if (c.listeners.tls) out.push('tls');
   return out;
+}
+
+/** The decision hooks' options from the config (also used by each worker). */
+export function policyHookOptions(c: Readonly<Config>): PolicyHookOptions {
+  return {
+    recordUrls: c.journal.recordUrls,
+    recordClients: c.journal.recordClients,
+    blockFronting: c.tls.blockFronting,
+    noSni: c.tls.noSni,
+    ech: c.tls.ech,
+    scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
+  };
+}
+
+export interface SelftestDeps {
+  readonly config: Readonly<Config>;
+  readonly holder: PolicyHolder;
+  /** The forward listener's bound address, when there is one. */
+  readonly forward: { host: string; port: number } | undefined;
+  readonly metrics: Metrics;
+  readonly journal: Pick<Journal, 'record'>;
+  readonly log: Logger;
+}
+
+/** The canaries through the live policy and, for http:// canaries, through the forward listener itself. */
+export async function runSelftest(d: SelftestDeps): Promise<void> {
+  const { config, metrics, journal, log } = d;
+  const policy = d.holder.current;
+  const results = runCanaries(config.selftest.canaries, policy ? (s) => policy.decide(s) : null);
+  const fwd = d.forward;
+  for (const [i, c] of config.selftest.canaries.entries()) {
+    const r = results[i];
+    if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
+    const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
+    if (failure) results[i] = { category: r.category, ok: false, detail: `decision ok, but ${failure}` };
+  }
+  metrics.selftestLastRun.set(Date.now() / 1000);
+  for (const r of results) {
+    metrics.selftestSuccess.set(r.category, r.ok);
+    journal.record({ kind: 'selftest', category: r.category, action: r.ok ? 'pass' : 'fail', detail: r.detail });
+    if (!r.ok) log.error('self-test failed', { category: r.category, detail: r.detail });
+  }
 }
 
 export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
@@ -86,14 +132,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   const holder = manager.holder;
 
   const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
-  const hookOptions = (c: Readonly<Config>) => ({
-    recordUrls: c.journal.recordUrls,
-    recordClients: c.journal.recordClients,
-    blockFronting: c.tls.blockFronting,
-    noSni: c.tls.noSni,
-    ech: c.tls.ech,
-    scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
-  });
+  const hookOptions = policyHookOptions;
   // Secrets from `_FILE` variables (containers): SAFESPOT_ADMIN_TOKEN_FILE when the config names no file.
   const tokenFile = config.admin?.tokenFile ?? process.env.SAFESPOT_ADMIN_TOKEN_FILE;
   const token = config.admin && tokenFile ? readTokenFile(tokenFile) : undefined;
@@ -133,24 +172,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     },
   );
 
-  /** The canaries through the live policy and, for http:// canaries, through the forward listener itself. */
-  const selftest = async (): Promise<void> => {
-    const policy = holder.current;
-    const results = runCanaries(config.selftest.canaries, policy ? (s) => policy.decide(s) : null);
-    const fwd = proxy.addresses().forward;
-    for (const [i, c] of config.selftest.canaries.entries()) {
-      const r = results[i];
-      if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
-      const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
-      if (failure) results[i] = { category: r.category, ok: false, detail: `decision ok, but ${failure}` };
-    }
-    metrics.selftestLastRun.set(Date.now() / 1000);
-    for (const r of results) {
-      metrics.selftestSuccess.set(r.category, r.ok);
-      journal.record({ kind: 'selftest', category: r.category, action: r.ok ? 'pass' : 'fail', detail: r.detail });
-      if (!r.ok) log.error('self-test failed', { category: r.category, detail: r.detail });
-    }
-  };
+  const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
   await selftest();
   const timer = setInterval(() => void selftest(), config.selftest.interval);
   timer.unref();

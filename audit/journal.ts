@@ -514,7 +514,7 @@ export function openJournal(opts: JournalOptions): Journal {
  * The journal's Observer: block and monitor verdicts and image matches (never allows, never
  * connection counts). url and client are passed on and kept only if the journal is configured to.
  */
-export function journalObserver(j: Journal): Observer {
+export function journalObserver(j: Pick<Journal, 'record'>): Observer {
   return {
     verdict(e) {
       if (e.action !== 'block' && e.action !== 'monitor') return;

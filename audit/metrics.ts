@@ -10,12 +10,19 @@
  * The proxy does not see prom-client: it calls the small `Observer` interface, and `serve` plugs in
  * `metricsObserver` (here) and `journalObserver` (audit/journal.ts) through `combineObservers`.
  *
+ * With `workers` > 1 (appliance/serve-cluster.ts) the primary's /metrics merges its own registry
+ * and every worker's with prom-client's AggregatorRegistry, which applies each metric's
+ * `aggregator`: counters, histograms and connection gauges sum (each process counts its own
+ * traffic); gauges that state one fact about the appliance take `max` (policy entries, refresh
+ * times, policy and build info, last self-test) or `min` (filtering active: 1 only when every
+ * process holds a policy; self-test success). Nothing that must not add up is summed.
+ *
  * audit/ imports only policy/errors.ts from our code.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 
 // ---------------------------------------------------------------------------------------------
 // Closed label sets
@@ -151,6 +158,8 @@ export interface Metrics {
   readonly filteringActive: { set(active: boolean): void };
   readonly selftestSuccess: { set(category: string, ok: boolean): void };
   readonly selftestLastRun: { set(unixSeconds: number): void };
+  /** A worker process died unexpectedly and was started again (`workers` > 1; serve-cluster.ts). */
+  readonly workerRestarts: { inc(): void };
   /** Create every known label combination at 0 so that increase() works from the first event. */
   preinitialise(): void;
   /** Names of every metric in the registry (ours and the chosen default metrics). */
@@ -264,6 +273,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     name: 'safespot_connections_active',
     help: 'Guest connections currently open, by listener.',
     labelNames: ['listener'] as const,
+    aggregator: 'sum', // each worker holds its own connections
     registers,
   });
   const clientHello = new Counter({
@@ -294,12 +304,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     name: 'safespot_policy_entries',
     help: 'Entries in the currently loaded version of each list.',
     labelNames: ['list'] as const,
+    aggregator: 'max',
     registers,
   });
   const policyLastRefresh = new Gauge({
     name: 'safespot_policy_last_refresh_timestamp_seconds',
     help: 'Unix time of the last successful load or refresh of each list.',
     labelNames: ['list'] as const,
+    aggregator: 'max',
     registers,
   });
   const policyRefreshFailures = new Counter({
@@ -312,28 +324,39 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     name: 'safespot_policy_info',
     help: 'Always 1; the version label names the policy bundle in use.',
     labelNames: ['version'] as const,
+    aggregator: 'max',
     registers,
   });
   const filteringActive = new Gauge({
     name: 'safespot_filtering_active',
     help: '1 while a valid policy is loaded and enforced, 0 otherwise (fail closed: nothing is forwarded).',
+    // With workers: 1 only when the primary and every worker hold a policy.
+    aggregator: 'min',
     registers,
   });
   const selftestSuccess = new Gauge({
     name: 'safespot_selftest_success',
     help: '1 if the last self-test of the category blocked its canary, 0 if it did not.',
     labelNames: ['category'] as const,
+    aggregator: 'min',
     registers,
   });
   const selftestLastRun = new Gauge({
     name: 'safespot_selftest_last_run_timestamp_seconds',
     help: 'Unix time of the last self-test run.',
+    aggregator: 'max',
+    registers,
+  });
+  const workerRestarts = new Counter({
+    name: 'safespot_worker_restarts_total',
+    help: 'Worker processes that died unexpectedly and were started again (workers > 1).',
     registers,
   });
   const buildInfo = new Gauge({
     name: 'safespot_build_info',
     help: 'Always 1; labels name the safespot and Node.js versions.',
     labelNames: ['version', 'node'] as const,
+    aggregator: 'max',
     registers,
   });
   const version = opts.version !== undefined && VERSION_RE.test(opts.version) ? opts.version : safespotVersion();
@@ -395,6 +418,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     filteringActive: { set: (a) => filteringActive.set(a ? 1 : 0) },
     selftestSuccess: { set: (c, ok) => selftestSuccess.set({ category: cat(c) }, ok ? 1 : 0) },
     selftestLastRun: { set: (s) => selftestLastRun.set(Number.isFinite(s) ? s : 0) },
+    workerRestarts: { inc: () => workerRestarts.inc() },
     preinitialise() {
       for (const listener of listeners) {
         for (const protocol of PROTOCOLS_OF[listener]) {
@@ -434,13 +458,27 @@ function uniq(values: readonly string[]): string[] {
   return [...new Set(values)];
 }
 
+/**
+ * Aggregation across worker processes of the defaults whose prom-client choice does not suit us:
+ * the appliance started when its first process did (prom-client omits the metric), and the fd
+ * limit is per process (a sum would promise more than any process has). CPU, memory, handles and
+ * open fds sum to the appliance's total; event-loop lag keeps prom-client's average/min/max.
+ */
+const DEFAULT_METRIC_AGGREGATORS: Readonly<Record<string, Aggregator>> = {
+  process_start_time_seconds: 'min',
+  process_max_fds: 'min',
+};
+
 /** prom-client registers all its defaults at once; collect them aside and keep the chosen ones. */
 function registerChosenDefaults(target: Registry): void {
   const scratch = new Registry();
   collectDefaultMetrics({ register: scratch });
   for (const name of DEFAULT_METRICS_EXPORTED) {
     const metric = scratch.getSingleMetric(name);
-    if (metric) target.registerMetric(metric);
+    if (!metric) continue;
+    const aggregator = DEFAULT_METRIC_AGGREGATORS[name];
+    if (aggregator) (metric as unknown as { aggregator: Aggregator }).aggregator = aggregator;
+    target.registerMetric(metric);
   }
 }
 
