@@ -233,3 +233,37 @@ t.test('two workers: shared listener, one set of metrics, one journal, reload, r
   t.equal(r.blockedRequests.total, expected.adult + expected.csam);
   t.match(app.log(), /"msg":"stopped"/, 'the primary logged its clean stop');
 });
+
+t.test('kill -9 of the primary: no worker serves on without the journal’s writer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'safespot-workers-orphans-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [
+    'workers: 2',
+    'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
+    'admin: { host: 127.0.0.1, port: 0 }',
+    'lists:',
+    `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
+    `journal: { path: ${join(dir, 'journal.db')} }`,
+    `state: { dir: ${join(dir, 'state')} }`,
+    '',
+  ].join('\n'));
+  const app = await serve(config);
+  t.teardown(() => void app.child.kill('SIGKILL'));
+  const served = JSON.parse(app.log().split('\n').find((l) => l.includes('"safespot serving"'))!) as { workers?: number[] };
+  const workers = served.workers ?? [];
+  t.equal(workers.length, 2, 'two workers');
+  // Alive = exists and is not a zombie waiting for a reaper (the primary that would reap it is gone).
+  const alive = (pid: number): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+    } catch {
+      return false;
+    }
+  };
+  t.ok(workers.every(alive), 'both workers run');
+  app.child.kill('SIGKILL');
+  await app.exited;
+  await until('the workers to exit', () => !workers.some(alive));
+  t.notOk(workers.some(alive), 'every worker exited when its channel to the primary closed');
+});
