@@ -27,20 +27,33 @@ const CUMULATIVE = new Set(['counter', 'histogram']);
 export class WorkerMetrics {
   readonly #last = new Map<number, MetricJson[]>();
   #retired: MetricJson[] = [];
+  #retiring: Promise<void> = Promise.resolve();
+  /** Ids of retired workers (cluster worker ids are never reused). */
+  readonly #gone = new Set<number>();
 
   /** A worker's fresh registry (by worker id). */
   update(id: number, metrics: MetricJson[]): void {
+    if (this.#gone.has(id)) return; // a late answer of a retired worker: its counters are in already
     this.#last.set(id, metrics);
   }
 
-  /** The worker is gone: keep its counters and histograms, drop the rest. */
-  async retire(id: number): Promise<void> {
-    const last = this.#last.get(id);
-    this.#last.delete(id);
-    if (!last) return;
-    const cumulative = last.filter((m) => CUMULATIVE.has(m.type));
-    const merged = AggregatorRegistry.aggregate([this.#retired, cumulative] as object[]);
-    this.#retired = (await merged.getMetricsAsJSON()) as unknown as MetricJson[];
+  /**
+   * The worker is gone: keep its counters and histograms, drop the rest. Retirements run one after
+   * another, and the worker's registry leaves `#last` only when its counters are in `#retired`, so a
+   * scrape in between never sees them missing.
+   */
+  retire(id: number): Promise<void> {
+    this.#gone.add(id);
+    this.#retiring = this.#retiring.then(async () => {
+      const last = this.#last.get(id);
+      if (!last) return;
+      const cumulative = last.filter((m) => CUMULATIVE.has(m.type));
+      const merged = AggregatorRegistry.aggregate([this.#retired, cumulative] as object[]);
+      const retired = (await merged.getMetricsAsJSON()) as unknown as MetricJson[];
+      this.#retired = retired;
+      this.#last.delete(id);
+    });
+    return this.#retiring;
   }
 
   /** Worker ids with a registry on hand. */

@@ -92,6 +92,8 @@ t.test('a dead worker’s counters stay, its gauges go; a fresh registry replace
   store.update(2, await json(w2));
   t.equal(await value(store, primary, 'safespot_requests_total', adultBlock), 10, 'a newer registry replaces the older one (no double count)');
   await store.retire(2);
+  store.update(2, await json(w2));
+  t.equal(await value(store, primary, 'safespot_requests_total', adultBlock), 10, 'a late answer of a retired worker is not counted again');
   await store.retire(3);
   t.equal(await value(store, primary, 'safespot_requests_total', adultBlock), 10, 'every dead worker is kept, once');
 });
