@@ -150,5 +150,9 @@ t.test('generated pixels hash exactly as before (every float rounding unchanged)
     // The same again (scratch buffers are reused between calls) and through pdqFromLuma.
     t.equal(pdqFromPixels(p).hash, hash, `${w}x${h}x${c}: second call`);
     t.equal(pdqFromLuma(lumaFromPixels(p), w, h).hash, hash, `${w}x${h}x${c}: from luma`);
+    // The same bytes at an odd offset in a larger buffer (the word-at-a-time path needs alignment).
+    const shifted = new Uint8Array(p.data.length + 1);
+    shifted.set(p.data, 1);
+    t.equal(pdqFromPixels({ ...p, data: shifted.subarray(1) }).hash, hash, `${w}x${h}x${c}: unaligned buffer`);
   }
 });
