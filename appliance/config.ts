@@ -105,6 +105,8 @@ export const configSchema = z
         tokenFile: z.string().optional(),
         /** Serve the interception CA certificate and an install page at /ca. */
         serveCa: z.boolean().default(false),
+        /** `host:port` that /proxy.pac (and /wpad.dat) tells devices to use; default: the host they reached the admin listener by, with the forward listener's port. */
+        pacProxy: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port').optional(),
       })
       .nullable()
       .prefault({}),

@@ -33,9 +33,10 @@ function FindProxyForURL(url, host) {
 }
 
 /** Admin route for /proxy.pac and /wpad.dat (public: devices fetch it without a token). */
-export function pacRoute(explicit: string | undefined, forwardPort: number | undefined) {
+export function pacRoute(explicit: string | undefined, forwardPort: () => number | undefined) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const proxy = forwardPort === undefined ? null : pacProxyAddress(explicit, req.headers.host, forwardPort);
+    const port = forwardPort();
+    const proxy = port === undefined ? null : pacProxyAddress(explicit, req.headers.host, port);
     if (!proxy) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no forward listener to advertise\n');
       return;

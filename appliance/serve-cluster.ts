@@ -22,6 +22,7 @@ import { encodeBundle } from '../policy/bundle.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
 import type { Policy, PolicyHolder } from '../policy/policy.js';
 import type { Endpoint } from '../proxy/upstream.js';
+import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
 import { loadConfigFile, type Config } from './config.js';
@@ -171,18 +172,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
         port: config.admin.port,
         ...(token ? { token } : {}),
         registry: exposition,
-        extraRoutes: {
-          ...interception.routes,
-          '/reload': (req, res) => {
-            if (req.method !== 'POST') {
-              res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end('{"error":"POST only"}\n');
-              return;
-            }
-            void reloadFromFile().then((r) => {
-              res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
-            });
-          },
-        },
+        extraRoutes: applianceRoutes(config, reloadFromFile, () => bound?.forward?.port, interception.routes),
         isReady: () => {
           const reasons: string[] = [];
           const current = holder.current;

@@ -16,6 +16,7 @@ import { CidrSet } from '../policy/ip.js';
 import type { PolicyHolder } from '../policy/policy.js';
 import { createPolicyHooks, type PolicyHookOptions } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
+import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { loadConfigFile, type Config } from './config.js';
 import { scanImage } from './image-scan.js';
@@ -136,24 +137,14 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   // Secrets from `_FILE` variables (containers): SAFESPOT_ADMIN_TOKEN_FILE when the config names no file.
   const tokenFile = config.admin?.tokenFile ?? process.env.SAFESPOT_ADMIN_TOKEN_FILE;
   const token = config.admin && tokenFile ? readTokenFile(tokenFile) : undefined;
+  let forwardPort: number | undefined; // bound port of the forward listener, for the PAC file
   const admin = config.admin
     ? await startAdmin({
         host: config.admin.host,
         port: config.admin.port,
         ...(token ? { token } : {}),
         registry: metrics.registry,
-        extraRoutes: {
-          ...interception.routes,
-          '/reload': (req, res) => {
-            if (req.method !== 'POST') {
-              res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end('{"error":"POST only"}\n');
-              return;
-            }
-            void reloadFromFile().then((r) => {
-              res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
-            });
-          },
-        },
+        extraRoutes: applianceRoutes(config, reloadFromFile, () => forwardPort, interception.routes),
         isReady: () => {
           const reasons: string[] = [];
           if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
@@ -171,6 +162,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
       throw err;
     },
   );
+  forwardPort = proxy.addresses().forward?.port;
 
   const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
   await selftest();
