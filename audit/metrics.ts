@@ -149,6 +149,8 @@ export interface Metrics {
   readonly upstreamErrors: { inc(reason: UpstreamErrorReason): void };
   readonly limitsHit: { inc(limit: LimitName): void };
   readonly intercepts: { inc(outcome: InterceptOutcome): void };
+  /** CONNECTs whose SNI named another host than the CONNECT authority (domain fronting), by the action taken. */
+  readonly fronting: { inc(action: 'allow' | 'block'): void };
   readonly policyEntries: { set(list: string, entries: number): void };
   /** Unix time in seconds of the last successful load or refresh of a list. */
   readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
@@ -294,6 +296,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['limit'] as const,
     registers,
   });
+  const fronting = new Counter({
+    name: 'safespot_sni_mismatch_total',
+    help: 'CONNECTs whose ClientHello SNI named another host than the CONNECT authority (domain fronting), by the action taken.',
+    labelNames: ['action'] as const,
+    registers,
+  });
   const intercepts = new Counter({
     name: 'safespot_intercept_connections_total',
     help: 'TLS connections of intercepting profiles: intercepted, excluded (spliced), mint_failed, client_handshake_failed.',
@@ -404,6 +412,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     upstreamErrors: { inc: (r) => upstreamErrors.inc({ reason: clamp(r, upstreamSet, OTHER) }) },
     limitsHit: { inc: (l) => limitsHit.inc({ limit: clamp(l, limitSet, OTHER) }) },
     intercepts: { inc: (o) => intercepts.inc({ outcome: clamp(o, interceptSet, OTHER) }) },
+    fronting: { inc: (a) => fronting.inc({ action: a === 'block' ? 'block' : 'allow' }) },
     policyEntries: { set: (l, n) => policyEntries.set({ list: list(l) }, Number.isFinite(n) && n >= 0 ? n : 0) },
     policyLastRefresh: { set: (l, s) => policyLastRefresh.set({ list: list(l) }, Number.isFinite(s) ? s : 0) },
     policyRefreshFailures: {
@@ -441,6 +450,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       for (const reason of UPSTREAM_ERROR_REASONS) upstreamErrors.inc({ reason }, 0);
       for (const limit of LIMITS) limitsHit.inc({ limit }, 0);
       for (const outcome of INTERCEPT_OUTCOMES) intercepts.inc({ outcome }, 0);
+      for (const action of ['allow', 'block']) fronting.inc({ action }, 0);
       for (const l of listList) {
         if (l === OTHER) continue;
         for (const reason of REFRESH_FAILURE_REASONS) policyRefreshFailures.inc({ list: l, reason }, 0);
@@ -529,6 +539,8 @@ export interface Observer {
   imageBlocked(e: ImageBlockedEvent): void;
   /** A TLS connection of an intercepting profile (optional: observers that do not count it omit it). */
   interception?(outcome: InterceptOutcome): void;
+  /** A CONNECT whose SNI disagrees with its authority (optional, like interception). */
+  fronting?(action: 'allow' | 'block'): void;
 }
 
 /** An Observer that does nothing (tests, and serve before evidence is wired). */
@@ -554,6 +566,7 @@ export function metricsObserver(m: Metrics): Observer {
     upstreamError: (r) => m.upstreamErrors.inc(r),
     limitHit: (l) => m.limitsHit.inc(l),
     interception: (o) => m.intercepts.inc(o),
+    fronting: (a) => m.fronting.inc(a),
     connectionOpened: (l) => m.connectionsActive.inc(l),
     connectionClosed: (l) => m.connectionsActive.dec(l),
     imageScanned: (r) => m.imagesScanned.inc(r),
@@ -599,6 +612,15 @@ export function combineObservers(...observers: Observer[]): Observer {
       for (const o of observers) {
         try {
           o.interception?.(outcome);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+    fronting(action) {
+      for (const o of observers) {
+        try {
+          o.fronting?.(action);
         } catch (err) {
           onError(err);
         }

@@ -188,6 +188,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
         if (connectHost !== undefined && bareHost(connectHost) !== hello.sni) {
           decision = stricter(decision, policy.decideHost(connectHost, conn.client));
           if (opts.blockFronting && decision.action !== 'block') decision = BLOCK_FRONTING;
+          observer.fronting?.(decision.action === 'block' ? 'block' : 'allow');
         }
       }
       report(conn, 'tls', decision, started, name ?? '');

@@ -97,3 +97,19 @@ t.test('CONNECT authority and SNI disagree: both decided, the stricter wins; blo
   t.equal(strict.onClientHello(hello('fine.test'), conn, 'other.test').decision.action, 'block');
   t.equal(strict.onClientHello(hello('fine.test'), conn, 'fine.test').decision.action, 'allow');
 });
+
+t.test('an authority/SNI disagreement is counted, with the action taken', async (t) => {
+  const holder = new PolicyHolder();
+  holder.swap(policy);
+  const seen: string[] = [];
+  const observer = { ...nullObserver, fronting: (a: 'allow' | 'block') => seen.push(a) };
+  const hooks = createPolicyHooks(holder, observer, base);
+  hooks.onClientHello(hello('fine.test'), conn, 'other.test');
+  hooks.onClientHello(hello('fine.test'), conn, 'blocked.test');
+  hooks.onClientHello(hello('fine.test'), conn, 'FINE.test.');
+  hooks.onClientHello(hello('fine.test'), conn);
+  t.same(seen, ['allow', 'block'], 'two disagreements (one allowed, one blocked); same-name spellings and plain TLS are not counted');
+  const strict = createPolicyHooks(holder, observer, { ...base, blockFronting: true });
+  strict.onClientHello(hello('fine.test'), conn, 'other.test');
+  t.same(seen, ['allow', 'block', 'block'], 'blockFronting turns the disagreement itself into a counted block');
+});
