@@ -147,6 +147,29 @@ export const configSchema = z
       })
       .prefault({}),
     lists: z.array(listSchema).default([]),
+    /**
+     * A compiled, signed policy bundle (`safespot compile --sign`) as the appliance's whole policy:
+     * URL and image lists, allowlist and profiles all come from it (appliance/bundle-source.ts,
+     * docs/lists-fleet.md). With `bundle`, `lists`, `allow` and `profiles` must be empty.
+     */
+    bundle: z
+      .strictObject({
+        /** A file path, or an https:// URL; the signature is read from `${source}.sig`. */
+        source: z.string().min(1),
+        /** Refresh interval (URL sources default to 6h; file sources refresh only when set). */
+        refresh: duration.optional(),
+        /** Ed25519 public key (PEM file path) for the detached signature at `${source}.sig`. */
+        publicKey: z.string().min(1).optional(),
+        /** Expected SHA-256 (hex) of the bundle bytes (pins one version). */
+        sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
+        /** HTTP request headers; values `env:NAME` or `file:PATH` are read at start and never printed. */
+        headers: z.record(z.string(), z.string()).optional(),
+        /** Largest bundle accepted, in bytes. */
+        maxBytes: z.number().int().positive().default(256 * 1024 * 1024),
+        /** Refuse a bundle whose total entries shrank by more than this percentage. */
+        maxShrinkPercent: z.number().min(0).max(100).default(50),
+      })
+      .optional(),
     /** How list sources are fetched (appliance/list-source.ts) and what start-up does without them (appliance/refresh.ts). */
     sources: z
       .strictObject({
@@ -219,6 +242,12 @@ export const configSchema = z
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.bundle) {
+      // The bundle is the whole policy: local lists, allow entries or profiles would be silently ignored.
+      if (cfg.lists.length) ctx.addIssue({ code: 'custom', path: ['lists'], message: 'must be empty when `bundle` is set (the lists come from the bundle)' });
+      if (cfg.allow.length) ctx.addIssue({ code: 'custom', path: ['allow'], message: 'must be empty when `bundle` is set (the allowlist comes from the bundle)' });
+      if (cfg.profiles.length) ctx.addIssue({ code: 'custom', path: ['profiles'], message: 'must be empty when `bundle` is set (the profiles come from the bundle)' });
+    }
     const ids = new Set<string>();
     cfg.lists.forEach((l, i) => {
       if (ids.has(l.id)) ctx.addIssue({ code: 'custom', path: ['lists', i, 'id'], message: `duplicate list id "${l.id}"` });
@@ -266,6 +295,12 @@ function resolvePaths(cfg: Config, baseDir: string): Config {
       // `file:PATH` header values are paths like any other.
       headers: l.headers && Object.fromEntries(Object.entries(l.headers).map(([k, v]) => [k, v.startsWith('file:') ? `file:${abs(v.slice(5))}` : v])),
     })),
+    bundle: cfg.bundle && {
+      ...cfg.bundle,
+      source: abs(cfg.bundle.source),
+      publicKey: cfg.bundle.publicKey && abs(cfg.bundle.publicKey),
+      headers: cfg.bundle.headers && Object.fromEntries(Object.entries(cfg.bundle.headers).map(([k, v]) => [k, v.startsWith('file:') ? `file:${abs(v.slice(5))}` : v])),
+    },
     sources: { ...cfg.sources, ca: cfg.sources.ca && abs(cfg.sources.ca) },
     intercept: { ...cfg.intercept, upstreamCa: cfg.intercept.upstreamCa && abs(cfg.intercept.upstreamCa) },
     admin: cfg.admin && { ...cfg.admin, tokenFile: cfg.admin.tokenFile && abs(cfg.admin.tokenFile) },

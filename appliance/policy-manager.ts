@@ -8,6 +8,10 @@
  * compiled in the worker and swapped in. With neither, the appliance fails closed until every list
  * has arrived: a policy never silently misses a list (a hotline list least of all).
  *
+ * Bundle mode (config `bundle:`, bundle-source.ts): the refresher keeps one source, the compiled
+ * bundle, fresh; a verified new bundle is decoded and swapped in as it is (no compile). Its last good
+ * copy is the list cache's `bundle` entry; with none, start-up fails closed until it arrives.
+ *
  * Every outcome is evidence: refresh failures and last-success times go to the metrics, loads,
  * refreshes, failures and active/inactive periods to the journal.
  */
@@ -27,6 +31,7 @@ import { fetchOptionsFromConfig, fetchSource, prepareSources } from './list-sour
 import { compileInputFromBodies } from './lists-load.js';
 import type { Logger } from './log.js';
 import { ListRefresher } from './refresh.js';
+import { BUNDLE_LIST_ID, bundleEntries, loadBundle, prepareBundleSource } from './bundle-source.js';
 
 export const BUNDLE_FILE = 'last-good.bundle';
 
@@ -76,7 +81,7 @@ class ListSet {
     deps: ManagerDeps,
   ) {
     const { metrics, journal, log } = deps;
-    const sources = prepareSources(config.lists);
+    const sources = config.bundle ? [prepareBundleSource(config.bundle)] : prepareSources(config.lists);
     const fetchOpts = fetchOptionsFromConfig(config.sources);
     this.#dispatcher = fetchOpts.dispatcher;
     const category = (id: string): string | null => config.lists.find((l) => l.id === id)?.category ?? null;
@@ -84,7 +89,8 @@ class ListSet {
       sources,
       fetch: (src, cached, signal) => fetchSource(src, { ...fetchOpts, signal }, cached),
       cache: ListCache.forStateDir(config.state.dir, { warn: (m) => log.warn(m) }),
-      countEntries: (body, id) => countEntries(config, body, id),
+      // Bundle mode: decodeBundle is the parse (checksum, length, sections); a refusal keeps the last good bundle.
+      countEntries: (body, id) => (config.bundle ? bundleEntries(loadBundle(body)) : countEntries(config, body, id)),
       startup: config.sources.startup,
       onUpdate: (id, body) => onUpdate(this, id, body),
       onFailure: (id, reason, message) => {
@@ -184,6 +190,8 @@ export class PolicyManager {
 
   /** Enforce the last good bundle at once when it was built from the same lists. */
   #loadSavedBundle(config: Readonly<Config>): void {
+    // Bundle mode: the last good copy is the list cache's, byte for byte as signed (#initial loads it).
+    if (config.bundle) return;
     const path = join(config.state.dir, BUNDLE_FILE);
     if (!existsSync(path)) return;
     try {
@@ -211,6 +219,7 @@ export class PolicyManager {
       this.lastError = error;
       return { ok: false, error };
     }
+    if (set.config.bundle) return this.#installBundle(set, 'bundle');
     return this.#compile(set, 'compiled');
   }
 
@@ -232,11 +241,36 @@ export class PolicyManager {
     }
   }
 
+  /** Bundle mode: decode the bundle in `set.bodies` and swap it in as it is. */
+  #installBundle(set: ListSet, how: string): ReloadResult {
+    const body = set.bodies.get(BUNDLE_LIST_ID);
+    try {
+      if (!body) throw new SafespotError('ERR_INTERNAL', 'no policy bundle');
+      const policy = loadBundle(body);
+      this.#install(policy, how, set.config.state.dir);
+      return { ok: true, version: policy.version };
+    } catch (err) {
+      const error = errorText(err);
+      this.lastError = error;
+      this.#deps.log.error('policy bundle refused; the previous policy (if any) keeps serving', { error });
+      return { ok: false, error };
+    }
+  }
+
   /** A verified new body from the refresher: compile with it; a throw refuses the update. */
   async #onUpdate(set: ListSet, id: string, body: Uint8Array): Promise<void> {
     const previous = set.bodies.get(id);
     set.bodies.set(id, body);
     if (set !== this.#set) return; // a set still loading: #initial compiles it
+    if (set.config.bundle) {
+      const outcome = this.#installBundle(set, `refreshed ${id}`);
+      if (!outcome.ok) {
+        if (previous) set.bodies.set(id, previous);
+        else set.bodies.delete(id);
+        throw new SafespotError('ERR_BUNDLE_CORRUPT', outcome.error ?? 'bundle refused');
+      }
+      return;
+    }
     if (set.config.lists.some((l) => !set.bodies.has(l.id))) return; // still waiting for others
     const outcome = await this.#compile(set, `refreshed ${id}`);
     if (!outcome.ok) {

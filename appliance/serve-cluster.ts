@@ -29,6 +29,7 @@ import { loadConfigFile, type Config } from './config.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
+import { metricLabels } from './bundle-source.js';
 import { listenerLabels, runSelftest } from './serve.js';
 import { isFromWorker, type Addresses, type FromWorker, type ToWorker } from './worker-ipc.js';
 
@@ -99,11 +100,9 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   // Refuses to start without a usable CA when interception is on (the workers load it again for the edge).
   const interception = await setupInterception(initial);
   for (const w of interception.warnings) log.warn('interception CA', { warning: w });
-  const metrics = createMetrics({
-    categories: [...new Set(config.lists.map((l) => l.category))],
-    lists: config.lists.map((l) => l.id),
-    listeners: listenerLabels(config),
-  });
+  // Closed label sets: the configured lists, or in bundle mode the lists of the bundle on hand (bundle-source.ts); the workers get the same.
+  const labels = await metricLabels(config, log);
+  const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
   const journal = openJournal({
     path: config.journal.path,
     retentionDays: config.journal.retentionDays,
@@ -206,7 +205,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     switch (m.type) {
       case 'safespot:hello':
         s.hello = true;
-        sendTo(s, { type: 'safespot:init', config: { ...config, listeners: s.listeners }, ownEndpoints, bundle: bundle?.bytes ?? null });
+        sendTo(s, { type: 'safespot:init', config: { ...config, listeners: s.listeners }, ownEndpoints, bundle: bundle?.bytes ?? null, labels });
         return;
       case 'safespot:listening':
         s.listening = true;

@@ -68,8 +68,9 @@ export async function runWorker(): Promise<void> {
   let config: Readonly<Config> = init.config;
   const log = workerLogger(createLogger(process.stderr, config.logLevel));
   const metrics = createMetrics({
-    categories: [...new Set(config.lists.map((l) => l.category))],
-    lists: config.lists.map((l) => l.id),
+    // The primary's label sets (in bundle mode they come from the bundle, not the config).
+    categories: init.labels?.categories ?? [...new Set(config.lists.map((l) => l.category))],
+    lists: init.labels?.lists ?? config.lists.map((l) => l.id),
     listeners: listenerLabels(config),
   });
   const holder = new PolicyHolder();

@@ -23,6 +23,7 @@ import { scanImage } from './image-scan.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
+import { metricLabels } from './bundle-source.js';
 import { probeForwardListener, runCanaries } from './selftest.js';
 
 export interface Appliance {
@@ -118,8 +119,9 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   // Interception or admin.serveCa without a usable CA: refuse to start (ERR_CONFIG_INVALID names `safespot certs init`).
   const interception = await setupInterception(initial);
   for (const w of interception.warnings) log.warn('interception CA', { warning: w });
-  const categories = [...new Set(config.lists.map((l) => l.category))];
-  const metrics = createMetrics({ categories, lists: config.lists.map((l) => l.id), listeners: listenerLabels(config) });
+  // Closed label sets: the configured lists, or in bundle mode the lists of the bundle on hand (bundle-source.ts).
+  const labels = await metricLabels(config, log);
+  const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
   const journal = openJournal({
     path: config.journal.path,
     retentionDays: config.journal.retentionDays,
