@@ -103,3 +103,38 @@ t.test('bad input is refused clearly', async (t) => {
   t.same(HammingIndex.build(new Uint32Array(0)).query(new Uint32Array(8), 31), []);
   t.same(index.query(new Uint32Array(8), 0), [{ index: 0, distance: 0 }]);
 });
+
+t.test('a larger index (100,000 hashes, full buckets) equals a linear scan', async (t) => {
+  let s = 987654321;
+  const rnd = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+  const n = 100_000;
+  const db = new Uint32Array(n * 8);
+  for (let i = 0; i < db.length; i++) db[i] = rnd();
+  // Plant near-duplicates of a few stored hashes at distances around the bound.
+  for (let i = 0; i < 200; i++) {
+    const src = (rnd() % n) * 8;
+    const dst = (rnd() % n) * 8;
+    const bits = Array.from({ length: 25 + (i % 10) }, () => rnd() & 255);
+    db.set(flipBits(db.subarray(src, src + 8), bits), dst);
+  }
+  const index = HammingIndex.build(db);
+  let hits = 0;
+  for (let k = 0; k < 40; k++) {
+    const base = (rnd() % n) * 8;
+    const q = k % 2 === 0 ? flipBits(db.subarray(base, base + 8), Array.from({ length: k % 32 }, () => rnd() & 255)) : Uint32Array.from({ length: 8 }, rnd);
+    for (const d of [15, 31]) {
+      const got = index.query(q, d);
+      const want = linearScan(db, q, d);
+      hits += want.length;
+      if (JSON.stringify(got) !== JSON.stringify(want)) t.fail(`query ${k}, d<=${d}: index ${JSON.stringify(got)} scan ${JSON.stringify(want)}`);
+    }
+  }
+  t.ok(hits >= 20, `80 queries agree (${hits} hits in all)`);
+});
