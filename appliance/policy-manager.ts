@@ -107,6 +107,7 @@ class ListSet {
       },
       warn: (m) => log.warn(m),
     });
+    for (const st of this.refresher.status()) metrics.policyRefreshInterval.set(st.id, (st.intervalMs ?? 0) / 1000);
   }
 
   async stop(): Promise<void> {

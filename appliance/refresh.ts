@@ -100,6 +100,8 @@ export interface ListStatus {
   readonly lastFailure: { readonly at: number; readonly reason: RefreshFailureReason; readonly message: string } | null;
   readonly consecutiveFailures: number;
   readonly nextRefreshAt: number | null;
+  /** Refresh interval in ms; null = refreshed only on refreshNow() (file lists without `refresh`). */
+  readonly intervalMs: number | null;
 }
 
 interface Good {
@@ -243,6 +245,7 @@ export class ListRefresher {
       lastFailure: st.lastFailure,
       consecutiveFailures: st.failures,
       nextRefreshAt: st.nextAt,
+      intervalMs: st.intervalMs,
     }));
   }
 

@@ -154,6 +154,8 @@ export interface Metrics {
   readonly policyEntries: { set(list: string, entries: number): void };
   /** Unix time in seconds of the last successful load or refresh of a list. */
   readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
+  /** Each list's configured refresh interval in seconds (0: refreshed only on reload), so staleness alerts are exact. */
+  readonly policyRefreshInterval: { set(list: string, seconds: number): void };
   readonly policyRefreshFailures: { inc(list: string, reason: RefreshFailureReason): void };
   /** Replaces the one series of safespot_policy_info with the given bundle version. */
   readonly policyInfo: { set(version: string): void };
@@ -322,6 +324,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     aggregator: 'max',
     registers,
   });
+  const policyRefreshInterval = new Gauge({
+    name: 'safespot_policy_refresh_interval_seconds',
+    help: 'Configured refresh interval of each list (0: the list is reloaded only on SIGHUP or POST /reload).',
+    labelNames: ['list'] as const,
+    aggregator: 'max',
+    registers,
+  });
   const policyRefreshFailures = new Counter({
     name: 'safespot_policy_refresh_failures_total',
     help: 'Failed list loads or refreshes (the last good version stays in use), by list and reason.',
@@ -415,6 +424,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     fronting: { inc: (a) => fronting.inc({ action: a === 'block' ? 'block' : 'allow' }) },
     policyEntries: { set: (l, n) => policyEntries.set({ list: list(l) }, Number.isFinite(n) && n >= 0 ? n : 0) },
     policyLastRefresh: { set: (l, s) => policyLastRefresh.set({ list: list(l) }, Number.isFinite(s) ? s : 0) },
+    policyRefreshInterval: { set: (l, s) => policyRefreshInterval.set({ list: list(l) }, Number.isFinite(s) && s > 0 ? s : 0) },
     policyRefreshFailures: {
       inc: (l, r) => policyRefreshFailures.inc({ list: list(l), reason: clamp(r, refreshReasonSet, OTHER) }),
     },

@@ -89,6 +89,7 @@ t.test('an https source is refreshed on its interval; refused updates keep the l
 
   t.equal(await status('http://blocked.test/'), 403, 'listed host blocked from the first download');
   t.equal(await status('http://later.test/hello'), 200, 'not yet listed');
+  t.equal(await metric(app, 'safespot_policy_refresh_interval_seconds'), 0.3, 'the list\'s refresh interval is exported (exact staleness alerts)');
 
   s.origin.put('/adult.txt', 'blocked.test\nlater.test\n');
   await until('the update to be enforced', async () => (await status('http://later.test/hello')) === 403);
