@@ -18,9 +18,8 @@
  */
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { realpathSync } from 'node:fs';
 import { pipeline } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { isMain } from './common.js';
 
 export interface BareOptions {
   readonly parse?: 'raw' | 'http';
@@ -113,15 +112,7 @@ export function startBareForwarder(hosts: Readonly<Record<string, string>>, opts
   });
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
+if (isMain(import.meta.url)) {
   const stop = (): void => process.exit(0);
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);

@@ -7,18 +7,9 @@
  *   npm run build && node dist/bench/canonicalize.js [--quick]
  */
 import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { canonicalize, canonicalizeHost } from '../policy/canonicalize.js';
 import { hostExpressions, urlExpressions } from '../policy/expressions.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 const ORDINARY = [
   'http://www.example.test/a/b/c.html?x=1',
@@ -113,18 +104,6 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   return results;
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
-  const results = await bench({ quick: process.argv.includes('--quick') });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(0)} ${r.unit})`;
-    console.log(`${r.name}: ${r.value.toFixed(0)} ${r.unit}${base}`);
-  }
+if (isMain(import.meta.url)) {
+  printResults(await bench({ quick: process.argv.includes('--quick') }), 0);
 }

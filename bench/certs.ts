@@ -5,19 +5,11 @@
  *
  *   npm run build && node dist/bench/certs.js [--quick]
  */
-import { realpathSync } from 'node:fs';
+
 import { createServer, connect, type Server } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { LeafMinter, generateCa } from '../certs/index.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -91,18 +83,6 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   ];
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
-  const results = await bench({ quick: process.argv.includes('--quick') });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(3)} ${r.unit})`;
-    process.stdout.write(`${r.name.padEnd(58)} ${r.value.toFixed(3).padStart(9)} ${r.unit}${base}\n`);
-  }
+if (isMain(import.meta.url)) {
+  printResults(await bench({ quick: process.argv.includes('--quick') }), 3);
 }

@@ -14,20 +14,13 @@
  * Figures only, never pass/fail. Every child process and temp file is removed, also on error.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadJob, LoadResult } from './proxy-load.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
@@ -217,18 +210,6 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   }
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
-  const results = await bench({ quick: process.argv.includes('--quick') });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(3)})`;
-    console.log(`${r.name}: ${r.value.toFixed(3)} ${r.unit}${base}${r.note ? `  [${r.note}]` : ''}`);
-  }
+if (isMain(import.meta.url)) {
+  printResults(await bench({ quick: process.argv.includes('--quick') }), 3);
 }

@@ -6,7 +6,7 @@
  *
  * Run alone: `npm run build && node dist/bench/images.js [--quick]`.
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer, Agent, request as httpRequest } from 'node:http';
@@ -21,14 +21,7 @@ import { startProxy, type ProxyOptions } from '../proxy/server.js';
 import { HammingIndex, linearScan } from '../policy/hamming-index.js';
 import { ExactHasher } from '../policy/image-hash.js';
 import { pdqFromPixels } from '../policy/pdq.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'pdq');
@@ -252,18 +245,6 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   return [...(await benchPhotos(quick)), ...(await benchIndex(quick)), ...benchExact(quick), ...(await benchTap(quick))];
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
-  const results = await bench({ quick: process.argv.includes('--quick') });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : ` (baseline ${r.baseline.toFixed(3)})`;
-    process.stdout.write(`${r.name.padEnd(32)} ${r.value.toFixed(3).padStart(12)} ${r.unit}${base}${r.note ? `  — ${r.note}` : ''}\n`);
-  }
+if (isMain(import.meta.url)) {
+  printResults(await bench({ quick: process.argv.includes('--quick') }), 3);
 }

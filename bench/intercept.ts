@@ -13,21 +13,14 @@
  *   npm run build && node dist/bench/intercept.js [--quick]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProxyAgent, request } from 'undici';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
@@ -195,7 +188,7 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   }
 }
 
-if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   const quick = process.argv.includes('--quick');
   const rows = await bench({ quick });
   for (const r of rows) {

@@ -7,22 +7,14 @@
  *
  *   npm run build && node dist/bench/policy.js [--quick]
  */
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { decodeBundle, encodeBundle } from '../policy/bundle.js';
 import { compilePolicy, Policy } from '../policy/policy.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 /** A garbage collector to call between memory samples (exposed at run time when the flag is missing). */
 function getGc(): () => void {
@@ -245,18 +237,6 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   return results;
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
-  const results = await bench({ quick: process.argv.includes('--quick') });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(1)})`;
-    console.log(`${r.name}: ${r.value.toFixed(1)} ${r.unit}${base}${r.note ? `  [${r.note}]` : ''}`);
-  }
+if (isMain(import.meta.url)) {
+  printResults(await bench({ quick: process.argv.includes('--quick') }), 1);
 }

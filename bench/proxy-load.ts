@@ -9,10 +9,9 @@
  */
 import { Agent, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import { realpathSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { fileURLToPath } from 'node:url';
+import { isMain } from './common.js';
 
 /** How to reach the upstream: straight, or through a CONNECT / forward proxy on 127.0.0.1. */
 export type Via = { kind: 'direct'; port: number } | { kind: 'proxy'; port: number };
@@ -197,15 +196,7 @@ export async function runJob(job: LoadJob): Promise<LoadResult | null> {
   }
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
+if (isMain(import.meta.url)) {
   process.on('disconnect', () => process.exit(0));
   process.on('message', (msg: { id: number; job: LoadJob }) => {
     runJob(msg.job).then(

@@ -27,7 +27,7 @@
  * to the serve child.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -36,14 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { summarizeProfiles } from './cpu-profile.js';
 import type { LoadJob, LoadResult, Via } from './proxy-load.js';
 import { makePki, portOf, startHttpUpstream, startTlsUpstream } from './proxy-upstream.js';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain, printResults } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
@@ -419,19 +412,8 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
   }
 }
 
-const invokedDirectly = (() => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-})();
-
-if (invokedDirectly) {
+if (isMain(import.meta.url)) {
   const prof = process.argv.find((a) => a.startsWith('--cpu-prof='))?.slice('--cpu-prof='.length);
   const results = await bench({ quick: process.argv.includes('--quick'), ...(prof ? { cpuProfDir: prof } : {}) });
-  for (const r of results) {
-    const base = r.baseline === undefined ? '' : `  (baseline ${r.baseline.toFixed(3)})`;
-    console.log(`${r.name}: ${r.value.toFixed(3)} ${r.unit}${base}${r.note ? `  [${r.note}]` : ''}`);
-  }
+  printResults(results, 3);
 }

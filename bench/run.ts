@@ -7,14 +7,8 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type BenchResult } from './common.js';
 
-interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
 
 type BenchFn = (opts: { quick?: boolean }) => Promise<BenchResult[]>;
 

@@ -13,20 +13,13 @@
  * Everything runs on loopback: the upstream servers live in this process, the clients too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: number;
-  note?: string;
-}
+import { type BenchResult, isMain } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
@@ -425,7 +418,7 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
 }
 
 // Run directly: `node dist/bench/soak.js [--quick] [--seconds N]`.
-if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+if (isMain(import.meta.url)) {
   const rows = await bench({ quick: process.argv.includes('--quick') });
   for (const r of rows) process.stdout.write(`${r.name}\t${r.value.toFixed(2)} ${r.unit}${r.baseline !== undefined ? `\t(baseline ${r.baseline.toFixed(2)})` : ''}${r.note ? `\t${r.note}` : ''}\n`);
 }
