@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { PDQ_VECTORS } from '../helpers/vectors.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLI = join(ROOT, 'dist', 'appliance', 'cli.js');
-const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'pdq');
+const VECTORS = PDQ_VECTORS;
 const expected = JSON.parse(readFileSync(join(VECTORS, 'expected.json'), 'utf8')) as {
   vectors: Array<{ file: string; md5: string; sha1: string; sha256: string; pdq: string; quality: number; width: number; height: number; pdq_dihedral?: Record<string, string> }>;
   dihedral_order: string[];

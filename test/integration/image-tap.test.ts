@@ -20,10 +20,11 @@ import { scanImage } from '../../appliance/image-scan.js';
 import { PLACEHOLDER_PNG } from '../../proxy/image-tap.js';
 import { runCli, serve, type Running } from '../helpers/appliance.js';
 import { bigBody } from '../helpers/upstream.js';
+import { PDQ_VECTORS } from '../helpers/vectors.js';
 
 type T = import('tap').Test;
 
-const PHOTO = '/work/shared/vectors/pdq/images/bridge-1-original.jpg';
+const PHOTO = join(PDQ_VECTORS, 'images', 'bridge-1-original.jpg');
 const hex = (alg: string, b: Uint8Array): string => createHash(alg).update(b).digest('hex');
 
 /** A noise image (incompressible, so its size is predictable), as PNG or JPEG. */

@@ -2,22 +2,10 @@
  * Safe Browsing v4 canonicalisation: every official vector (read from ../shared/vectors at run time)
  * and hand-written edge cases for what the vectors do not cover.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { canonicalize, canonicalizeBytes, canonicalizeHost, MAX_URL_BYTES } from '../../policy/canonicalize.js';
-
-/** The repository root: the nearest directory above this file holding package.json. */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
+import { SAFE_BROWSING_VECTORS } from '../helpers/vectors.js';
 
 interface CanonVector {
   kind: 'canonicalization';
@@ -27,7 +15,7 @@ interface CanonVector {
   input_bytes_hex?: string;
 }
 
-const vectorsFile = join(repoRoot(), '..', 'shared', 'vectors', 'safebrowsing', 'official.json');
+const vectorsFile = SAFE_BROWSING_VECTORS;
 const vectors = (JSON.parse(readFileSync(vectorsFile, 'utf8')) as Array<{ kind: string }>).filter(
   (v): v is CanonVector => v.kind === 'canonicalization',
 );

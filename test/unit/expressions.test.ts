@@ -3,22 +3,11 @@
  * ../shared/vectors at run time), and the exact count limits (5 hosts × 6 paths).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { canonicalize, canonicalizeHost, type CanonicalUrl } from '../../policy/canonicalize.js';
 import { hostExpressions, urlExpressions } from '../../policy/expressions.js';
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
+import { SAFE_BROWSING_VECTORS } from '../helpers/vectors.js';
 
 interface ExprVector {
   kind: 'expressions';
@@ -37,7 +26,7 @@ interface HashVector {
   prefix_bits: number;
 }
 
-const all = JSON.parse(readFileSync(join(repoRoot(), '..', 'shared', 'vectors', 'safebrowsing', 'official.json'), 'utf8')) as Array<{ kind: string }>;
+const all = JSON.parse(readFileSync(SAFE_BROWSING_VECTORS, 'utf8')) as Array<{ kind: string }>;
 const exprVectors = all.filter((v): v is ExprVector => v.kind === 'expressions');
 const hashVectors = all.filter((v): v is HashVector => v.kind === 'hash');
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');

@@ -7,13 +7,12 @@
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { decodeForPdq } from '../../appliance/image-decode.js';
 import { DIHEDRAL_ORDER, lumaFromPixels, pdqFromLuma, pdqFromPixels, type Pixels } from '../../policy/pdq.js';
+import { PDQ_VECTORS } from '../helpers/vectors.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'pdq');
+const VECTORS = PDQ_VECTORS;
 
 interface Vector {
   file: string;

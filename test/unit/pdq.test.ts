@@ -4,8 +4,7 @@
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { decodeForPdq } from '../../appliance/image-decode.js';
 import { SafespotError } from '../../policy/errors.js';
@@ -22,10 +21,10 @@ import {
   referenceResize,
   type PdqHash,
 } from '../../policy/pdq.js';
+import { PDQ_VECTORS } from '../helpers/vectors.js';
 
 // dist/test/unit -> repo root -> ../shared/vectors
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const VECTORS = join(ROOT, '..', 'shared', 'vectors', 'pdq');
+const VECTORS = PDQ_VECTORS;
 
 interface Vector {
   file: string;

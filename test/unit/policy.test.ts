@@ -4,13 +4,12 @@
  * Browsing expression vectors through a hashed list.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { Subject } from '../../policy/decision.js';
 import { compilePolicy, PolicyHolder, type CompileInput } from '../../policy/policy.js';
 import { sha256Hex } from '../../policy/sha256.js';
+import { SAFE_BROWSING_VECTORS } from '../helpers/vectors.js';
 
 const hashes = (...exprs: string[]): string => exprs.map((e) => sha256Hex(e)).join('\n') + '\n';
 
@@ -121,9 +120,7 @@ t.test('cache stays bounded and correct past its capacity', async (t) => {
 });
 
 t.test('Safe Browsing expression vectors through a hashed list', async (t) => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  const vectors = (JSON.parse(readFileSync(join(dir, '..', 'shared', 'vectors', 'safebrowsing', 'official.json'), 'utf8')) as Array<{
+  const vectors = (JSON.parse(readFileSync(SAFE_BROWSING_VECTORS, 'utf8')) as Array<{
     kind: string;
     url: string;
     derived_sha256_hex: Record<string, string>;

@@ -3,18 +3,11 @@
  * lengths, and random strings and byte strings (fast-check).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import t from 'tap';
 import { sha256BytesWords, sha256Digest, sha256Hex, sha256StringWords } from '../../policy/sha256.js';
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-}
+import { SAFE_BROWSING_VECTORS } from '../helpers/vectors.js';
 
 const nodeHex = (d: string | Uint8Array): string => createHash('sha256').update(d).digest('hex');
 
@@ -28,7 +21,7 @@ interface HashVector {
 }
 
 t.test('Safe Browsing hash vectors', async (t) => {
-  const all = JSON.parse(readFileSync(join(repoRoot(), '..', 'shared', 'vectors', 'safebrowsing', 'official.json'), 'utf8')) as HashVector[];
+  const all = JSON.parse(readFileSync(SAFE_BROWSING_VECTORS, 'utf8')) as HashVector[];
   const vectors = all.filter((v) => v.kind === 'hash');
   t.equal(vectors.length, 3);
   for (const v of vectors) {
