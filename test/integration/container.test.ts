@@ -221,8 +221,10 @@ t.test('the image built and run for real with podman', async (t) => {
   const buildArgs = ['--runtime', 'runc', 'build', '--format', 'docker', '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE_IMAGE}`,
     '--build-arg', `CREATED=${new Date().toISOString()}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision}`, '-t', IMAGE];
   // Behind a TLS-inspecting egress proxy npm needs its CA inside the build step (never in a layer).
-  const ca = process.env.NODE_EXTRA_CA_CERTS;
-  if (ca && existsSync(ca)) buildArgs.push('--secret', `id=build_ca,src=${ca}`);
+  // Without NODE_EXTRA_CA_CERTS, the host's system bundle (which holds such a proxy's CA when the
+  // host's own npm works) is the best guess.
+  const ca = [process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt'].find((p) => p && existsSync(p));
+  if (ca) buildArgs.push('--secret', `id=build_ca,src=${ca}`);
   const build = await logged('podman', [...buildArgs, ROOT], join(dir, 'build.log'));
   timings.push(`image build ${(build.ms / 1000).toFixed(1)} s`);
   if (build.code !== 0) {
