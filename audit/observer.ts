@@ -1,0 +1,139 @@
+/**
+ * The Observer: what the proxy calls to report what happened, without knowing prom-client or the
+ * journal. `metricsObserver` (here) feeds the metrics, `journalObserver` (audit/journal.ts) the
+ * journal, and `combineObservers` fans one event out to both, isolating a failing one.
+ */
+import type { InterceptOutcome, Metrics } from './metrics.js';
+
+export interface VerdictEvent {
+  listener: 'forward' | 'http' | 'tls' | 'selftest';
+  protocol: 'http' | 'connect' | 'tls' | 'https';
+  action: 'allow' | 'block' | 'monitor' | 'error';
+  /** Category of the matching list; null when no list matched. */
+  category: string | null;
+  /** Id of the matching list; null when no list matched. */
+  list: string | null;
+  durationSeconds: number;
+  /** Full URL or host; kept in the journal only when journal.recordUrls is on, never in metrics. */
+  url?: string;
+  /** Client address; kept in the journal only when journal.recordClients is on, never in metrics. */
+  client?: string;
+}
+
+export interface ImageBlockedEvent {
+  category: string;
+  match: 'md5' | 'sha1' | 'sha256' | 'pdq';
+  list: string;
+  action: 'block' | 'monitor';
+}
+
+export interface Observer {
+  verdict(e: VerdictEvent): void;
+  clientHello(result: 'sni' | 'no_sni' | 'ech' | 'malformed' | 'timeout' | 'not_tls'): void;
+  upstreamError(reason: 'connect' | 'timeout' | 'resolve' | 'refused_destination' | 'tls' | 'reset' | 'other'): void;
+  limitHit(
+    limit:
+      | 'connections'
+      | 'connections_per_client'
+      | 'header_size'
+      | 'headers_timeout'
+      | 'idle_timeout'
+      | 'client_hello_timeout'
+      | 'client_forbidden'
+      | 'body_size',
+  ): void;
+  connectionOpened(listener: string): void;
+  connectionClosed(listener: string): void;
+  imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image' | 'partial'): void;
+  imageBlocked(e: ImageBlockedEvent): void;
+  /** A TLS connection of an intercepting profile (optional: observers that do not count it omit it). */
+  interception?(outcome: InterceptOutcome): void;
+  /** A CONNECT whose SNI disagrees with its authority (optional, like interception). */
+  fronting?(action: 'allow' | 'block'): void;
+}
+
+/** An Observer that does nothing (tests, and serve before evidence is wired). */
+export const nullObserver: Observer = {
+  verdict() {},
+  clientHello() {},
+  upstreamError() {},
+  limitHit() {},
+  connectionOpened() {},
+  connectionClosed() {},
+  imageScanned() {},
+  imageBlocked() {},
+};
+
+/** Metrics only: every verdict counts (allows too); url and client are never looked at. */
+export function metricsObserver(m: Metrics): Observer {
+  return {
+    verdict(e) {
+      m.requests.inc({ listener: e.listener, protocol: e.protocol, action: e.action, category: e.category });
+      m.decisionDuration.observe(e.durationSeconds);
+    },
+    clientHello: (r) => m.clientHello.inc(r),
+    upstreamError: (r) => m.upstreamErrors.inc(r),
+    limitHit: (l) => m.limitsHit.inc(l),
+    interception: (o) => m.intercepts.inc(o),
+    fronting: (a) => m.fronting.inc(a),
+    connectionOpened: (l) => m.connectionsActive.inc(l),
+    connectionClosed: (l) => m.connectionsActive.dec(l),
+    imageScanned: (r) => m.imagesScanned.inc(r),
+    imageBlocked(e) {
+      if (e.action === 'monitor') m.imagesMonitored.inc({ category: e.category, match: e.match });
+      else m.imagesBlocked.inc({ category: e.category, match: e.match });
+    },
+  };
+}
+
+/**
+ * Fan one event out to several observers. An observer that throws is not allowed to break the
+ * proxy or the other observers: the error goes to `onError` (default: ignored after the first
+ * report on stderr).
+ */
+export function combineObservers(...observers: Observer[]): Observer {
+  let reported = false;
+  const onError = (err: unknown): void => {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`safespot: an evidence observer failed (further failures not shown): ${String(err)}\n`);
+  };
+  const each = <K extends keyof Observer>(key: K) =>
+    ((...args: unknown[]) => {
+      for (const o of observers) {
+        try {
+          (o[key] as (...a: unknown[]) => void)(...args);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    }) as Observer[K];
+  return {
+    verdict: each('verdict'),
+    clientHello: each('clientHello'),
+    upstreamError: each('upstreamError'),
+    limitHit: each('limitHit'),
+    connectionOpened: each('connectionOpened'),
+    connectionClosed: each('connectionClosed'),
+    imageScanned: each('imageScanned'),
+    imageBlocked: each('imageBlocked'),
+    interception(outcome) {
+      for (const o of observers) {
+        try {
+          o.interception?.(outcome);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+    fronting(action) {
+      for (const o of observers) {
+        try {
+          o.fronting?.(action);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+  };
+}
