@@ -22,10 +22,19 @@ export function clientText(remoteAddress: string | undefined): string {
   return remoteAddress.startsWith('::ffff:') && remoteAddress.includes('.') ? remoteAddress.slice(7) : remoteAddress;
 }
 
+/**
+ * Distinct client addresses whose `clients` answer is remembered. Parsing the address text and
+ * walking the networks on every connection was ~2.6 % of the proxy's busy time (BENCHMARKS.md); a
+ * venue has a few hundred guests at most, and when an IPv6 client walks through its /64 the cache is
+ * simply dropped and refilled, so its size stays bounded.
+ */
+const ADMIT_CACHE_MAX = 4096;
+
 export class ConnectionGate {
   private readonly open = new Set<Socket>();
   private readonly perClient = new Map<string, number>();
   private readonly info = new WeakMap<Socket, ConnInfo>();
+  private readonly allowed = new Map<string, boolean>();
 
   constructor(
     private readonly clients: CidrSet,
@@ -37,7 +46,7 @@ export class ConnectionGate {
   admit(socket: Socket, listener: ListenerName): Admission {
     const client = clientText(socket.remoteAddress);
     const conn: ConnInfo = { listener, client };
-    if (!this.clients.contains(client)) return this.refuse('client_forbidden', conn);
+    if (!this.inClients(client)) return this.refuse('client_forbidden', conn);
     if (this.open.size >= this.limits.maxConnections) return this.refuse('connections', conn);
     const n = this.perClient.get(client) ?? 0;
     if (n >= this.limits.maxConnectionsPerClient) return this.refuse('connections_per_client', conn);
@@ -53,6 +62,17 @@ export class ConnectionGate {
       this.observer.connectionClosed(listener);
     });
     return { ok: true, conn };
+  }
+
+  /** Whether an address is in the client networks (the set is fixed for the gate's life). */
+  private inClients(client: string): boolean {
+    let ok = this.allowed.get(client);
+    if (ok === undefined) {
+      ok = this.clients.contains(client);
+      if (this.allowed.size >= ADMIT_CACHE_MAX) this.allowed.clear();
+      this.allowed.set(client, ok);
+    }
+    return ok;
   }
 
   private refuse(why: 'client_forbidden' | 'connections' | 'connections_per_client', conn: ConnInfo): Admission {
