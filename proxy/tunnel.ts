@@ -1,8 +1,8 @@
 /**
  * Splicing two sockets: the bytes already read from the client go upstream first, then `pipe` both
  * ways. A FIN on one side ends the other side's writable half (half-close, RFC 9293 §3.6); an
- * error, a premature close or an idle timeout on either destroys both. Nothing here looks at the
- * bytes.
+ * error or a premature close on either side, or an idle timeout of the tunnel, destroys both.
+ * Nothing here looks at the bytes.
  *
  * Why `pipe` and not `stream.pipeline` (STYLE.md prefers pipeline): every pipeline creates an
  * AbortController and, when it finishes, aborts it (a DOMException with a stack) and builds
@@ -26,15 +26,21 @@ export interface SpliceOptions {
   readonly onDone?: () => void;
 }
 
+/** Idle checks per idle timeout: a tunnel is closed between 1 and 1.25 idle timeouts after its last byte. */
+const IDLE_CHECKS = 4;
+
 export function splice(client: Socket, upstream: Socket, head: Buffer, opts: SpliceOptions): void {
-  handleErrors(client);
-  handleErrors(upstream);
+  // Both sockets have had an error listener since birth (refuse.ts handleErrors, called by the
+  // steps before this one); the one added below also tears the tunnel down.
+  let idleTimer: NodeJS.Timeout | undefined;
   const destroyBoth = (): void => {
     client.destroy();
     upstream.destroy();
   };
   if (client.destroyed || upstream.destroyed) {
     // Gone already ('close' may have been emitted): nothing to carry.
+    handleErrors(client);
+    handleErrors(upstream);
     destroyBoth();
     if (opts.onDone) queueMicrotask(opts.onDone);
     return;
@@ -43,7 +49,9 @@ export function splice(client: Socket, upstream: Socket, head: Buffer, opts: Spl
   const closed = (socket: Socket): void => {
     // Closed before both halves were done: a reset or a destroy, not a clean end.
     if (!socket.readableEnded || !socket.writableFinished) destroyBoth();
-    if (--open === 0) opts.onDone?.();
+    if (--open > 0) return;
+    clearInterval(idleTimer);
+    opts.onDone?.();
   };
   client.on('error', destroyBoth);
   upstream.on('error', destroyBoth);
@@ -53,13 +61,25 @@ export function splice(client: Socket, upstream: Socket, head: Buffer, opts: Spl
   client.pipe(upstream);
   upstream.pipe(client);
   if (opts.idleTimeoutMs > 0) {
-    // A socket's timeout counts reads and writes, so a one-way bulk transfer keeps both sides alive.
-    const onTimeout = (): void => {
+    // One timer per tunnel that looks at the byte counters, rather than a socket timeout on each
+    // side: those re-arm a timer on every read and every write of both sockets. Bytes read on
+    // either side are traffic in one direction or the other; a write that makes no progress is
+    // no traffic (as with socket timeouts, which count completed writes).
+    let seen = -1;
+    let quiet = 0;
+    idleTimer = setInterval(() => {
+      const now = client.bytesRead + upstream.bytesRead;
+      if (now !== seen) {
+        seen = now;
+        quiet = 0;
+        return;
+      }
+      if (++quiet < IDLE_CHECKS) return;
+      clearInterval(idleTimer);
       if (client.destroyed && upstream.destroyed) return;
       opts.onIdle?.();
       destroyBoth();
-    };
-    client.setTimeout(opts.idleTimeoutMs, onTimeout);
-    upstream.setTimeout(opts.idleTimeoutMs, onTimeout);
+    }, Math.max(1, Math.ceil(opts.idleTimeoutMs / IDLE_CHECKS)));
+    idleTimer.unref();
   }
 }
