@@ -383,21 +383,36 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   if (opts.defaultMetrics ?? true) registerChosenDefaults(registry);
 
   const listeners = opts.listeners ?? LISTENERS;
+  const requestChildren = new Map<string, { inc(n?: number): void }>();
+  const connectionChildren = new Map<string, { inc(): void; dec(): void }>();
+  const connectionChild = (l: string): { inc(): void; dec(): void } => {
+    const listener = clamp(l, connListenerSet, OTHER);
+    let child = connectionChildren.get(listener);
+    if (!child) {
+      child = connectionsActive.labels({ listener });
+      connectionChildren.set(listener, child);
+    }
+    return child;
+  };
   const metrics: Metrics = {
     registry,
     categories: categoryList,
     lists: listList,
     requests: {
       inc(l, n) {
-        requests.inc(
-          {
-            listener: clamp(l.listener, listenerSet, OTHER),
-            protocol: clamp(l.protocol, protocolSet, OTHER),
-            action: clamp(l.action, actionSet, OTHER),
-            category: cat(l.category),
-          },
-          count(n),
-        );
+        // The per-connection hot path: prom-client hashes a label object on every inc, so the child
+        // of each (closed, hence bounded) label combination is looked up once and kept.
+        const listener = clamp(l.listener, listenerSet, OTHER);
+        const protocol = clamp(l.protocol, protocolSet, OTHER);
+        const action = clamp(l.action, actionSet, OTHER);
+        const category = cat(l.category);
+        const key = `${listener}\u0000${protocol}\u0000${action}\u0000${category}`;
+        let child = requestChildren.get(key);
+        if (!child) {
+          child = requests.labels({ listener, protocol, action, category });
+          requestChildren.set(key, child);
+        }
+        child.inc(count(n));
       },
     },
     imagesScanned: { inc: (r, n) => imagesScanned.inc({ result: clamp(r, imageResultSet, OTHER) }, count(n)) },
@@ -413,8 +428,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       },
     },
     connectionsActive: {
-      inc: (l) => connectionsActive.inc({ listener: clamp(l, connListenerSet, OTHER) }),
-      dec: (l) => connectionsActive.dec({ listener: clamp(l, connListenerSet, OTHER) }),
+      inc: (l) => connectionChild(l).inc(),
+      dec: (l) => connectionChild(l).dec(),
       set: (l, n) => connectionsActive.set({ listener: clamp(l, connListenerSet, OTHER) }, Number.isFinite(n) ? n : 0),
     },
     clientHello: { inc: (r) => clientHello.inc({ result: clamp(r, helloSet, OTHER) }) },
