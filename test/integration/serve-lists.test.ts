@@ -91,12 +91,15 @@ t.test('an https source is refreshed on its interval; refused updates keep the l
   t.equal(await status('http://later.test/hello'), 200, 'not yet listed');
   t.equal(await metric(app, 'safespot_policy_refresh_interval_seconds'), 0.3, 'the list\'s refresh interval is exported (exact staleness alerts)');
 
-  s.origin.put('/adult.txt', 'blocked.test\nlater.test\n');
-  await until('the update to be enforced', async () => (await status('http://later.test/hello')) === 403);
-  t.pass('an update at the origin is enforced within its refresh interval');
+  // Unchanged at the origin: the refreshes are conditional and answered 304 with no body.
+  await until('a conditional refresh', async () => s.origin.requestsFor('/adult.txt').some((r) => r.status === 304));
   const conditional = s.origin.requestsFor('/adult.txt').filter((r) => r.headers['if-none-match']);
   t.ok(conditional.length > 0, 'refreshes are conditional requests');
   t.ok(conditional.some((r) => r.status === 304 && r.bytes === 0), 'a 304 re-sends nothing');
+
+  s.origin.put('/adult.txt', 'blocked.test\nlater.test\n');
+  await until('the update to be enforced', async () => (await status('http://later.test/hello')) === 403);
+  t.pass('an update at the origin is enforced within its refresh interval');
 
   // A body that is mostly garbage: refused, the previous policy keeps enforcing both hosts.
   s.origin.put('/adult.txt', '%%% not a list %%%\n'.repeat(50));
