@@ -25,9 +25,10 @@ import type { Endpoint } from '../proxy/upstream.js';
 import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
-import { loadConfigFile, type Config } from './config.js';
+import type { Config } from './config.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
+import { reloadConfigFile } from './reload.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
 import { metricLabels } from './bundle-source.js';
 import { listenerLabels, runSelftest } from './serve.js';
@@ -360,16 +361,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   }
 
   async function reloadFromFile(): Promise<ReloadResult> {
-    if (!opts.configPath) return reload();
-    let next: Readonly<Config>;
-    try {
-      next = loadConfigFile(opts.configPath);
-    } catch (err) {
-      const e = err as { message?: string; details?: readonly string[] };
-      log.error('reload refused: config invalid; the running configuration keeps serving', { error: e.message ?? String(err), problems: e.details ?? [] });
-      return { ok: false, error: [e.message ?? String(err), ...(e.details ?? [])].join('; ') };
-    }
-    return reload(next);
+    return reloadConfigFile(opts.configPath, reload, log);
   }
 
   async function reload(next?: Readonly<Config>): Promise<ReloadResult> {
