@@ -16,8 +16,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { openJournal, type Journal } from '../audit/journal.js';
-import { createMetrics, type Metrics } from '../audit/metrics.js';
+import type { Journal } from '../audit/journal.js';
+import type { Metrics } from '../audit/metrics.js';
 import { encodeBundle } from '../policy/bundle.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
 import type { Policy, PolicyHolder } from '../policy/policy.js';
@@ -26,12 +26,10 @@ import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
 import type { Config } from './config.js';
-import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
 import { reloadConfigFile } from './reload.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
-import { metricLabels } from './bundle-source.js';
-import { listenerLabels, runSelftest } from './serve.js';
+import { runSelftest, startEvidence } from './serve.js';
 import { isFromWorker, type Addresses, type FromWorker, type ToWorker } from './worker-ipc.js';
 
 /** Restarts allowed in any window of RESTART_WINDOW_MS; past that, the next one waits. */
@@ -98,18 +96,8 @@ function withPorts(listeners: Config['listeners'], bound: Addresses): Config['li
 export async function startCluster(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<ClusterAppliance> {
   let config = initial;
   const count = workerCount(config);
-  // Refuses to start without a usable CA when interception is on (the workers load it again for the edge).
-  const interception = await setupInterception(initial);
-  for (const w of interception.warnings) log.warn('interception CA', { warning: w });
-  // Closed label sets: the configured lists, or in bundle mode the lists of the bundle on hand (bundle-source.ts); the workers get the same.
-  const labels = await metricLabels(config, log);
-  const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
-  const journal = openJournal({
-    path: config.journal.path,
-    retentionDays: config.journal.retentionDays,
-    recordUrls: config.journal.recordUrls,
-    recordClients: config.journal.recordClients,
-  });
+  // The workers load the CA again for their edge, and get the same metric labels.
+  const { interception, labels, metrics, journal } = await startEvidence(config, log);
 
   const states = new Map<number, WorkerState>();
   let bundle: { bytes: Uint8Array; version: string } | null = null;

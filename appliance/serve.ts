@@ -115,12 +115,15 @@ export async function runSelftest(d: SelftestDeps): Promise<void> {
   }
 }
 
-export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
-  let config = initial;
-  // Interception or admin.serveCa without a usable CA: refuse to start (ERR_CONFIG_INVALID names `safespot certs init`).
-  const interception = await setupInterception(initial);
+/**
+ * What both compositions (one process, or the primary of the workers) set up first: the interception
+ * CA (refusing to start without a usable one when interception or admin.serveCa is on: the error names
+ * `safespot certs init`), the metrics with their closed label sets (the configured lists, or in bundle
+ * mode the lists of the bundle on hand: bundle-source.ts), and the journal (its one writer).
+ */
+export async function startEvidence(config: Readonly<Config>, log: Logger) {
+  const interception = await setupInterception(config);
   for (const w of interception.warnings) log.warn('interception CA', { warning: w });
-  // Closed label sets: the configured lists, or in bundle mode the lists of the bundle on hand (bundle-source.ts).
   const labels = await metricLabels(config, log);
   const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
   const journal = openJournal({
@@ -129,6 +132,12 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     recordUrls: config.journal.recordUrls,
     recordClients: config.journal.recordClients,
   });
+  return { interception, labels, metrics, journal };
+}
+
+export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
+  let config = initial;
+  const { interception, metrics, journal } = await startEvidence(config, log);
   const manager = await PolicyManager.start(config, { metrics, journal, log }).catch((err: unknown) => {
     journal.close();
     throw err;
