@@ -3,6 +3,8 @@
  * "safespot serving" log line, so configs can ask for port 0), and one-shot commands.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -59,4 +61,16 @@ export function runCli(args: string[], input?: string): Promise<{ code: number |
     c.on('exit', (code) => r({ code, stdout, stderr }));
     c.stdin.end(input ?? '');
   });
+}
+
+/**
+ * A config file for `serve` in a temporary folder removed at teardown: the given lines, plus the
+ * journal and state inside that folder so tests never share or leave behind evidence.
+ */
+export function tempConfig(t: { teardown(fn: () => void): void }, prefix: string, lines: readonly string[]): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), `safespot-${prefix}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [...lines, `journal: { path: ${join(dir, 'journal.db')} }`, `state: { dir: ${join(dir, 'state')} }`, ''].join('\n'));
+  return { dir, config };
 }

@@ -6,11 +6,9 @@
  * loss window (one second).
  */
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
-import { CLI_DEMO_DIR as DEMO, runCli, serve } from '../helpers/appliance.js';
+import { CLI_DEMO_DIR as DEMO, runCli, serve, tempConfig } from '../helpers/appliance.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { startPrometheus } from '../helpers/prometheus.js';
 import { startHttpUpstream, startHttpsUpstream } from '../helpers/upstream.js';
@@ -23,10 +21,7 @@ t.test('metrics, Prometheus and the audit report agree with the traffic sent', a
   t.teardown(() => http.close());
   const https = await startHttpsUpstream(pki);
   t.teardown(() => https.close());
-  const dir = mkdtempSync(join(tmpdir(), 'safespot-evidence-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  const { config } = tempConfig(t, 'evidence', [
     'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
     'admin: { host: 127.0.0.1, port: 0 }',
     'upstream:',
@@ -35,11 +30,8 @@ t.test('metrics, Prometheus and the audit report agree with the traffic sent', a
     `  - { id: demo-hotline, category: csam, kind: hashed-urls, source: ${join(DEMO, 'hotline.txt')} }`,
     `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
     `  - { id: demo-malware, category: malware, kind: urls, source: ${join(DEMO, 'malware.txt')} }`,
-    `journal: { path: ${join(dir, 'journal.db')} }`,
-    `state: { dir: ${join(dir, 'state')} }`,
     'selftest: { interval: 1h, canaries: [{ category: csam, url: "http://csam-canary.test/" }] }',
-    '',
-  ].join('\n'));
+  ]);
   const from = new Date(Date.now() - 60_000).toISOString();
 
   const app = await serve(config);
@@ -113,18 +105,12 @@ t.test('metrics, Prometheus and the audit report agree with the traffic sent', a
 });
 
 t.test('kill -9 under traffic loses at most the last second of journal events', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'safespot-kill9-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  const { config } = tempConfig(t, 'kill9', [
     'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
     'admin: { host: 127.0.0.1, port: 0 }',
     'lists:',
     `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
-    `journal: { path: ${join(dir, 'journal.db')} }`,
-    `state: { dir: ${join(dir, 'state')} }`,
-    '',
-  ].join('\n'));
+  ]);
   const from = new Date(Date.now() - 60_000).toISOString();
   const app = await serve(config);
   t.teardown(() => void app.child.kill('SIGKILL'));

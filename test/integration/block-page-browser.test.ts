@@ -5,10 +5,9 @@
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI_DEMO_DIR as DEMO, serve } from '../helpers/appliance.js';
+import { CLI_DEMO_DIR as DEMO, serve, tempConfig } from '../helpers/appliance.js';
 
 const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -29,20 +28,14 @@ t.test('Chromium through the forward proxy renders a localised block page', asyn
     t.fail('chromium is missing (test/setup-system.sh installs the Debian package)');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'safespot-browser-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  const { dir, config } = tempConfig(t, 'browser', [
     'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
     'admin: null',
     'lists:',
     `  - { id: demo-hotline, category: csam, kind: hashed-urls, source: ${join(DEMO, 'hotline.txt')} }`,
     `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
     'blockPage: { contact: "wifi-help@venue.test", languages: [en, sq] }',
-    `journal: { path: ${join(dir, 'journal.db')} }`,
-    `state: { dir: ${join(dir, 'state')} }`,
-    '',
-  ].join('\n'));
+  ]);
   const app = await serve(config);
   t.teardown(() => void app.child.kill('SIGKILL'));
   const proxy = `--proxy-server=http://127.0.0.1:${app.forward}`;

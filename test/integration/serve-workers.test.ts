@@ -15,7 +15,7 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProxyAgent, request } from 'undici';
-import { CLI_DEMO_DIR as DEMO, runCli, serve } from '../helpers/appliance.js';
+import { CLI_DEMO_DIR as DEMO, runCli, serve, tempConfig } from '../helpers/appliance.js';
 import { startPrometheus } from '../helpers/prometheus.js';
 import { startHttpUpstream } from '../helpers/upstream.js';
 
@@ -235,19 +235,13 @@ t.test('two workers: shared listener, one set of metrics, one journal, reload, r
 });
 
 t.test('kill -9 of the primary: no worker serves on without the journal’s writer', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'safespot-workers-orphans-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
+  const { config } = tempConfig(t, 'workers-orphans', [
     'workers: 2',
     'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
     'admin: { host: 127.0.0.1, port: 0 }',
     'lists:',
     `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
-    `journal: { path: ${join(dir, 'journal.db')} }`,
-    `state: { dir: ${join(dir, 'state')} }`,
-    '',
-  ].join('\n'));
+  ]);
   const app = await serve(config);
   t.teardown(() => void app.child.kill('SIGKILL'));
   const served = JSON.parse(app.log().split('\n').find((l) => l.includes('"safespot serving"'))!) as { workers?: number[] };
