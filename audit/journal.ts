@@ -18,27 +18,15 @@
  * drops them otherwise, whoever calls it. `detail` is a short human note and must never hold list
  * clear text (callers pass list ids, counts and error codes).
  *
+ * The file itself (opening, corrupt-file handling, schema) is audit/journal-file.ts.
+ *
  * audit/ imports only policy/errors.ts from our code.
  */
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
 import { SafespotError } from '../policy/errors.js';
+import { INSERT_EVENT_SQL, JOURNAL_KINDS, openJournalFile, type JournalKind, type JournalRow } from './journal-file.js';
 import type { Observer } from './metrics.js';
 
-export const JOURNAL_KINDS = [
-  'verdict',
-  'image',
-  'list_load',
-  'list_refresh',
-  'list_failure',
-  'selftest',
-  'start',
-  'stop',
-  'filtering_inactive',
-  'filtering_active',
-] as const;
-export type JournalKind = (typeof JOURNAL_KINDS)[number];
+export { JOURNAL_KINDS, type JournalKind, type JournalRow } from './journal-file.js';
 
 /** Most events ever held in memory; past it, new events are counted as dropped (see stats()). */
 export const MAX_QUEUE = 100_000;
@@ -47,7 +35,6 @@ export const FLUSH_INTERVAL_MS = 250;
 /** How often the session's last sign of life is written while nothing else is. */
 export const HEARTBEAT_MS = 10_000;
 const DAY_MS = 86_400_000;
-const SCHEMA_VERSION = 1;
 
 export interface JournalEvent {
   kind: JournalKind;
@@ -65,21 +52,6 @@ export interface JournalEvent {
   detail?: string | null;
   url?: string | null;
   client?: string | null;
-}
-
-export interface JournalRow {
-  id: number;
-  time: number;
-  kind: JournalKind;
-  listener: string | null;
-  protocol: string | null;
-  action: string | null;
-  category: string | null;
-  list: string | null;
-  match: string | null;
-  detail: string | null;
-  url: string | null;
-  client: string | null;
 }
 
 /** Columns a count can be grouped by; `day` is the UTC date (YYYY-MM-DD). */
@@ -172,126 +144,17 @@ function cut(v: string | null | undefined, max: number): string | null {
 
 const KIND_SET = new Set<string>(JOURNAL_KINDS);
 
-function isCorruption(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
-}
-
-function stamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-type Db = Database.Database;
-
-function openDb(path: string, readOnly: boolean): Db {
-  const db = new Database(path, readOnly ? { readonly: true, fileMustExist: true } : {});
-  try {
-    if (!readOnly) db.pragma('journal_mode = WAL');
-    db.pragma('busy_timeout = 2000');
-    const check = db.pragma('quick_check', { simple: false }) as Array<Record<string, unknown>>;
-    const results = check.map((r) => String(Object.values(r)[0]));
-    if (results.length !== 1 || results[0] !== 'ok') {
-      // quick_check reports one problem per line, hundreds on a damaged file: keep the message to one
-      // short line so the operational log stays one JSON line per event.
-      const summary = results.slice(0, 3).join('; ').replace(/\s+/g, ' ').slice(0, 300);
-      const err = new Error(`quick_check: ${summary}${results.length > 3 ? ` (and ${results.length - 3} more)` : ''}`) as Error & { code: string };
-      err.code = 'SQLITE_CORRUPT';
-      throw err;
-    }
-    return db;
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-}
-
-/** Move a corrupt journal (and its WAL/SHM side files) aside; returns the new name. */
-function setAsideCorrupt(path: string, now: number): string {
-  let target = `${path}.corrupt-${stamp(now)}`;
-  for (let i = 1; existsSync(target); i++) target = `${path}.corrupt-${stamp(now)}-${i}`;
-  renameSync(path, target);
-  for (const side of ['-wal', '-shm']) {
-    if (existsSync(path + side)) renameSync(path + side, target + side);
-  }
-  return target;
-}
-
-function migrate(db: Db, now: number): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied INTEGER NOT NULL)`);
-  const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
-  const current = row.v ?? 0;
-  if (current > SCHEMA_VERSION) {
-    throw new SafespotError(
-      'ERR_JOURNAL',
-      `the journal has schema version ${current}, newer than this safespot understands (${SCHEMA_VERSION}); use a newer safespot`,
-    );
-  }
-  if (current < 1) {
-    db.transaction(() => {
-      db.exec(`
-        CREATE TABLE events (
-          id INTEGER PRIMARY KEY,
-          time INTEGER NOT NULL,
-          kind TEXT NOT NULL,
-          listener TEXT, protocol TEXT, action TEXT, category TEXT, list TEXT, match TEXT,
-          detail TEXT, url TEXT, client TEXT
-        ) STRICT;
-        CREATE INDEX events_time ON events (time);
-        CREATE INDEX events_kind_time ON events (kind, time);
-        CREATE TABLE session (
-          id INTEGER PRIMARY KEY CHECK (id = 1),
-          open INTEGER NOT NULL,
-          started INTEGER,
-          last_alive INTEGER
-        ) STRICT;
-        INSERT INTO session (id, open) VALUES (1, 0);
-      `);
-      db.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(1, now);
-    })();
-  }
-}
-
 export function openJournal(opts: JournalOptions): Journal {
   const now = opts.now ?? Date.now;
   const readOnly = opts.readOnly ?? false;
   const lifecycle = !readOnly && (opts.lifecycle ?? true);
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`safespot: ${m}\n`));
   const path = opts.path;
-  let setAside: string | null = null;
-
-  let db: Db;
-  try {
-    if (!readOnly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    try {
-      db = openDb(path, readOnly);
-    } catch (err) {
-      if (readOnly || !isCorruption(err) || path === ':memory:') throw err;
-      setAside = setAsideCorrupt(path, now());
-      warn(
-        `the audit journal ${path} is corrupt (${(err as Error).message}); it was moved to ${setAside} ` +
-          'and a new journal was started. Keep the old file: it is evidence.',
-      );
-      db = openDb(path, false);
-    }
-    if (readOnly) {
-      const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get();
-      if (!has) throw new Error('not a safespot journal (no events table)');
-    } else {
-      db.pragma('synchronous = FULL');
-      migrate(db, now());
-    }
-  } catch (err) {
-    if (err instanceof SafespotError) throw err;
-    const hint = readOnly && isCorruption(err) ? ' (the file is corrupt; `safespot serve` sets it aside on its next start)' : '';
-    throw new SafespotError('ERR_JOURNAL', `cannot open the audit journal ${path}: ${(err as Error).message}${hint}`, { cause: err });
-  }
+  const { db, setAside } = openJournalFile(path, readOnly, now, warn);
 
   const insert = readOnly
     ? null
-    : db.prepare(
-        `INSERT INTO events (time, kind, listener, protocol, action, category, list, match, detail, url, client)
-         VALUES (@time, @kind, @listener, @protocol, @action, @category, @list, @match, @detail, @url, @client)`,
-      );
+    : db.prepare(INSERT_EVENT_SQL);
   const alive = readOnly ? null : db.prepare('UPDATE session SET last_alive = ? WHERE id = 1');
   const selectRange = db.prepare('SELECT * FROM events WHERE time >= ? AND time < ? ORDER BY time, id');
 
