@@ -11,14 +11,13 @@
  * full-URL decision and block page, and goes to the CONNECT authority. Anything else follows
  * tls.notTls: `block` closes, `allow` splices to the authority (already decided in step 2).
  */
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { connectRefusal } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { parseAuthority } from './http-forward.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
-import { passTls, type TlsTarget } from './tls-passthrough.js';
+import { connectTarget, passTls, type TlsTarget } from './tls-passthrough.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
 
@@ -32,10 +31,11 @@ export function looksLikeHttp(bytes: Buffer): boolean {
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
-export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {
+/** `authority`: the request target of the CONNECT, as received. `head`: bytes after the request head. */
+export function handleConnect(ctx: EdgeContext, authority: string, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {
   handleErrors(socket);
-  const target = parseAuthority(req.url ?? '', 0);
-  if (!target || target.port === 0 || !/:\d{1,5}$/.test(req.url ?? '')) {
+  const target = parseAuthority(authority, 0);
+  if (!target || target.port === 0 || !/:\d{1,5}$/.test(authority)) {
     endWith(socket, rawHttpResponse(400, 'safespot: CONNECT needs host:port\n'));
     return;
   }
@@ -65,8 +65,9 @@ export function handleConnect(ctx: EdgeContext, req: IncomingMessage, socket: So
   // Check the destination before answering 200 (resolved address, RFC 1918, loopback, this
   // appliance…), so a refused destination is a clear 403/502 rather than a tunnel that dies after
   // the ClientHello. The resolver caches, so the later connect does not resolve again.
-  ctx.upstream.destination(verdict.connectHost ?? target.host, target.port).then(
-    () => established(ctx, socket, head, conn, target, verdict, tunnelHttp),
+  const host = verdict.connectHost ?? target.host;
+  ctx.upstream.destination(host, target.port).then(
+    (resolved) => established(ctx, socket, head, conn, { ...target, checked: { host, resolved } }, verdict, tunnelHttp),
     (err: unknown) => {
       const reason = upstreamReason(err);
       ctx.observer.upstreamError(reason);
@@ -87,8 +88,7 @@ function established(ctx: EdgeContext, socket: Socket, head: Buffer, conn: ConnI
       return true;
     }
     if (ctx.opts.tls.notTls !== 'allow' || verdict.decision.action === 'block') return false;
-    ctx.upstream
-      .connect(verdict.connectHost ?? target.host, target.port)
+    connectTarget(ctx, verdict.connectHost ?? target.host, target.port, target)
       .then(
         (up) => {
           if (socket.destroyed) return void up.destroy();

@@ -7,10 +7,11 @@
  * the HTTP parser sees a byte.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { handleConnect, type TunnelHttp } from './connect.js';
 import type { ConnInfo, ListenerName } from './hooks.js';
 import { HttpForwarder, routeAbsolute, type HttpRoute } from './http-forward.js';
+import { adoptSockets, createForwardListener } from './forward-listener.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import type { TlsTarget } from './tls-passthrough.js';
@@ -77,20 +78,31 @@ function selftestConn(conn: ConnInfo, req: IncomingMessage): ConnInfo {
   return loopback ? { ...conn, selftest: true } : conn;
 }
 
-/** The forward (explicit proxy) or transparent HTTP listener. */
-export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerName, 'tls'>, forwarder: HttpForwarder, tunnelHttp: TunnelHttp): Server {
+/** Answer a socket refused at admission (client networks 403, connection limits 503). */
+export function refuseAdmission(socket: Socket, why: keyof typeof REFUSALS): void {
+  const r = REFUSALS[why];
+  endWith(socket, rawHttpResponse(r.status, r.body));
+}
+
+/**
+ * The forward (explicit proxy) or transparent HTTP listener. The transparent one is the node:http
+ * server itself; the forward one is a TCP server that reads each connection's first head and runs a
+ * CONNECT without node:http (proxy/forward-listener.ts), handing everything else to this server.
+ */
+export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerName, 'tls'>, forwarder: HttpForwarder, tunnelHttp: TunnelHttp): ListenerServers {
   const server = createServer(serverOptions(ctx));
   common(ctx, server);
   const refused = new WeakSet<Socket>();
-  // Runs before node:http's own connection listener, so a refused client never reaches the parser.
-  server.prependListener('connection', (socket: Socket) => {
-    handleErrors(socket);
-    const admission = ctx.gate.admit(socket, listener);
-    if (admission.ok) return;
-    refused.add(socket);
-    const r = REFUSALS[admission.why];
-    endWith(socket, rawHttpResponse(r.status, r.body));
-  });
+  if (listener === 'http') {
+    // Runs before node:http's own connection listener, so a refused client never reaches the parser.
+    server.prependListener('connection', (socket: Socket) => {
+      handleErrors(socket);
+      const admission = ctx.gate.admit(socket, listener);
+      if (admission.ok) return;
+      refused.add(socket);
+      refuseAdmission(socket, admission.why);
+    });
+  }
   const connOf = (socket: Socket): ConnInfo | null => (refused.has(socket) ? null : (ctx.gate.connOf(socket) ?? null));
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -125,16 +137,27 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
       endWith(socket, rawHttpResponse(405, 'safespot: CONNECT is served on the explicit proxy listener only\n'));
       return;
     }
-    handleConnect(ctx, req, socket, head, conn, tunnelHttp);
+    // A CONNECT that follows other requests on a keep-alive connection.
+    handleConnect(ctx, req.url ?? '', socket, head, conn, tunnelHttp);
   });
-  return server;
+  if (listener === 'http') return { listening: server, http: server };
+  const outer = createForwardListener(ctx, server, refuseAdmission, (socket, authority, rest, conn) =>
+    handleConnect(ctx, authority, socket, rest, conn, tunnelHttp),
+  );
+  return { listening: outer, http: server };
+}
+
+/** What a listener is made of: the server that listens, and the node:http server behind it. */
+export interface ListenerServers {
+  readonly listening: NetServer;
+  readonly http: Server;
 }
 
 /**
  * Plain HTTP inside CONNECT tunnels: a node:http server that never listens; sockets are handed to
  * it with the bytes already read pushed back. Requests go to the tunnel's authority.
  */
-export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): TunnelHttp {
+export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): { serve: TunnelHttp; server: Server } {
   const server = createServer(serverOptions(ctx));
   common(ctx, server);
   const targets = new WeakMap<Socket, { target: TlsTarget; conn: ConnInfo }>();
@@ -156,10 +179,10 @@ export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): Tu
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a tunnel is not allowed\n'));
   });
-  return (socket, bytes, target, conn) => {
+  const adopt = adoptSockets(server);
+  const serve: TunnelHttp = (socket, bytes, target, conn) => {
     targets.set(socket, { target, conn });
-    socket.unshift(bytes);
-    server.emit('connection', socket);
-    socket.resume();
+    adopt(socket, bytes);
   };
+  return { serve, server };
 }

@@ -3,7 +3,7 @@
  * the resolver and the hooks. appliance/serve.ts turns the config into ProxyOptions, builds the
  * hooks (proxy/policy-hooks.ts) and the observer (audit/), and calls this.
  */
-import { Agent } from 'node:http';
+import { Agent, type Server as HttpServer } from 'node:http';
 import { combineObservers } from '../audit/metrics.js';
 import type { Server } from 'node:net';
 import type { Hooks, ListenerName, Observer } from './hooks.js';
@@ -69,8 +69,15 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
   if (opts.intercept) ctx.interception = new Interception(ctx, forwarder, opts.intercept);
   const tunnelHttp = createTunnelHttp(ctx, forwarder);
   const servers = new Map<ListenerName, Server>();
-  if (opts.listeners.forward) servers.set('forward', createHttpListener(ctx, 'forward', forwarder, tunnelHttp));
-  if (opts.listeners.http) servers.set('http', createHttpListener(ctx, 'http', forwarder, tunnelHttp));
+  // The node:http servers behind the listeners, and the one for plain HTTP in tunnels: a drain
+  // closes their idle keep-alive connections.
+  const httpServers: HttpServer[] = [tunnelHttp.server];
+  for (const name of ['forward', 'http'] as const) {
+    if (!opts.listeners[name]) continue;
+    const l = createHttpListener(ctx, name, forwarder, tunnelHttp.serve);
+    servers.set(name, l.listening);
+    httpServers.push(l.http);
+  }
   if (opts.listeners.tls) servers.set('tls', createTransparentTlsServer(ctx));
 
   const bound: Partial<Record<ListenerName, Endpoint>> = {};
@@ -95,7 +102,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
       // Idle keep-alive connections hold no work: close them now, and each one that becomes idle
       // (its response finished) on every round, so a drain does not wait for keep-alive timeouts.
       const closeIdle = (): void => {
-        for (const s of servers.values()) (s as Server & { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        for (const s of httpServers) s.closeIdleConnections();
         ctx.interception?.closeIdle();
       };
       const deadline = Date.now() + Math.max(0, drainMs);

@@ -13,12 +13,21 @@ import { endWith, handleErrors } from './refuse.js';
 import { tlsAlertRecord } from './tls-alert.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
+import type { Resolved } from './resolver.js';
 import type { Verdict } from './hooks.js';
 
 export interface TlsTarget {
   /** The CONNECT authority. */
   readonly host: string;
   readonly port: number;
+  /** The destination the CONNECT step already resolved and checked (for `host`, or its connectHost). */
+  readonly checked?: { readonly host: string; readonly resolved: Resolved };
+}
+
+/** Connect to host:port, reusing the CONNECT step's check when it was for the same host. */
+export function connectTarget(ctx: EdgeContext, host: string, port: number, target: TlsTarget | undefined): Promise<Socket> {
+  const checked = target?.checked;
+  return checked && checked.host === host && port === target.port ? ctx.upstream.connectChecked(checked.resolved) : ctx.upstream.connect(host, port);
 }
 
 /** When the bytes are not TLS: return true when the caller took the socket over. */
@@ -99,7 +108,7 @@ export async function passTls(
   const port = target?.port ?? 443;
   let upstream: Socket;
   try {
-    upstream = await ctx.upstream.connect(host, port);
+    upstream = await connectTarget(ctx, host, port, target);
   } catch (err) {
     observer.upstreamError(upstreamReason(err));
     const alert = err instanceof SafespotError ? ERRORS[err.code].tls : 'internal_error';

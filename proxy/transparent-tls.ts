@@ -9,7 +9,9 @@ import { refuseTls, passTls } from './tls-passthrough.js';
 import { handleErrors } from './refuse.js';
 
 export function createTransparentTlsServer(ctx: EdgeContext): Server {
-  const server = createServer({ noDelay: true, pauseOnConnect: true });
+  // allowHalfOpen: a client that sends its last bytes and a FIN still gets the answer (the tunnel
+  // half-closes the upstream side and carries the reply back; see proxy/tunnel.ts).
+  const server = createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true });
   server.on('connection', (socket: Socket) => {
     handleErrors(socket);
     const admission = ctx.gate.admit(socket, 'tls');

@@ -105,7 +105,14 @@ export class Upstream {
 
   /** A connected TCP socket to a checked destination. The socket has an error listener from birth. */
   async connect(host: string, port: number): Promise<Socket> {
-    const r = await this.destination(host, port);
+    return this.connectChecked(await this.destination(host, port));
+  }
+
+  /**
+   * Connect to what destination() returned a moment ago (a CONNECT checks before its 200 and
+   * connects after the ClientHello: the same host is not resolved and checked twice).
+   */
+  connectChecked(r: Resolved): Promise<Socket> {
     return connectTcp(r.address, r.port, this.opts.connectTimeoutMs);
   }
 }

@@ -91,6 +91,28 @@ t.test('half-close: the client FIN reaches the upstream, and its answer still co
   t.equal(await noConnectionsLeft(), 0, 'both sockets closed');
 });
 
+t.test('half-close on the transparent TLS listener: a hello, a body and a FIN sent at once still get the answer', async (t) => {
+  const s = await openSocket(proxy.port('tls'));
+  const hello = clientHello({ sni: 'half.test' });
+  const body = randomBytes(1 << 20);
+  // Everything, FIN included, may arrive before the ClientHello is even parsed.
+  s.end(Buffer.concat([hello, body]));
+  const answer = (await readAll(s)).toString('latin1');
+  const sent = Buffer.concat([hello, body]);
+  t.equal(answer, `${sent.length} ${sha(sent)}\n`, 'upstream got every byte and the FIN; the answer came back');
+  t.equal(await noConnectionsLeft(), 0, 'both sockets closed');
+});
+
+t.test('half-close through CONNECT when the FIN comes with the CONNECT head and the hello', async (t) => {
+  const s = await openSocket(proxy.port('forward'));
+  const hello = clientHello({ sni: 'half.test' });
+  s.end(Buffer.concat([Buffer.from('CONNECT half.test:443 HTTP/1.1\r\nHost: half.test:443\r\n\r\n'), hello]));
+  const all = (await readAll(s)).toString('latin1');
+  t.match(all, /^HTTP\/1\.1 200 [^\r]*\r\n\r\n/, 'tunnel established');
+  t.equal(all.slice(all.indexOf('\r\n\r\n') + 4), `${hello.length} ${sha(hello)}\n`, 'the answer came back after the FIN');
+  t.equal(await noConnectionsLeft(), 0, 'both sockets closed');
+});
+
 t.test('32 MiB from the upstream pass byte-exact to a slow reader (backpressure)', async (t) => {
   const { s } = await tunnel('big');
   // Read slowly, so that the proxy still holds unsent bytes for the client when the upstream has
