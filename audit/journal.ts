@@ -1,13 +1,17 @@
 /**
  * The durable audit journal: one SQLite file (better-sqlite3) that an auditor's period report is
- * computed from (audit/report.ts).
+ * computed from (audit/report.ts). This module is the public face; the file (opening, corrupt-file
+ * handling, schema) is audit/journal-file.ts and the queue and its flushes audit/journal-writer.ts.
  *
  * Promise (docs/audit.md): a clean `close()` loses nothing; a `kill -9` loses at most the last
  * second. How: `record()` only pushes onto an in-memory queue (no I/O on the proxy's hot path); a
- * timer flushes the queue in one transaction at most FLUSH_INTERVAL_MS after the first queued event.
- * WAL mode with `synchronous=FULL`: each flush commit is fsynced, so the promise holds for a power
- * cut too, not only for a killed process. That costs one fsync per flush (at most four a second,
- * and only while blocks happen: allows are never journaled), which we accept for evidence.
+ * timer starts a flush at most FLUSH_INTERVAL_MS after the oldest queued event, which commits the
+ * queue in chunks of at most FLUSH_CHUNK_ROWS, yielding to the event loop between chunks (details
+ * and the rush rule that keeps the promise for a huge backlog: audit/journal-writer.ts).
+ * WAL mode with `synchronous=FULL`: each commit is fsynced, so the promise holds for a power cut
+ * too, not only for a killed process. That costs one fsync per transaction (at most four a second,
+ * plus one per 2,000 rows in a storm, and only while blocks happen: allows are never journaled),
+ * which we accept for evidence.
  *
  * Availability evidence: the journal writes `start` on open and `stop` on close itself, and keeps a
  * heartbeat (`session.last_alive`, every HEARTBEAT_MS). When it opens and finds the previous
@@ -18,20 +22,23 @@
  * drops them otherwise, whoever calls it. `detail` is a short human note and must never hold list
  * clear text (callers pass list ids, counts and error codes).
  *
- * The file itself (opening, corrupt-file handling, schema) is audit/journal-file.ts.
- *
  * audit/ imports only policy/errors.ts from our code.
  */
 import { SafespotError } from '../policy/errors.js';
 import { INSERT_EVENT_SQL, JOURNAL_KINDS, openJournalFile, type JournalKind, type JournalRow } from './journal-file.js';
+import { createJournalWriter, type JournalStats, type JournalWriter, type PendingRow } from './journal-writer.js';
 import type { Observer } from './metrics.js';
 
 export { JOURNAL_KINDS, type JournalKind, type JournalRow } from './journal-file.js';
+export {
+  FLUSH_CHUNK_ROWS,
+  FLUSH_INTERVAL_MS,
+  LOSS_WINDOW_MS,
+  MAX_QUEUE,
+  RUSH_AFTER_MS,
+  type JournalStats,
+} from './journal-writer.js';
 
-/** Most events ever held in memory; past it, new events are counted as dropped (see stats()). */
-export const MAX_QUEUE = 100_000;
-/** Longest time an event waits in memory before its transaction commits. */
-export const FLUSH_INTERVAL_MS = 250;
 /** How often the session's last sign of life is written while nothing else is. */
 export const HEARTBEAT_MS = 10_000;
 const DAY_MS = 86_400_000;
@@ -83,16 +90,6 @@ export interface CountRow {
   n: number;
 }
 
-export interface JournalStats {
-  pending: number;
-  written: number;
-  dropped: number;
-  flushes: number;
-  failedFlushes: number;
-  /** Duration of the last flush in ms (the event loop is blocked for this long). */
-  lastFlushMs: number;
-}
-
 export interface Journal {
   readonly path: string;
   readonly readOnly: boolean;
@@ -100,7 +97,7 @@ export interface Journal {
   readonly setAside: string | null;
   /** Queue one event (never blocks on I/O; url/client dropped unless enabled). */
   record(e: JournalEvent): void;
-  /** Write everything queued now, in one transaction. */
+  /** Write everything queued now, in one transaction, before returning (close, tests, drains). */
   flush(): void;
   /** Flush, write `stop`, close. Idempotent. */
   close(): void;
@@ -122,6 +119,7 @@ export interface JournalOptions {
   retentionDays: number;
   recordUrls: boolean;
   recordClients: boolean;
+  /** The journal's clock (Unix ms): event times by default, and how long queued events have waited. */
   now?: () => number;
   /** Open for reading only (reports): no writes, no retention, no start/stop, corrupt = error. */
   readOnly?: boolean;
@@ -142,6 +140,7 @@ function cut(v: string | null | undefined, max: number): string | null {
   return s.length > max ? s.slice(0, max) : s;
 }
 
+
 const KIND_SET = new Set<string>(JOURNAL_KINDS);
 
 export function openJournal(opts: JournalOptions): Journal {
@@ -152,27 +151,15 @@ export function openJournal(opts: JournalOptions): Journal {
   const path = opts.path;
   const { db, setAside } = openJournalFile(path, readOnly, now, warn);
 
-  const insert = readOnly
-    ? null
-    : db.prepare(INSERT_EVENT_SQL);
   const alive = readOnly ? null : db.prepare('UPDATE session SET last_alive = ? WHERE id = 1');
   const selectRange = db.prepare('SELECT * FROM events WHERE time >= ? AND time < ? ORDER BY time, id');
-
-  type Pending = Omit<JournalRow, 'id'>;
-  let queue: Pending[] = [];
-  let timer: NodeJS.Timeout | null = null;
-  let closed = false;
-  const stats: JournalStats = { pending: 0, written: 0, dropped: 0, flushes: 0, failedFlushes: 0, lastFlushMs: 0 };
-  let lastFailureWarned = 0;
-
-  const writeBatch = readOnly
+  // Every write transaction also moves the session's last sign of life (when the journal owns it).
+  const writer: JournalWriter | null = readOnly
     ? null
-    : db.transaction((rows: Pending[], aliveAt: number) => {
-        for (const r of rows) insert!.run(r);
-        if (lifecycle) alive!.run(aliveAt);
-      });
+    : createJournalWriter({ db, path, now, warn, alsoInTransaction: lifecycle ? () => alive!.run(now()) : undefined });
+  let closed = false;
 
-  const toRow = (e: JournalEvent): Pending => ({
+  const toRow = (e: JournalEvent): PendingRow => ({
     time: Math.floor(e.time ?? now()),
     kind: e.kind,
     listener: cut(e.listener, LIMITS.short),
@@ -187,55 +174,18 @@ export function openJournal(opts: JournalOptions): Journal {
   });
 
   const flush = (): void => {
-    if (timer) {
-      clearTimeout(timer);
-      timer = null;
-    }
-    if (readOnly || closed || queue.length === 0) return;
-    const batch = queue;
-    queue = [];
-    const t0 = performance.now();
-    try {
-      writeBatch!(batch, now());
-      stats.written += batch.length;
-      stats.flushes++;
-    } catch (err) {
-      stats.failedFlushes++;
-      // Keep the events for the next try (disk full, locked file), within the memory bound.
-      const room = MAX_QUEUE - queue.length;
-      const kept = batch.slice(0, Math.max(0, room));
-      stats.dropped += batch.length - kept.length;
-      queue = kept.concat(queue);
-      if (now() - lastFailureWarned > 60_000) {
-        lastFailureWarned = now();
-        warn(`cannot write the audit journal ${path}: ${(err as Error).message}; ${queue.length} event(s) held in memory`);
-      }
-      schedule();
-    } finally {
-      stats.lastFlushMs = performance.now() - t0;
-    }
+    if (!closed) writer?.flush();
   };
-
-  function schedule(): void {
-    if (timer || closed) return;
-    timer = setTimeout(flush, FLUSH_INTERVAL_MS);
-    timer.unref();
-  }
 
   let internal = false;
   const record = (e: JournalEvent): void => {
-    if (readOnly) throw new SafespotError('ERR_JOURNAL', `the audit journal ${path} is open read-only`);
+    if (!writer) throw new SafespotError('ERR_JOURNAL', `the audit journal ${path} is open read-only`);
     if (closed) return;
     if (!KIND_SET.has(e.kind)) throw new SafespotError('ERR_JOURNAL', `unknown journal event kind "${String(e.kind)}"`);
     // With lifecycle on, the journal itself writes start (at open) and stop (at close, or at the next
     // open after a crash); a caller's own start/stop would only duplicate them.
     if (lifecycle && (e.kind === 'start' || e.kind === 'stop') && !internal) return;
-    if (queue.length >= MAX_QUEUE) {
-      stats.dropped++;
-      return;
-    }
-    queue.push(toRow(e));
-    schedule();
+    writer.push(toRow(e));
   };
 
   let heartbeat: NodeJS.Timeout | null = null;
@@ -255,6 +205,7 @@ export function openJournal(opts: JournalOptions): Journal {
     retention.unref();
   }
   if (lifecycle) {
+    const insert = db.prepare(INSERT_EVENT_SQL);
     const s = db.prepare('SELECT open, started, last_alive FROM session WHERE id = 1').get() as
       | { open: number; started: number | null; last_alive: number | null }
       | undefined;
@@ -265,19 +216,18 @@ export function openJournal(opts: JournalOptions): Journal {
         // of its heartbeat and its last event; from there until now the appliance was down.
         const last = db.prepare('SELECT MAX(time) AS t FROM events').get() as { t: number | null };
         const lastSign = Math.max(s.last_alive ?? 0, last.t ?? 0, s.started ?? 0);
-        insert!.run({ ...toRow({ kind: 'stop', detail: 'unclean shutdown: time is the last sign of life' }), time: Math.min(lastSign, t) });
+        insert.run({ ...toRow({ kind: 'stop', detail: 'unclean shutdown: time is the last sign of life' }), time: Math.min(lastSign, t) });
       }
-      insert!.run(toRow({ kind: 'start', time: t, detail: setAside ? `previous journal was corrupt, set aside` : null }));
+      insert.run(toRow({ kind: 'start', time: t, detail: setAside ? `previous journal was corrupt, set aside` : null }));
       db.prepare('UPDATE session SET open = 1, started = ?, last_alive = ? WHERE id = 1').run(t, t);
     })();
     heartbeat = setInterval(() => {
-      if (queue.length > 0) flush();
-      else {
-        try {
-          alive!.run(now());
-        } catch {
-          // the next flush reports a broken file
-        }
+      // While events are queued, the flush that writes them moves the last sign of life itself.
+      if (writer!.pending() > 0) return;
+      try {
+        alive!.run(now());
+      } catch {
+        // the next flush reports a broken file
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
@@ -292,6 +242,7 @@ export function openJournal(opts: JournalOptions): Journal {
     }
     flush();
     closed = true;
+    writer?.stop();
     if (heartbeat) clearInterval(heartbeat);
     if (retention) clearInterval(retention);
     try {
@@ -299,6 +250,13 @@ export function openJournal(opts: JournalOptions): Journal {
     } finally {
       db.close();
     }
+  };
+
+  const sessionRow = (): { open: boolean; started: number | null; lastAlive: number | null } => {
+    const s = db.prepare('SELECT open, started, last_alive FROM session WHERE id = 1').get() as
+      | { open: number; started: number | null; last_alive: number | null }
+      | undefined;
+    return { open: s?.open === 1, started: s?.started ?? null, lastAlive: s?.last_alive ?? null };
   };
 
   return {
@@ -363,13 +321,8 @@ export function openJournal(opts: JournalOptions): Journal {
           return { key, n: Number(r.n) };
         });
     },
-    session() {
-      const s = db.prepare('SELECT open, started, last_alive FROM session WHERE id = 1').get() as
-        | { open: number; started: number | null; last_alive: number | null }
-        | undefined;
-      return { open: s?.open === 1, started: s?.started ?? null, lastAlive: s?.last_alive ?? null };
-    },
-    stats: () => ({ ...stats, pending: queue.length }),
+    session: sessionRow,
+    stats: () => writer?.stats() ?? { pending: 0, written: 0, dropped: 0, flushes: 0, failedFlushes: 0, lastFlushMs: 0 },
   };
 }
 
