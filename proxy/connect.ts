@@ -29,7 +29,7 @@ export function looksLikeHttp(bytes: Buffer): boolean {
   return /^[A-Z]{1,16}(?: |$)/.test(bytes.subarray(0, 17).toString('latin1'));
 }
 
-const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 /** `authority`: the request target of the CONNECT, as received. `head`: bytes after the request head. */
 export function handleConnect(ctx: EdgeContext, authority: string, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {

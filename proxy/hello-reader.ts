@@ -37,7 +37,6 @@ export function readClientHello(socket: Socket, head: Buffer, limits: HelloLimit
       socket.off('data', onData);
       socket.off('end', onClose);
       socket.off('close', onClose);
-      socket.off('error', onClose);
       socket.pause();
       resolve(outcome);
     };
@@ -67,8 +66,7 @@ export function readClientHello(socket: Socket, head: Buffer, limits: HelloLimit
     if (bytes.length > 0 && examine()) return;
     socket.on('data', onData);
     socket.on('end', onClose);
-    socket.on('close', onClose);
-    socket.on('error', onClose);
+    socket.on('close', onClose); // an error is followed by 'close' (autoDestroy)
     socket.resume();
   });
 }

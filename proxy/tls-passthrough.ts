@@ -59,7 +59,9 @@ export async function passTls(
 ): Promise<void> {
   const { observer } = ctx;
   handleErrors(socket);
-  socket.setTimeout(0); // the ClientHello has its own timer; the tunnel sets the idle timeout
+  // The ClientHello has its own timer; the tunnel sets the idle timeout. (A CONNECT read by the
+  // forward listener never had a socket timeout: skip the timer-list work then.)
+  if ((socket as Socket & { timeout?: number }).timeout) socket.setTimeout(0);
   const outcome = await readClientHello(socket, head, {
     maxBytes: ctx.opts.tls.clientHelloMaxBytes,
     timeoutMs: ctx.opts.tls.clientHelloTimeout,
