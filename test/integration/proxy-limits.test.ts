@@ -41,6 +41,39 @@ t.test('a client too slow with its headers gets 408, counted; others carry on', 
   t.equal(obs.count('limit headers_timeout'), 1);
 });
 
+t.test('the first-head reader of the forward listener: CONNECT heads too slow, silent or too large get 408/431, counted', async (t) => {
+  const obs = recordingObserver();
+  const proxy = await startTestProxy(t, testOptions(hosts, { limits: { headersTimeout: 300, maxHeaderBytes: 1024 } }), testHooks(), obs);
+  const port = proxy.port('forward');
+  const slow = await openSocket(port);
+  const slowAnswer = readAll(slow);
+  slow.write('CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed');
+  const silent = await openSocket(port);
+  const silentAnswer = readAll(silent);
+  t.ok(await otherClientGetsPage(port), 'another client is served meanwhile');
+  t.match((await slowAnswer).toString(), /^HTTP\/1\.1 408/, 'an unfinished CONNECT head: 408');
+  t.match((await silentAnswer).toString(), /^HTTP\/1\.1 408/, 'a connection that never sends a byte: 408');
+  t.equal(obs.count('limit headers_timeout'), 2);
+  const big = await exchange(port, `CONNECT allowed.test:443 HTTP/1.1\r\nX-Big: ${'a'.repeat(2000)}\r\n\r\n`);
+  t.match(big.toString(), /^HTTP\/1\.1 431/, 'a CONNECT head over maxHeaderBytes: 431');
+  t.equal(obs.count('limit header_size'), 1);
+  const smuggle = await exchange(port, 'CONNECT allowed.test:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello');
+  t.match(smuggle.toString(), /^HTTP\/1\.1 400/, 'a CONNECT with content: 400');
+  t.notOk(obs.events.some((e) => e.startsWith('verdict')), 'none of them reached a decision');
+});
+
+t.test('plain HTTP inside a CONNECT tunnel has the headers timeout too', async (t) => {
+  const obs = recordingObserver();
+  const proxy = await startTestProxy(t, testOptions(hosts, { limits: { headersTimeout: 300 } }), testHooks(), obs);
+  const s = await openSocket(proxy.port('forward'));
+  const answer = readAll(s);
+  s.write('CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n');
+  s.write('GET /hello HTTP/1.1\r\nHost: allowed.test\r\n'); // and never the blank line
+  const text = (await answer).toString();
+  t.match(text, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 408/, 'the tunnel, then 408 for the unfinished head inside it');
+  t.equal(obs.count('limit headers_timeout'), 1);
+});
+
 t.test('an idle tunnel is closed after idleTimeout, counted', async (t) => {
   // A TCP echo server stands in for a TLS server: the tunnel does not look past the ClientHello.
   const echo = createServer((c) => {
