@@ -244,9 +244,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       switch (i) {
         case 0:
         case 1:
-        case 2:
           note('allowed', (await viaProxy(`http://allowed.test/page/${n % 1000}`)) === 200);
           return;
+        case 2: {
+          // An allowed tunnel: CONNECT, 200, the ClientHello spliced to the sink, its bytes back.
+          const r = await exchange(forward, Buffer.concat([Buffer.from('CONNECT tls-allowed.test:443 HTTP/1.1\r\nHost: tls-allowed.test:443\r\n\r\n'), clientHello('tls-allowed.test')]));
+          note('connect-allowed', status(r) === 200 && r.subarray(r.indexOf('\r\n\r\n') + 4)[0] === 0x16);
+          return;
+        }
         case 3:
           note('blocked', (await viaProxy(`http://blocked.test/p${n % 1000}`)) === 403);
           return;
