@@ -86,12 +86,18 @@ export function metricsObserver(m: Metrics): Observer {
   };
 }
 
+/** Observers made by combineObservers: combining one of them alone again adds nothing. */
+const combined = new WeakSet<Observer>();
+
 /**
  * Fan one event out to several observers. An observer that throws is not allowed to break the
  * proxy or the other observers: the error goes to `onError` (default: ignored after the first
- * report on stderr).
+ * report on stderr). Every Observer method takes one argument: the fan-out passes it on without
+ * rest parameters (this runs several times per connection). An already combined observer given
+ * alone is returned as it is, so layers that each guard themselves do not stack wrappers.
  */
 export function combineObservers(...observers: Observer[]): Observer {
+  if (observers.length === 1 && combined.has(observers[0]!)) return observers[0]!;
   let reported = false;
   const onError = (err: unknown): void => {
     if (reported) return;
@@ -99,16 +105,16 @@ export function combineObservers(...observers: Observer[]): Observer {
     process.stderr.write(`safespot: an evidence observer failed (further failures not shown): ${String(err)}\n`);
   };
   const each = <K extends keyof Observer>(key: K) =>
-    ((...args: unknown[]) => {
+    ((arg: unknown) => {
       for (const o of observers) {
         try {
-          (o[key] as (...a: unknown[]) => void)(...args);
+          (o[key] as (a: unknown) => void)(arg);
         } catch (err) {
           onError(err);
         }
       }
     }) as Observer[K];
-  return {
+  const out: Observer = {
     verdict: each('verdict'),
     clientHello: each('clientHello'),
     upstreamError: each('upstreamError'),
@@ -136,4 +142,6 @@ export function combineObservers(...observers: Observer[]): Observer {
       }
     },
   };
+  combined.add(out);
+  return out;
 }

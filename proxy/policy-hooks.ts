@@ -19,6 +19,7 @@
  * counts, because only the tap knows whether the answer came in time.
  */
 import { combineObservers } from '../audit/metrics.js';
+import type { VerdictEvent } from '../audit/observer.js';
 import type { Decision } from '../policy/decision.js';
 import type { ScannedImageHashes } from '../policy/image-lists.js';
 import { interceptChoice } from '../policy/intercept.js';
@@ -105,17 +106,17 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     started: bigint,
     subject: string,
   ): void => {
-    const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-    observer.verdict({
+    const event: VerdictEvent = {
       listener: conn.selftest ? 'selftest' : conn.listener,
       protocol,
       action: decision.action,
       category: decision.category,
       list: decision.list,
-      durationSeconds,
-      ...(opts.recordUrls ? { url: subject } : {}),
-      ...(opts.recordClients ? { client: conn.client } : {}),
-    });
+      durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    };
+    if (opts.recordUrls) event.url = subject;
+    if (opts.recordClients) event.client = conn.client;
+    observer.verdict(event);
   };
 
   /** SafeSearch front end for an allowed connection to `host`, when the client's profile enforces it. */
