@@ -9,10 +9,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Decision } from '../policy/decision.js';
+import type { UpstreamTlsStrings } from './upstream-tls.js';
 import { en } from './locales/en.js';
 import { sq } from './locales/sq.js';
 
-/** Strings of one language. */
+/** Strings of one language (the block page's, and the other pages a guest may see). */
 export interface BlockStrings {
   /** BCP 47 primary tag, for `lang` and Content-Language. */
   readonly lang: string;
@@ -31,6 +32,8 @@ export interface BlockStrings {
   readonly csamText: string;
   readonly noPolicyHeading: string;
   readonly noPolicy: string;
+  /** The explanatory 502 page for an intercepted upstream that fails TLS (proxy/upstream-tls.ts). */
+  readonly upstreamTls: UpstreamTlsStrings;
 }
 
 /** Every language with a strings file. Adding a language = one file under locales/ and one line here. */

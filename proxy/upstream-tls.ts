@@ -4,7 +4,8 @@
  * the trust anchors serve passes in (the system's roots plus `intercept.upstreamCa`).
  *
  * A server whose certificate fails (expired, not yet valid, wrong name, unknown or self-signed CA)
- * is never used: the guest gets an explanatory 502 page, and the failure counts as
+ * is never used: the guest gets an explanatory 502 page (in the guest's language, like the block
+ * page: strings in proxy/locales/), and the failure counts as
  * `upstream_error{reason="tls"}`. There is no option to skip verification on purpose: a filtering
  * proxy that accepted any certificate would hide attacks from the guest, whose browser can no
  * longer see the real certificate.
@@ -14,7 +15,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { SafespotError } from '../policy/errors.js';
-import { escapeHtml } from './block-page.js';
+import { escapeHtml, pickLanguage } from './block-page.js';
+import { en } from './locales/en.js';
 import type { EdgeContext } from './options.js';
 import { handleErrors } from './refuse.js';
 
@@ -75,27 +77,60 @@ export class UpstreamTls {
   }
 }
 
-/** What the guest is told, per OpenSSL verification code (the codes Node puts on the error). */
-const CERT_PROBLEMS: Readonly<Record<string, string>> = {
-  CERT_HAS_EXPIRED: 'its certificate has expired',
-  CERT_NOT_YET_VALID: 'its certificate is not valid yet',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate was issued for a different name',
-  HOSTNAME_MISMATCH: 'its certificate was issued for a different name',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'its certificate is self-signed, not issued by a trusted authority',
-  SELF_SIGNED_CERT_IN_CHAIN: 'its certificate chain ends in an authority that is not trusted',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its certificate is not issued by a trusted authority',
-  UNABLE_TO_GET_ISSUER_CERT: 'its certificate is not issued by a trusted authority',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'its certificate is not issued by a trusted authority',
-  CERT_UNTRUSTED: 'its certificate is not trusted',
-  CERT_REJECTED: 'its certificate was rejected',
-  CERT_REVOKED: 'its certificate has been revoked',
-  CERT_SIGNATURE_FAILURE: 'its certificate signature is invalid',
-  INVALID_CA: 'its certificate chain contains an invalid authority',
-  INVALID_PURPOSE: 'its certificate is not meant for a web server',
-  PATH_LENGTH_EXCEEDED: 'its certificate chain is too long',
-  CERT_CHAIN_TOO_LONG: 'its certificate chain is too long',
-  ERROR_IN_CERT_NOT_BEFORE_FIELD: 'its certificate is malformed',
-  ERROR_IN_CERT_NOT_AFTER_FIELD: 'its certificate is malformed',
+/** The kinds of certificate failure the guest is told about; each locale words every one. */
+export type CertProblem =
+  | 'expired'
+  | 'notYetValid'
+  | 'wrongName'
+  | 'selfSigned'
+  | 'untrustedRoot'
+  | 'untrustedIssuer'
+  | 'untrusted'
+  | 'rejected'
+  | 'revoked'
+  | 'badSignature'
+  | 'invalidAuthority'
+  | 'wrongPurpose'
+  | 'chainTooLong'
+  | 'malformed';
+
+/** Strings of the explanatory page in one language (the `upstreamTls` part of a locale file). */
+export interface UpstreamTlsStrings {
+  /** Heading and title when the certificate failed verification. */
+  readonly certHeading: string;
+  /** Heading and title when the handshake failed for another reason. */
+  readonly tlsHeading: string;
+  /** With `{problem}`, one of `problems`. This and the next two end without a full stop: the page adds the OpenSSL code, then the stop. */
+  readonly certFailed: string;
+  /** A certificate failure of a kind not in the table. */
+  readonly certFailedUnknown: string;
+  readonly tlsFailed: string;
+  readonly problems: Readonly<Record<CertProblem, string>>;
+  /** Why the page was not loaded and what the guest can do. */
+  readonly explanation: string;
+}
+
+/** The kind of problem, per OpenSSL verification code (the codes Node puts on the error). */
+const CERT_PROBLEMS: Readonly<Record<string, CertProblem>> = {
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'notYetValid',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'wrongName',
+  HOSTNAME_MISMATCH: 'wrongName',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'selfSigned',
+  SELF_SIGNED_CERT_IN_CHAIN: 'untrustedRoot',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'untrustedIssuer',
+  UNABLE_TO_GET_ISSUER_CERT: 'untrustedIssuer',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'untrustedIssuer',
+  CERT_UNTRUSTED: 'untrusted',
+  CERT_REJECTED: 'rejected',
+  CERT_REVOKED: 'revoked',
+  CERT_SIGNATURE_FAILURE: 'badSignature',
+  INVALID_CA: 'invalidAuthority',
+  INVALID_PURPOSE: 'wrongPurpose',
+  PATH_LENGTH_EXCEEDED: 'chainTooLong',
+  CERT_CHAIN_TOO_LONG: 'chainTooLong',
+  ERROR_IN_CERT_NOT_BEFORE_FIELD: 'malformed',
+  ERROR_IN_CERT_NOT_AFTER_FIELD: 'malformed',
 };
 
 /**
@@ -109,7 +144,8 @@ export function upstreamTlsFailure(err: unknown, name: string): SafespotError | 
   if (typeof code !== 'string') return null;
   const problem = CERT_PROBLEMS[code];
   if (problem !== undefined) {
-    return new SafespotError('ERR_UPSTREAM_CERT', `the server for ${name} could not prove its identity: ${problem} (${code})`, { cause: err });
+    // The message is English, for operators and tests; the guest's page is worded from the locale files.
+    return new SafespotError('ERR_UPSTREAM_CERT', `the server for ${name} could not prove its identity: ${en.upstreamTls.problems[problem]} (${code})`, { cause: err });
   }
   if (code.startsWith('ERR_SSL_') || code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || code === 'EPROTO') {
     return new SafespotError('ERR_UPSTREAM', `the secure connection to the server for ${name} failed (${code})`, { cause: err });
@@ -117,12 +153,33 @@ export function upstreamTlsFailure(err: unknown, name: string): SafespotError | 
   return null;
 }
 
-/** The explanatory page for a failed upstream certificate (or TLS handshake). */
-export function upstreamTlsErrorPage(err: SafespotError): { status: number; headers: Record<string, string>; body: Buffer } {
+/** The OpenSSL or Node code behind a failure, when it is a plain word (it is shown on the page). */
+function failureCode(err: SafespotError): string | undefined {
+  const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : undefined;
+}
+
+/**
+ * The explanatory page for a failed upstream certificate (or TLS handshake), in the guest's
+ * language: Accept-Language against `languages`, chosen as for the block page. Like the block
+ * page it holds no personal data and neither the URL nor the host name; only the kind of problem
+ * and its OpenSSL code.
+ */
+export function upstreamTlsErrorPage(
+  err: SafespotError,
+  acceptLanguage: string | undefined,
+  languages: readonly string[],
+): { status: number; headers: Record<string, string>; body: Buffer } {
+  const locale = pickLanguage(acceptLanguage, languages);
+  const s = locale.upstreamTls;
+  const code = failureCode(err);
   const cert = err.code === 'ERR_UPSTREAM_CERT';
-  const heading = cert ? 'This site could not prove its identity' : 'The secure connection to this site failed';
+  const heading = cert ? s.certHeading : s.tlsHeading;
+  const problem = code === undefined ? undefined : CERT_PROBLEMS[code];
+  const sentence = !cert ? s.tlsFailed : problem === undefined ? s.certFailedUnknown : s.certFailed.split('{problem}').join(s.problems[problem]);
+  const reason = code === undefined ? `${sentence}.` : `${sentence} (${code}).`;
   const html = `<!doctype html>
-<html lang="en">
+<html lang="${escapeHtml(locale.lang)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -137,9 +194,8 @@ h1{font-size:1.4rem;margin-top:0}
 <body>
 <main>
 <h1>${escapeHtml(heading)}</h1>
-<p>${escapeHtml(err.message.charAt(0).toUpperCase() + err.message.slice(1))}.</p>
-<p>This network checks the certificates of secure sites on your behalf. The page was not loaded,
-because it could be an impostor. If the problem persists, contact the site's owner.</p>
+<p>${escapeHtml(reason)}</p>
+<p>${escapeHtml(s.explanation)}</p>
 </main>
 </body>
 </html>
@@ -151,6 +207,7 @@ because it could be an impostor. If the problem persists, contact the site's own
     headers: {
       'content-type': 'text/html; charset=utf-8',
       'content-length': String(body.length),
+      'content-language': locale.lang,
       'cache-control': 'no-store',
       'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
       'x-content-type-options': 'nosniff',
@@ -173,7 +230,8 @@ export function failUpstreamTls(ctx: EdgeContext, res: ServerResponse, err: unkn
     res.destroy();
     return true;
   }
-  const page = upstreamTlsErrorPage(failure);
+  // res.req is the request this response answers: its Accept-Language picks the page's language.
+  const page = upstreamTlsErrorPage(failure, res.req.headers['accept-language'], ctx.opts.blockPage.languages);
   res.shouldKeepAlive = false;
   res.writeHead(page.status, page.headers);
   res.end(page.body);

@@ -31,6 +31,9 @@ t.test('every locale has every string', async (t) => {
     t.same(Object.keys(s).sort(), keys, `${lang} keys`);
     t.same(Object.keys(s.categories).sort(), Object.keys(LOCALES['en']!.categories).sort(), `${lang} categories`);
     t.match(s.contact, /\{contact\}/, `${lang} contact placeholder`);
+    t.same(Object.keys(s.upstreamTls).sort(), Object.keys(LOCALES['en']!.upstreamTls).sort(), `${lang} bad-certificate page`);
+    t.same(Object.keys(s.upstreamTls.problems).sort(), Object.keys(LOCALES['en']!.upstreamTls.problems).sort(), `${lang} certificate problems`);
+    t.match(s.upstreamTls.certFailed, /\{problem\}/, `${lang} problem placeholder`);
   }
 });
 

@@ -64,16 +64,43 @@ t.test('upstream TLS failures: certificate problems are ERR_UPSTREAM_CERT, other
   t.equal(upstreamTlsFailure(cert, 'x.test'), cert, 'an already converted failure is kept');
 });
 
-t.test('the explanatory page: 502, escaped, never a retry link to the impostor', async (t) => {
-  const page = upstreamTlsErrorPage(upstreamTlsFailure(err('CERT_HAS_EXPIRED'), '<script>.test')!);
+t.test('the explanatory page: 502, escaped, never a retry link to the impostor, no host name', async (t) => {
+  const page = upstreamTlsErrorPage(upstreamTlsFailure(err('CERT_HAS_EXPIRED'), '<script>.test')!, undefined, ['en', 'sq']);
   t.equal(page.status, 502);
   t.equal(page.headers['content-type'], 'text/html; charset=utf-8');
   t.equal(Number(page.headers['content-length']), page.body.length);
   const html = page.body.toString('utf8');
   t.match(html, 'could not prove its identity');
   t.match(html, 'certificate has expired');
-  t.notMatch(html, '<script>', 'host names are escaped');
+  t.match(html, '(CERT_HAS_EXPIRED)', 'the OpenSSL code, for whoever the guest asks');
+  t.notMatch(html, /script/, 'the host name is not on the page');
   t.notMatch(html, /<a /, 'no link that would lead past the check');
-  const other = upstreamTlsErrorPage(upstreamTlsFailure(err('ERR_SSL_WRONG_VERSION_NUMBER'), 'shop.test')!);
+  const other = upstreamTlsErrorPage(upstreamTlsFailure(err('ERR_SSL_WRONG_VERSION_NUMBER'), 'shop.test')!, undefined, ['en', 'sq']);
   t.match(other.body.toString(), 'The secure connection to this site failed');
+  t.notMatch(other.body.toString(), 'shop.test', 'no host name');
+  const bare = upstreamTlsErrorPage(new SafespotError('ERR_UPSTREAM_CERT', 'no cause'), undefined, ['en']);
+  t.match(bare.body.toString(), 'its certificate failed the check', 'a failure without an OpenSSL code still explains');
+});
+
+t.test('the explanatory page speaks the guest\'s language (Accept-Language, as the block page)', async (t) => {
+  const expired = upstreamTlsFailure(err('CERT_HAS_EXPIRED'), 'shop.test')!;
+  const wrongVersion = upstreamTlsFailure(err('ERR_SSL_WRONG_VERSION_NUMBER'), 'shop.test')!;
+  const cases: Array<[SafespotError, string | undefined, readonly string[], string, RegExp]> = [
+    [expired, 'sq', ['en', 'sq'], 'sq', /nuk mundi të vërtetojë identitetin[\s\S]*certifikata e tij ka skaduar \(CERT_HAS_EXPIRED\)/],
+    [expired, 'sq-AL,en;q=0.5', ['en', 'sq'], 'sq', /certifikata e tij ka skaduar/],
+    [expired, 'en', ['sq', 'en'], 'en', /could not prove its identity: its certificate has expired/],
+    [expired, undefined, ['en', 'sq'], 'en', /its certificate has expired/],
+    [expired, undefined, ['sq', 'en'], 'sq', /certifikata e tij ka skaduar/],
+    [expired, 'de', ['en', 'sq'], 'en', /its certificate has expired/],
+    [wrongVersion, 'sq', ['en', 'sq'], 'sq', /Lidhja e sigurt me këtë faqe interneti dështoi/],
+  ];
+  for (const [failure, header, offered, lang, text] of cases) {
+    const page = upstreamTlsErrorPage(failure, header, offered);
+    const html = page.body.toString('utf8');
+    const what = `${failure.code} ${header} / ${offered.join(',')}`;
+    t.equal(page.headers['content-language'], lang, `${what}: Content-Language`);
+    t.match(html, `<html lang="${lang}">`, `${what}: lang`);
+    t.match(html, text, `${what}: text`);
+    t.notMatch(html, 'shop.test', `${what}: no host name`);
+  }
 });
