@@ -2,7 +2,7 @@
  * TLS interception through the real `serve` (test/helpers/intercept-rig.ts): undici and curl that
  * trust the safespot CA see the block page over HTTPS and clean allowed pages; page-level hashed
  * entries match HTTPS paths; upstreams with bad certificates are refused with the explanatory
- * page; excluded hosts are spliced (the client sees the upstream's own certificate); a client that
+ * page, in the guest's language; excluded hosts are spliced (the client sees the upstream's own certificate); a client that
  * does not trust the CA never gets content; a profile without interception keeps the TLS alert;
  * the admin listener serves the CA (never the key); a burst of new hosts is minted in bounded memory.
  */
@@ -79,17 +79,29 @@ t.test('interception through serve', async (t) => {
   });
 
   await t.test('upstreams with bad certificates are refused with an explanation', async (t) => {
-    const cases: Array<[string, RegExp]> = [
-      ['https://expired.test/hello', /certificate has expired/],
-      ['https://wrongname.test/hello', /issued for a different name/],
-      ['https://unknownca.test/hello', /not issued by a trusted authority|self-signed/],
+    // [url, Accept-Language of the "otherwise" client, English reason, Albanian reason]
+    const cases: Array<[string, string | undefined, RegExp, RegExp]> = [
+      ['https://expired.test/hello', undefined, /certificate has expired/, /certifikata e tij ka skaduar/],
+      ['https://wrongname.test/hello', 'de-DE', /issued for a different name/, /lëshuar për një emër tjetër/],
+      ['https://unknownca.test/hello', 'en-GB,sq;q=0.1', /not issued by a trusted authority|self-signed/, /nuk është lëshuar nga një autoritet i besuar|vetënënshkruar/],
     ];
-    for (const [url, why] of cases) {
-      const r = await get(url);
+    for (const [url, otherwise, why, whySq] of cases) {
+      const host = new URL(url).hostname;
+      const r = await get(url, otherwise === undefined ? {} : { 'accept-language': otherwise });
       t.equal(r.status, 502, `${url}: 502`);
+      t.equal(r.headers['content-language'], 'en', `${url} (${otherwise ?? 'no Accept-Language'}): in English`);
       t.match(r.body, 'could not prove its identity', `${url}: explained`);
       t.match(r.body, why, `${url}: the reason`);
       t.notMatch(r.body, 'hello from', `${url}: never the content`);
+      t.notMatch(r.body, host, `${url}: neither the URL nor the host on the page`);
+      const sq = await get(url, { 'accept-language': 'sq' });
+      t.equal(sq.status, 502, `${url} sq: 502`);
+      t.equal(sq.headers['content-language'], 'sq', `${url}: Accept-Language sq gets Albanian`);
+      t.match(sq.body, '<html lang="sq">');
+      t.match(sq.body, 'nuk mundi të vërtetojë identitetin', `${url} sq: explained`);
+      t.match(sq.body, whySq, `${url} sq: the reason`);
+      t.notMatch(sq.body, 'could not prove', `${url} sq: no English left`);
+      t.notMatch(sq.body, host, `${url} sq: neither the URL nor the host on the page`);
     }
   });
 
@@ -164,7 +176,7 @@ t.test('interception through serve', async (t) => {
     t.ok(delta('safespot_intercept_connections_total', { outcome: 'excluded' }) >= 2);
     t.ok(delta('safespot_intercept_connections_total', { outcome: 'client_handshake_failed' }) >= 2);
     t.equal(delta('safespot_intercept_connections_total', { outcome: 'mint_failed' }), 0);
-    t.equal(delta('safespot_upstream_errors_total', { reason: 'tls' }), 3, 'one per bad upstream certificate');
+    t.equal(delta('safespot_upstream_errors_total', { reason: 'tls' }), 6, 'one per request refused for a bad upstream certificate (3 hosts, in en and sq)');
   });
 });
 
