@@ -6,40 +6,19 @@
 import t from 'tap';
 import { ProxyAgent, request } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { makeTestPki } from '../helpers/pki.js';
-import { BIG_SIZE, bigBody, sha256, startHttpUpstream, startHttpsUpstream } from '../helpers/upstream.js';
-import {
-  captureClientHello,
-  exchange,
-  isAlert,
-  openSocket,
-  readAll,
-  readUntil,
-  recordingObserver,
-  runCmd,
-  startTestProxy,
-  testHooks,
-  testOptions,
-} from '../helpers/clients.js';
+import { BIG_SIZE, bigBody, sha256, startHttpUpstream } from '../helpers/upstream.js';
+import { captureClientHello, exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { startTlsProxyRig } from '../helpers/tls-proxy-rig.js';
 
-// Listener leaks (an error listener added per step) show up as process warnings.
-const warnings: string[] = [];
-process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
-
-const pki = makeTestPki();
-t.teardown(() => pki.cleanup());
-const https = await startHttpsUpstream(pki);
-t.teardown(() => https.close());
 const http = await startHttpUpstream();
 t.teardown(() => http.close());
-const hosts = {
-  'allowed.test': `127.0.0.1:${https.port}`,
-  'blocked.test': `127.0.0.1:${https.port}`,
-  'plain.test': `127.0.0.1:${http.port}`,
-};
-const observer = recordingObserver();
-const hooks = testHooks();
-const proxy = await startTestProxy(t, testOptions(hosts, { tls: { clientHelloTimeout: 400 } }), hooks, observer);
+const { warnings, pki, hosts, hooks, observer, proxy } = await startTlsProxyRig(t, {
+  hosts: (httpsPort) => ({
+    'allowed.test': `127.0.0.1:${httpsPort}`,
+    'blocked.test': `127.0.0.1:${httpsPort}`,
+    'plain.test': `127.0.0.1:${http.port}`,
+  }),
+});
 const port = proxy.port('forward');
 const proxyUrl = `http://127.0.0.1:${port}`;
 const agent = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: pki.caCert } });

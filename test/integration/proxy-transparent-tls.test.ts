@@ -8,41 +8,20 @@ import { request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseClientHello } from '../../proxy/client-hello.js';
 import { CidrSet } from '../../policy/ip.js';
-import { makeTestPki } from '../helpers/pki.js';
-import { startHttpsUpstream } from '../helpers/upstream.js';
 import { clientHello, records } from '../helpers/client-hello-builder.js';
-import {
-  captureClientHello,
-  exchange,
-  isAlert,
-  openSocket,
-  readAll,
-  readUntil,
-  recordingObserver,
-  runCmd,
-  startTestProxy,
-  testHooks,
-  testOptions,
-} from '../helpers/clients.js';
+import { captureClientHello, exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { startTlsProxyRig } from '../helpers/tls-proxy-rig.js';
 
-// Listener leaks (an error listener added per step) show up as process warnings.
-const warnings: string[] = [];
-process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
-
-const pki = makeTestPki();
-t.teardown(() => pki.cleanup());
-const upstream = await startHttpsUpstream(pki);
-t.teardown(() => upstream.close());
-const hosts = {
-  'allowed.test': `127.0.0.1:${upstream.port}`,
-  'blocked.test': `127.0.0.1:${upstream.port}`,
-  'safe.search.test': `127.0.0.1:${upstream.port}`,
-  // search.test itself points nowhere useful: only the SafeSearch redirect makes it work.
-  'search.test': '127.0.0.1:1',
-};
-const observer = recordingObserver();
-const hooks = testHooks({ redirect: { 'search.test': 'safe.search.test' } });
-const proxy = await startTestProxy(t, testOptions(hosts, { tls: { clientHelloTimeout: 400 } }), hooks, observer);
+const { warnings, pki, hosts, observer, proxy } = await startTlsProxyRig(t, {
+  hosts: (httpsPort) => ({
+    'allowed.test': `127.0.0.1:${httpsPort}`,
+    'blocked.test': `127.0.0.1:${httpsPort}`,
+    'safe.search.test': `127.0.0.1:${httpsPort}`,
+    // search.test itself points nowhere useful: only the SafeSearch redirect makes it work.
+    'search.test': '127.0.0.1:1',
+  }),
+  redirect: { 'search.test': 'safe.search.test' },
+});
 const tlsPort = proxy.port('tls');
 
 const captures: Record<string, Buffer> = {
