@@ -13,13 +13,13 @@
  *
  * Figures only, never pass/fail. Every child process and temp file is removed, also on error.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LoadJob, LoadResult } from './proxy-load.js';
+import { startLoad } from './load-child.js';
 import { type BenchResult, isMain, printResults } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -78,32 +78,6 @@ function startSafespot(config: string, children: ChildProcess[]): Promise<Safesp
       resolve({ child, forward: j.listeners.forward.port, pids: [child.pid!, ...(j.workers ?? [])] });
     });
   });
-}
-
-function startLoad(children: ChildProcess[]): { pid: number; run: (job: LoadJob) => Promise<LoadResult> } {
-  const child = fork(join(HERE, 'proxy-load.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  children.push(child);
-  const waiting = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
-  let nextId = 1;
-  child.on('message', (m: { id: number; result?: LoadResult; error?: string }) => {
-    const w = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (m.error !== undefined) w?.reject(new Error(`load generator: ${m.error}`));
-    else w?.resolve(m.result as LoadResult);
-  });
-  child.once('exit', (code) => {
-    for (const w of waiting.values()) w.reject(new Error(`load generator exited (${code})`));
-    waiting.clear();
-  });
-  return {
-    pid: child.pid!,
-    run: (job) =>
-      new Promise((resolve, reject) => {
-        const id = nextId++;
-        waiting.set(id, { resolve, reject });
-        child.send({ id, job });
-      }),
-  };
 }
 
 function startUpstream(): Promise<Server> {

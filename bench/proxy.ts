@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { summarizeProfiles } from './cpu-profile.js';
+import { startLoad, type LoadChild } from './load-child.js';
 import type { LoadJob, LoadResult, Via } from './proxy-load.js';
 import { makePki, portOf, startHttpUpstream, startTlsUpstream } from './proxy-upstream.js';
 import { type BenchResult, isMain, printResults } from './common.js';
@@ -117,30 +118,6 @@ function forkChild(file: string, first: unknown, children: ChildProcess[], execA
   });
 }
 
-/** The load generator process, driven job by job. */
-function startLoad(children: ChildProcess[]): (job: LoadJob) => Promise<LoadResult> {
-  const child = fork(join(HERE, 'proxy-load.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  children.push(child);
-  const waiting = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
-  let nextId = 1;
-  child.on('message', (m: { id: number; result?: LoadResult; error?: string }) => {
-    const w = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (m.error !== undefined) w?.reject(new Error(`load generator: ${m.error}`));
-    else w?.resolve(m.result as LoadResult);
-  });
-  child.once('exit', (code) => {
-    for (const w of waiting.values()) w.reject(new Error(`load generator exited (${code})`));
-    waiting.clear();
-  });
-  return (job) =>
-    new Promise((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, { resolve, reject });
-      child.send({ id, job });
-    });
-}
-
 /** A raw exchange with the proxy: what it answers to `text` (up to close or 2 s). */
 function rawExchange(port: number, text: string): Promise<string> {
   return new Promise((resolve) => {
@@ -167,7 +144,7 @@ async function fetchText(url: string): Promise<string> {
 type Target = 'direct' | 'bare' | 'bareP' | 'bareHP' | 'safespot';
 
 interface Env {
-  load: (job: LoadJob) => Promise<LoadResult>;
+  load: LoadChild;
   via: Record<Target, Via>;
   pid: Partial<Record<Target, number>>;
   tlsPort: number;
@@ -182,7 +159,7 @@ const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 async function measured(env: Env, targets: readonly Target[], job: LoadJob): Promise<LoadResult & { cpu: Partial<Record<Target, number>> }> {
   const c0 = targets.map((t) => (env.pid[t] ? cpuSeconds(env.pid[t]!) : NaN));
   const from = nowUs();
-  const r = await env.load(job);
+  const r = await env.load.run(job);
   const cpu: Partial<Record<Target, number>> = {};
   targets.forEach((t, i) => (cpu[t] = env.pid[t] ? cpuSeconds(env.pid[t]!) - c0[i]! : NaN));
   env.windows?.push({ op: job.op, targets, from, to: nowUs() });
@@ -345,7 +322,7 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
       forkChild('bare-forwarder.js', { hosts, parse: 'http', join: 'pipeline' }, children),
     ]);
     const load = startLoad(children);
-    await load({ op: 'init', ca: pki.ca });
+    await load.run({ op: 'init', ca: pki.ca });
 
     // The policy is really there: a listed host is refused, the gauge counts every entry.
     const refused = (await rawExchange(safespot.forward, `CONNECT site7.cat7.test:443 HTTP/1.1\r\nHost: site7.cat7.test:443\r\n\r\n`)).split('\r\n')[0];
