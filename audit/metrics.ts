@@ -2,78 +2,57 @@
  * Every Prometheus metric of safespot, defined here and nowhere else (docs/metrics.md lists the same
  * names; test/unit/metrics.test.ts keeps the two equal).
  *
- * Labels come only from closed sets: listener, protocol, action and the other enums below are typed
- * unions, categories and list ids are the ones named in the configuration. Anything else is clamped
- * to `other` (never passed through), so a bug or a hostile input can neither put a host, URL, hash or
- * client address into a label nor blow up the number of series.
+ * Labels come only from closed sets: listener, protocol, action and the other enums of
+ * metric-types.ts are typed unions, categories and list ids are the ones named in the
+ * configuration. Anything else is clamped to `other` (never passed through), so a bug or a hostile
+ * input can neither put a host, URL, hash or client address into a label nor blow up the number of
+ * series.
  *
  * The proxy does not see prom-client: it calls the small `Observer` interface, and `serve` plugs in
- * `metricsObserver` (here) and `journalObserver` (audit/journal.ts) through `combineObservers`.
+ * `metricsObserver` (observer.ts) and `journalObserver` (audit/journal.ts) through `combineObservers`.
  *
  * With `workers` > 1 (appliance/serve-cluster.ts) the primary's /metrics merges its own registry
  * and every worker's with prom-client's AggregatorRegistry, which applies each metric's
  * `aggregator`: counters, histograms and connection gauges sum (each process counts its own
  * traffic); gauges that state one fact about the appliance take `max` (policy entries, refresh
  * times, policy and build info, last self-test) or `min` (filtering active: 1 only when every
- * process holds a policy; self-test success). Nothing that must not add up is summed.
+ * process holds a policy; self-test success). Nothing that must not add up is summed. The
+ * prom-client defaults we export, and their aggregation, are chosen in metrics-defaults.ts.
+ *
+ * This module re-exports metric-types.ts (label sets, the Metrics handle), observer.ts and
+ * DEFAULT_METRICS_EXPORTED, so importers need only audit/metrics.js.
  *
  * audit/ imports only policy/errors.ts from our code.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  ACTIONS,
+  CLIENT_HELLO_RESULTS,
+  CONNECTION_LISTENERS,
+  DEFAULT_CATEGORIES,
+  IMAGE_SCAN_RESULTS,
+  INTERCEPT_OUTCOMES,
+  LIMITS,
+  LISTENERS,
+  MATCH_TYPES,
+  NO_CATEGORY,
+  OTHER,
+  PROTOCOLS,
+  REFRESH_FAILURE_REASONS,
+  UPSTREAM_ERROR_REASONS,
+  type ListenerLabel,
+  type Metrics,
+  type ProtocolLabel,
+} from './metric-types.js';
+import { registerChosenDefaults } from './metrics-defaults.js';
 
-// ---------------------------------------------------------------------------------------------
-// Closed label sets
-// ---------------------------------------------------------------------------------------------
-
-export const LISTENERS = ['forward', 'http', 'tls', 'selftest'] as const;
-export type ListenerLabel = (typeof LISTENERS)[number];
-/** Listeners that hold connections (the admin listener counts its own). */
-export const CONNECTION_LISTENERS = ['forward', 'http', 'tls', 'admin', 'other'] as const;
-export type ConnectionListener = (typeof CONNECTION_LISTENERS)[number];
-export const PROTOCOLS = ['http', 'connect', 'tls', 'https'] as const;
-export type ProtocolLabel = (typeof PROTOCOLS)[number];
-export const ACTIONS = ['allow', 'block', 'monitor', 'error'] as const;
-export type ActionLabel = (typeof ACTIONS)[number];
-/** `partial`: a 206 range response of an image, passed unscanned (a part of a file has no hash to match). */
-export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image', 'partial'] as const;
-export type ImageScanResult = (typeof IMAGE_SCAN_RESULTS)[number];
-export const MATCH_TYPES = ['md5', 'sha1', 'sha256', 'pdq'] as const;
-export type MatchType = (typeof MATCH_TYPES)[number];
-export const CLIENT_HELLO_RESULTS = ['sni', 'no_sni', 'ech', 'malformed', 'timeout', 'not_tls'] as const;
-export type ClientHelloResult = (typeof CLIENT_HELLO_RESULTS)[number];
-export const UPSTREAM_ERROR_REASONS = ['connect', 'timeout', 'resolve', 'refused_destination', 'tls', 'reset', 'other'] as const;
-export type UpstreamErrorReason = (typeof UPSTREAM_ERROR_REASONS)[number];
-export const LIMITS = [
-  'connections',
-  'connections_per_client',
-  'header_size',
-  'headers_timeout',
-  'idle_timeout',
-  'client_hello_timeout',
-  'client_forbidden',
-  'body_size',
-] as const;
-export type LimitName = (typeof LIMITS)[number];
-/**
- * What happened to a TLS connection of a profile that intercepts (proxy/intercept.ts): terminated
- * with a minted certificate, spliced because the host is excluded, refused because no certificate
- * could be minted, or ended because the client did not accept ours (a device without the CA).
- */
-export const INTERCEPT_OUTCOMES = ['intercepted', 'excluded', 'mint_failed', 'client_handshake_failed'] as const;
-export type InterceptOutcome = (typeof INTERCEPT_OUTCOMES)[number];
-/** Why a list refresh failed (the reason label of safespot_policy_refresh_failures_total). */
-export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;
-export type RefreshFailureReason = (typeof REFRESH_FAILURE_REASONS)[number];
-
-/** Categories used when the caller names none (the ones DESIGN.md names). */
-export const DEFAULT_CATEGORIES = ['csam', 'adult', 'malware', 'bypass'] as const;
-/** Category label of a verdict that matched no list (allows, errors). */
-export const NO_CATEGORY = 'none';
-/** What any value outside a closed set becomes. */
-export const OTHER = 'other';
+export * from './metric-types.js';
+export { DEFAULT_METRICS_EXPORTED } from './metrics-defaults.js';
+// The Observer lives in observer.ts; re-exported so existing imports keep working.
+export * from './observer.js';
 
 /**
  * Decision latency buckets: 1 µs to 10 ms, roughly 1-2.5-5 per decade. A hashed lookup is a few
@@ -83,93 +62,11 @@ export const DECISION_BUCKETS: readonly number[] = [
   1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
 ];
 
-/**
- * The prom-client default metrics we export, chosen one by one. Left out on purpose:
- * `nodejs_active_{handles,requests,resources}_total` (gauges named like counters, which
- * `promtool check metrics` rejects), the per-space heap gauges and most event-loop-lag summaries
- * (noise on an appliance dashboard).
- */
-export const DEFAULT_METRICS_EXPORTED: readonly string[] = [
-  'process_cpu_user_seconds_total',
-  'process_cpu_system_seconds_total',
-  'process_cpu_seconds_total',
-  'process_start_time_seconds',
-  'process_resident_memory_bytes',
-  'process_virtual_memory_bytes',
-  'process_heap_bytes',
-  'process_open_fds',
-  'process_max_fds',
-  'nodejs_eventloop_lag_seconds',
-  'nodejs_eventloop_lag_p50_seconds',
-  'nodejs_eventloop_lag_p99_seconds',
-  'nodejs_eventloop_lag_max_seconds',
-  'nodejs_active_handles',
-  'nodejs_active_requests',
-  'nodejs_active_resources',
-  'nodejs_heap_size_total_bytes',
-  'nodejs_heap_size_used_bytes',
-  'nodejs_external_memory_bytes',
-  'nodejs_version_info',
-  'nodejs_gc_duration_seconds',
-];
-
 /** Label values of safespot_policy_info{version} and safespot_build_info{version}: short, plain. */
 const VERSION_RE = /^[A-Za-z0-9._+-]{1,64}$/;
 
 function clamp<T extends string>(value: string | null | undefined, set: ReadonlySet<string>, fallback: T): T {
   return (typeof value === 'string' && set.has(value) ? value : fallback) as T;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The typed handles
-// ---------------------------------------------------------------------------------------------
-
-export interface RequestLabels {
-  listener: ListenerLabel;
-  protocol: ProtocolLabel;
-  action: ActionLabel;
-  /** A configured category, or null/'none' for a verdict that matched no list. */
-  category: string | null;
-}
-
-export interface Metrics {
-  readonly registry: Registry;
-  /** The closed set of category label values (configured categories, 'none', 'other'). */
-  readonly categories: readonly string[];
-  /** The closed set of list label values (configured list ids, 'other'). */
-  readonly lists: readonly string[];
-  readonly requests: { inc(labels: RequestLabels, n?: number): void };
-  readonly imagesScanned: { inc(result: ImageScanResult, n?: number): void };
-  readonly imagesBlocked: { inc(labels: { category: string; match: MatchType }, n?: number): void };
-  /** Image matches of lists in monitor mode (would have been blocked). */
-  readonly imagesMonitored: { inc(labels: { category: string; match: MatchType }, n?: number): void };
-  readonly decisionDuration: { observe(seconds: number): void };
-  readonly connectionsActive: { inc(listener: string): void; dec(listener: string): void; set(listener: string, n: number): void };
-  readonly clientHello: { inc(result: ClientHelloResult): void };
-  readonly upstreamErrors: { inc(reason: UpstreamErrorReason): void };
-  readonly limitsHit: { inc(limit: LimitName): void };
-  readonly intercepts: { inc(outcome: InterceptOutcome): void };
-  /** CONNECTs whose SNI named another host than the CONNECT authority (domain fronting), by the action taken. */
-  readonly fronting: { inc(action: 'allow' | 'block'): void };
-  readonly policyEntries: { set(list: string, entries: number): void };
-  /** Unix time in seconds of the last successful load or refresh of a list. */
-  readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
-  /** Each list's configured refresh interval in seconds (0: refreshed only on reload), so staleness alerts are exact. */
-  readonly policyRefreshInterval: { set(list: string, seconds: number): void };
-  readonly policyRefreshFailures: { inc(list: string, reason: RefreshFailureReason): void };
-  /** Replaces the one series of safespot_policy_info with the given bundle version. */
-  readonly policyInfo: { set(version: string): void };
-  readonly filteringActive: { set(active: boolean): void };
-  readonly selftestSuccess: { set(category: string, ok: boolean): void };
-  readonly selftestLastRun: { set(unixSeconds: number): void };
-  /** A worker process died unexpectedly and was started again (`workers` > 1; serve-cluster.ts). */
-  readonly workerRestarts: { inc(): void };
-  /** Create every known label combination at 0 so that increase() works from the first event. */
-  preinitialise(): void;
-  /** Names of every metric in the registry (ours and the chosen default metrics). */
-  names(): string[];
-  /** The exposition text (what /metrics serves). */
-  text(): Promise<string>;
 }
 
 export interface CreateMetricsOptions {
@@ -492,30 +389,3 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
 function uniq(values: readonly string[]): string[] {
   return [...new Set(values)];
 }
-
-/**
- * Aggregation across worker processes of the defaults whose prom-client choice does not suit us:
- * the appliance started when its first process did (prom-client omits the metric), and the fd
- * limit is per process (a sum would promise more than any process has). CPU, memory, handles and
- * open fds sum to the appliance's total; event-loop lag keeps prom-client's average/min/max.
- */
-const DEFAULT_METRIC_AGGREGATORS: Readonly<Record<string, Aggregator>> = {
-  process_start_time_seconds: 'min',
-  process_max_fds: 'min',
-};
-
-/** prom-client registers all its defaults at once; collect them aside and keep the chosen ones. */
-function registerChosenDefaults(target: Registry): void {
-  const scratch = new Registry();
-  collectDefaultMetrics({ register: scratch });
-  for (const name of DEFAULT_METRICS_EXPORTED) {
-    const metric = scratch.getSingleMetric(name);
-    if (!metric) continue;
-    const aggregator = DEFAULT_METRIC_AGGREGATORS[name];
-    if (aggregator) (metric as unknown as { aggregator: Aggregator }).aggregator = aggregator;
-    target.registerMetric(metric);
-  }
-}
-
-// The Observer lives in observer.ts; re-exported so existing imports keep working.
-export * from './observer.js';

@@ -3,7 +3,7 @@
  * journal. `metricsObserver` (here) feeds the metrics, `journalObserver` (audit/journal.ts) the
  * journal, and `combineObservers` fans one event out to both, isolating a failing one.
  */
-import type { InterceptOutcome, Metrics } from './metrics.js';
+import type { InterceptOutcome, Metrics } from './metric-types.js';
 
 export interface VerdictEvent {
   listener: 'forward' | 'http' | 'tls' | 'selftest';
