@@ -13,7 +13,12 @@
  * - an error on either socket destroys both;
  * - a socket that closes before its readable side ended or its writable side finished (a reset, a
  *   destroy) destroys the other one: there is nobody left to talk to;
- * - a socket that closes cleanly (both halves done) leaves the other to flush and close by itself.
+ * - a socket that closes cleanly (both halves done) leaves the other to flush and close by itself;
+ *   but `pipe` pauses a source when its destination finishes (Readable.unpipe), so that other
+ *   socket is resumed: it must go on reading to see its peer's FIN and close. What it still reads
+ *   has nowhere to go and is dropped. Without this, a tunnel whose server closed first (an HTTP
+ *   `Connection: close`, a TLS close_notify) held its guest socket, and its place under
+ *   limits.maxConnections, until the idle timeout.
  */
 import type { Socket } from 'node:net';
 import { handleErrors } from './refuse.js';
@@ -49,7 +54,14 @@ export function splice(client: Socket, upstream: Socket, head: Buffer, opts: Spl
   const closed = (socket: Socket): void => {
     // Closed before both halves were done: a reset or a destroy, not a clean end.
     if (!socket.readableEnded || !socket.writableFinished) destroyBoth();
-    if (--open > 0) return;
+    if (--open > 0) {
+      // The unpipe that paused the other socket runs in this same 'close' (or the 'finish' before it).
+      const other = socket === client ? upstream : client;
+      process.nextTick(() => {
+        if (!other.destroyed) other.resume();
+      });
+      return;
+    }
     clearInterval(idleTimer);
     opts.onDone?.();
   };
