@@ -194,7 +194,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     switch (m.type) {
       case 'safespot:hello':
         s.hello = true;
-        sendTo(s, { type: 'safespot:init', config: { ...config, listeners: s.listeners }, ownEndpoints, bundle: bundle?.bytes ?? null, labels });
+        sendTo(s, { type: 'safespot:init', config: { ...config, listeners: s.listeners }, workers: count, ownEndpoints, bundle: bundle?.bytes ?? null, labels });
         return;
       case 'safespot:listening':
         s.listening = true;

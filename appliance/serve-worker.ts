@@ -18,6 +18,7 @@ import { journalObserver } from '../audit/journal.js';
 import { decodeBundle } from '../policy/bundle.js';
 import { SafespotError } from '../policy/errors.js';
 import { PolicyHolder } from '../policy/policy.js';
+import type { ConnectionLimits } from '../proxy/limits.js';
 import { createPolicyHooks } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle } from '../proxy/server.js';
 import type { Config } from './config.js';
@@ -25,6 +26,21 @@ import { setupInterception } from './intercept-setup.js';
 import { createLogger, type Logger } from './log.js';
 import { listenerLabels, policyHookOptions, proxyOptions } from './serve.js';
 import { isToWorker, journalForwarder, type FromWorker, type ToWorker } from './worker-ipc.js';
+
+/**
+ * A worker's share of the connection limits, which are configured for the whole appliance: each of
+ * `workers` processes admits at most ceil(limit / workers) connections in total and per client
+ * address. The appliance therefore never holds more than workers × ceil(limit / workers) (the
+ * configured figure, or up to workers − 1 above it when it does not divide). Node's cluster hands
+ * connections to the workers round-robin, not by their load, so a refusal can come before the
+ * appliance-wide figure is reached when the open connections are unevenly spread: long-lived ones
+ * piling up in one worker, or one client's few connections landing mostly in one (docs/workers.md).
+ */
+export function workerLimits<L extends ConnectionLimits>(limits: L, workers: number): L {
+  const n = Math.max(1, Math.floor(workers));
+  const share = (limit: number): number => Math.max(1, Math.ceil(limit / n));
+  return { ...limits, maxConnections: share(limits.maxConnections), maxConnectionsPerClient: share(limits.maxConnectionsPerClient) };
+}
 
 function send(m: FromWorker, done?: () => void): void {
   if (!process.connected || !process.send) {
@@ -140,7 +156,12 @@ export async function runWorker(): Promise<void> {
   process.on('SIGHUP', () => undefined);
 
   proxy = await startProxy(
-    { ...proxyOptions(config), ownEndpoints: init.ownEndpoints, ...(interception.edge ? { intercept: interception.edge } : {}) },
+    {
+      ...proxyOptions(config),
+      limits: workerLimits(config.limits, init.workers),
+      ownEndpoints: init.ownEndpoints,
+      ...(interception.edge ? { intercept: interception.edge } : {}),
+    },
     createPolicyHooks(holder, observer, policyHookOptions(config)),
     observer,
   );

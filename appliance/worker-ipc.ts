@@ -17,8 +17,11 @@ export type Addresses = Partial<Record<ListenerName, Endpoint>>;
 
 /** Primary → worker. */
 export type ToWorker =
-  /** First message: the config in force (listeners as the worker must bind them) and the current bundle. */
-  | { type: 'safespot:init'; config: Config; ownEndpoints: Endpoint[]; bundle: Uint8Array | null; labels?: { lists: readonly string[]; categories: readonly string[] } }
+  /**
+   * First message: the config in force (listeners as the worker must bind them), the current
+   * bundle, and how many workers the appliance runs (each enforces its share of the connection limits).
+   */
+  | { type: 'safespot:init'; config: Config; workers: number; ownEndpoints: Endpoint[]; bundle: Uint8Array | null; labels?: { lists: readonly string[]; categories: readonly string[] } }
   /** A new policy (encodeBundle bytes): decode, verify, swap, then acknowledge. */
   | { type: 'safespot:policy'; bundle: Uint8Array; version: string }
   /** A reloaded config: new decision-hook options (listeners, limits and interception stay as started). */
