@@ -27,7 +27,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import {
   ACTIONS,
   CLIENT_HELLO_RESULTS,
@@ -48,6 +48,7 @@ import {
   type ProtocolLabel,
 } from './metric-types.js';
 import { registerChosenDefaults } from './metrics-defaults.js';
+import { flushCounts, TallyCells, TallyHistogram } from './tally.js';
 
 export * from './metric-types.js';
 export { DEFAULT_METRICS_EXPORTED } from './metrics-defaults.js';
@@ -140,11 +141,17 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const list = (l: string): string => clamp(l, listSet, OTHER);
   const count = (n: number | undefined): number => (n === undefined ? 1 : Number.isFinite(n) && n >= 0 ? n : 0);
 
+  // The per-connection counters are tallies (tally.ts): plain numbers on the hot path, handed to
+  // prom-client by each metric's collect, which prom-client runs before every read of its values.
+  const requestCells = new TallyCells(4, ([listener, protocol, action, category]) => ({ listener, protocol, action, category }));
+  const helloCells = new TallyCells(1, ([result]) => ({ result }));
+  const connectionCells = new TallyCells(1, ([listener]) => ({ listener }));
   const requests = new Counter({
     name: 'safespot_requests_total',
     help: 'Verdicts on guest requests and connections, by listener, protocol, action and list category.',
     labelNames: ['listener', 'protocol', 'action', 'category'] as const,
     registers,
+    collect: () => flushCounts(requestCells, (labels, n) => requests.inc(labels, n)),
   });
   const imagesScanned = new Counter({
     name: 'safespot_images_scanned_total',
@@ -164,24 +171,28 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     labelNames: ['category', 'match'] as const,
     registers,
   });
-  const decisionDuration = new Histogram({
-    name: 'safespot_decision_duration_seconds',
-    help: 'Time spent in the policy decision for one request, connection or image.',
-    buckets: [...DECISION_BUCKETS],
-    registers,
-  });
+  const decisionDuration = new TallyHistogram(
+    'safespot_decision_duration_seconds',
+    'Time spent in the policy decision for one request, connection or image.',
+    DECISION_BUCKETS,
+  );
+  registry.registerMetric(decisionDuration as unknown as Metric);
   const connectionsActive = new Gauge({
     name: 'safespot_connections_active',
     help: 'Guest connections currently open, by listener.',
     labelNames: ['listener'] as const,
     aggregator: 'sum', // each worker holds its own connections
     registers,
+    collect: () => {
+      for (const c of connectionCells.cells()) connectionsActive.set(c.labels, c.n);
+    },
   });
   const clientHello = new Counter({
     name: 'safespot_client_hello_total',
     help: 'TLS ClientHello outcomes: sni, no_sni, ech, malformed, timeout, not_tls.',
     labelNames: ['result'] as const,
     registers,
+    collect: () => flushCounts(helloCells, (labels, n) => clientHello.inc(labels, n)),
   });
   const upstreamErrors = new Counter({
     name: 'safespot_upstream_errors_total',
@@ -280,36 +291,20 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   if (opts.defaultMetrics ?? true) registerChosenDefaults(registry);
 
   const listeners = opts.listeners ?? LISTENERS;
-  const requestChildren = new Map<string, { inc(n?: number): void }>();
-  const connectionChildren = new Map<string, { inc(): void; dec(): void }>();
-  const connectionChild = (l: string): { inc(): void; dec(): void } => {
-    const listener = clamp(l, connListenerSet, OTHER);
-    let child = connectionChildren.get(listener);
-    if (!child) {
-      child = connectionsActive.labels({ listener });
-      connectionChildren.set(listener, child);
-    }
-    return child;
-  };
+  const connectionCell = (l: string) => connectionCells.cell(clamp(l, connListenerSet, OTHER));
   const metrics: Metrics = {
     registry,
     categories: categoryList,
     lists: listList,
     requests: {
       inc(l, n) {
-        // The per-connection hot path: prom-client hashes a label object on every inc, so the child
-        // of each (closed, hence bounded) label combination is looked up once and kept.
-        const listener = clamp(l.listener, listenerSet, OTHER);
-        const protocol = clamp(l.protocol, protocolSet, OTHER);
-        const action = clamp(l.action, actionSet, OTHER);
-        const category = cat(l.category);
-        const key = `${listener}\u0000${protocol}\u0000${action}\u0000${category}`;
-        let child = requestChildren.get(key);
-        if (!child) {
-          child = requests.labels({ listener, protocol, action, category });
-          requestChildren.set(key, child);
-        }
-        child.inc(count(n));
+        const cell = requestCells.cell(
+          clamp(l.listener, listenerSet, OTHER),
+          clamp(l.protocol, protocolSet, OTHER),
+          clamp(l.action, actionSet, OTHER),
+          cat(l.category),
+        );
+        cell.n += count(n);
       },
     },
     imagesScanned: { inc: (r, n) => imagesScanned.inc({ result: clamp(r, imageResultSet, OTHER) }, count(n)) },
@@ -325,11 +320,11 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       },
     },
     connectionsActive: {
-      inc: (l) => connectionChild(l).inc(),
-      dec: (l) => connectionChild(l).dec(),
-      set: (l, n) => connectionsActive.set({ listener: clamp(l, connListenerSet, OTHER) }, Number.isFinite(n) ? n : 0),
+      inc: (l) => void connectionCell(l).n++,
+      dec: (l) => void connectionCell(l).n--,
+      set: (l, n) => void (connectionCell(l).n = Number.isFinite(n) ? n : 0),
     },
-    clientHello: { inc: (r) => clientHello.inc({ result: clamp(r, helloSet, OTHER) }) },
+    clientHello: { inc: (r) => void helloCells.cell(clamp(r, helloSet, OTHER)).n++ },
     upstreamErrors: { inc: (r) => upstreamErrors.inc({ reason: clamp(r, upstreamSet, OTHER) }) },
     limitsHit: { inc: (l) => limitsHit.inc({ limit: clamp(l, limitSet, OTHER) }) },
     intercepts: { inc: (o) => intercepts.inc({ outcome: clamp(o, interceptSet, OTHER) }) },
