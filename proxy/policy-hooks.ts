@@ -103,7 +103,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     conn: ConnInfo,
     protocol: 'connect' | 'tls' | 'http' | 'https',
     decision: Decision,
-    started: bigint,
+    started: number,
     subject: string,
   ): void => {
     const event: VerdictEvent = {
@@ -112,7 +112,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
       action: decision.action,
       category: decision.category,
       list: decision.list,
-      durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+      durationSeconds: (performance.now() - started) / 1000,
     };
     if (opts.recordUrls) event.url = subject;
     if (opts.recordClients) event.client = conn.client;
@@ -164,7 +164,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
   return {
     ...(onImage ? { onImage } : {}),
     onConnect(target, conn) {
-      const started = process.hrtime.bigint();
+      const started = performance.now();
       const policy = holder.current;
       const decision = policy === null ? BLOCK_NO_POLICY : policy.decideHost(target.host, conn.client);
       report(conn, 'connect', decision, started, `${target.host}:${target.port}`);
@@ -174,7 +174,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     },
 
     onClientHello(hello: ClientHelloInfo, conn, connectHost) {
-      const started = process.hrtime.bigint();
+      const started = performance.now();
       const policy = holder.current;
       let decision: Decision;
       let name: string | null = hello.sni;
@@ -199,7 +199,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     },
 
     onRequest(url, conn) {
-      const started = process.hrtime.bigint();
+      const started = performance.now();
       const policy = holder.current;
       const decision = policy === null ? BLOCK_NO_POLICY : policy.decideUrl(url, conn.client);
       report(conn, url.startsWith('https:') ? 'https' : 'http', decision, started, url);
