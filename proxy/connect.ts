@@ -19,6 +19,7 @@ import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { connectTarget, passTls, type TlsTarget } from './tls-passthrough.js';
 import { splice } from './tunnel.js';
+import type { Resolved } from './resolver.js';
 import { upstreamReason } from './upstream.js';
 
 /** Serves plain HTTP found inside a tunnel (the socket is handed over with the bytes already read). */
@@ -64,17 +65,30 @@ export function handleConnect(ctx: EdgeContext, authority: string, socket: Socke
   }
   // Check the destination before answering 200 (resolved address, RFC 1918, loopback, this
   // appliance…), so a refused destination is a clear 403/502 rather than a tunnel that dies after
-  // the ClientHello. The resolver caches, so the later connect does not resolve again.
+  // the ClientHello. The resolver caches, so the later connect does not resolve again. Names that
+  // need no DNS query are checked at once, without a turn of the event loop.
   const host = verdict.connectHost ?? target.host;
+  const refused = (err: unknown): void => {
+    const reason = upstreamReason(err);
+    ctx.observer.upstreamError(reason);
+    const status = reason === 'refused_destination' ? 403 : 502;
+    const text = reason === 'refused_destination' ? 'the destination is not allowed' : 'the destination could not be resolved';
+    endWith(socket, rawHttpResponse(status, `safespot: ${text}\n`));
+  };
+  let now: Resolved | null;
+  try {
+    now = ctx.upstream.destinationNow(host, target.port);
+  } catch (err) {
+    refused(err);
+    return;
+  }
+  if (now !== null) {
+    established(ctx, socket, head, conn, { ...target, checked: { host, resolved: now } }, verdict, tunnelHttp);
+    return;
+  }
   ctx.upstream.destination(host, target.port).then(
     (resolved) => established(ctx, socket, head, conn, { ...target, checked: { host, resolved } }, verdict, tunnelHttp),
-    (err: unknown) => {
-      const reason = upstreamReason(err);
-      ctx.observer.upstreamError(reason);
-      const status = reason === 'refused_destination' ? 403 : 502;
-      const text = reason === 'refused_destination' ? 'the destination is not allowed' : 'the destination could not be resolved';
-      endWith(socket, rawHttpResponse(status, `safespot: ${text}\n`));
-    },
+    refused,
   );
 }
 
@@ -88,19 +102,16 @@ function established(ctx: EdgeContext, socket: Socket, head: Buffer, conn: ConnI
       return true;
     }
     if (ctx.opts.tls.notTls !== 'allow' || verdict.decision.action === 'block') return false;
-    connectTarget(ctx, verdict.connectHost ?? target.host, target.port, target)
-      .then(
-        (up) => {
-          if (socket.destroyed) return void up.destroy();
-          splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
-        },
-        (err: unknown) => {
-          ctx.observer.upstreamError(upstreamReason(err));
-          socket.destroy();
-        },
-      )
-      .catch(() => socket.destroy());
+    connectTarget(ctx, verdict.connectHost ?? target.host, target.port, target, (err, up) => {
+      if (err || up === undefined) {
+        ctx.observer.upstreamError(upstreamReason(err));
+        socket.destroy();
+        return;
+      }
+      if (socket.destroyed) return void up.destroy();
+      splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
+    });
     return true;
   };
-  void passTls(ctx, socket, head, conn, target, notTls).catch(() => socket.destroy());
+  passTls(ctx, socket, head, conn, target, notTls);
 }

@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { ERRORS, SafespotError, type TlsAlertName } from '../policy/errors.js';
 import type { ClientHelloInfo, ConnInfo } from './hooks.js';
-import { readClientHello } from './hello-reader.js';
+import { readClientHello, type HelloOutcome } from './hello-reader.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors } from './refuse.js';
 import { tlsAlertRecord } from './tls-alert.js';
@@ -25,9 +25,13 @@ export interface TlsTarget {
 }
 
 /** Connect to host:port, reusing the CONNECT step's check when it was for the same host. */
-export function connectTarget(ctx: EdgeContext, host: string, port: number, target: TlsTarget | undefined): Promise<Socket> {
+export function connectTarget(ctx: EdgeContext, host: string, port: number, target: TlsTarget | undefined, done: (err: unknown, socket?: Socket) => void): void {
   const checked = target?.checked;
-  return checked && checked.host === host && port === target.port ? ctx.upstream.connectChecked(checked.resolved) : ctx.upstream.connect(host, port);
+  if (checked && checked.host === host && port === target.port) {
+    ctx.upstream.connectChecked(checked.resolved, done);
+    return;
+  }
+  ctx.upstream.connect(host, port).then((socket) => done(null, socket), done);
 }
 
 /** When the bytes are not TLS: return true when the caller took the socket over. */
@@ -48,24 +52,35 @@ function decide(ctx: EdgeContext, hello: ClientHelloInfo, conn: ConnInfo, target
 /**
  * Handle the TLS bytes of one connection. `head`: bytes already read. `target`: the CONNECT
  * authority (absent on the transparent listener, where the SNI is the destination, port 443).
+ * Callbacks rather than async steps: this runs once per tunnel, and each await was a promise and a
+ * microtask turn more.
  */
-export async function passTls(
+export function passTls(
   ctx: EdgeContext,
   socket: Socket,
   head: Buffer,
   conn: ConnInfo,
   target: TlsTarget | undefined,
   onNotTls?: NotTlsHandler,
-): Promise<void> {
-  const { observer } = ctx;
+): void {
   handleErrors(socket);
   // The ClientHello has its own timer; the tunnel sets the idle timeout. (A CONNECT read by the
   // forward listener never had a socket timeout: skip the timer-list work then.)
   if ((socket as Socket & { timeout?: number }).timeout) socket.setTimeout(0);
-  const outcome = await readClientHello(socket, head, {
-    maxBytes: ctx.opts.tls.clientHelloMaxBytes,
-    timeoutMs: ctx.opts.tls.clientHelloTimeout,
+  readClientHello(socket, head, { maxBytes: ctx.opts.tls.clientHelloMaxBytes, timeoutMs: ctx.opts.tls.clientHelloTimeout }, (outcome) => {
+    try {
+      if (outcome.kind === 'parsed') afterHello(ctx, socket, outcome.hello, outcome.bytes, conn, target);
+      else refuseHello(ctx, socket, outcome, onNotTls);
+    } catch {
+      // A bug in a step must cost this connection only, never the process.
+      socket.destroy();
+    }
   });
+}
+
+/** Every outcome of the ClientHello read but a parsed hello: counted, then refused (or handed on). */
+function refuseHello(ctx: EdgeContext, socket: Socket, outcome: Exclude<HelloOutcome, { kind: 'parsed' }>, onNotTls?: NotTlsHandler): void {
+  const { observer } = ctx;
   switch (outcome.kind) {
     case 'closed':
       if (outcome.bytes.length > 0) observer.clientHello('malformed');
@@ -86,15 +101,17 @@ export async function passTls(
       if (onNotTls?.(outcome.bytes)) return;
       refuseTls(socket, 'decode_error');
       return;
-    case 'parsed':
-      break;
   }
-  const { hello, bytes } = outcome;
+}
+
+/** A parsed ClientHello: decide, then intercept, refuse with an alert, or connect and splice. */
+function afterHello(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo, bytes: Buffer, conn: ConnInfo, target: TlsTarget | undefined): void {
+  const { observer } = ctx;
   observer.clientHello(hello.ech ? 'ech' : hello.sni === null ? 'no_sni' : 'sni');
   const verdict = decide(ctx, hello, conn, target);
   if (verdict.intercept && ctx.interception) {
     // This client's profile intercepts this host: a block page or filtered HTTPS instead of an alert or a splice.
-    await ctx.interception.handle(socket, bytes, hello, verdict, conn, target);
+    ctx.interception.handle(socket, bytes, hello, verdict, conn, target).catch(() => socket.destroy());
     return;
   }
   if (verdict.decision.action === 'block') {
@@ -107,11 +124,20 @@ export async function passTls(
     refuseTls(socket, 'unrecognized_name', hello.legacyVersion);
     return;
   }
-  const port = target?.port ?? 443;
-  let upstream: Socket;
-  try {
-    upstream = await connectTarget(ctx, host, port, target);
-  } catch (err) {
+  connectTarget(ctx, host, target?.port ?? 443, target, (err, upstream) => {
+    try {
+      spliceOrRefuse(ctx, socket, hello, bytes, err, upstream);
+    } catch {
+      socket.destroy();
+      upstream?.destroy();
+    }
+  });
+}
+
+/** After the upstream connect: splice the tunnel, or refuse with the alert that fits the failure. */
+function spliceOrRefuse(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo, bytes: Buffer, err: unknown, upstream: Socket | undefined): void {
+  const { observer } = ctx;
+  if (err || upstream === undefined) {
     observer.upstreamError(upstreamReason(err));
     const alert = err instanceof SafespotError ? ERRORS[err.code].tls : 'internal_error';
     refuseTls(socket, alert, hello.legacyVersion);

@@ -8,6 +8,8 @@ import type { EdgeContext } from './options.js';
 import { refuseTls, passTls } from './tls-passthrough.js';
 import { handleErrors } from './refuse.js';
 
+const EMPTY = Buffer.alloc(0);
+
 export function createTransparentTlsServer(ctx: EdgeContext): Server {
   // allowHalfOpen: a client that sends its last bytes and a FIN still gets the answer (the tunnel
   // half-closes the upstream side and carries the reply back; see proxy/tunnel.ts).
@@ -21,7 +23,7 @@ export function createTransparentTlsServer(ctx: EdgeContext): Server {
       else socket.destroy();
       return;
     }
-    void passTls(ctx, socket, Buffer.alloc(0), admission.conn, undefined).catch(() => socket.destroy());
+    passTls(ctx, socket, EMPTY, admission.conn, undefined);
   });
   server.on('error', () => {}); // listen errors are reported by listen(); accept errors must not crash
   return server;

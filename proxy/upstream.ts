@@ -89,7 +89,21 @@ export class Upstream {
 
   /** Resolve and check a destination. Throws ERR_RESOLVE or ERR_DESTINATION_FORBIDDEN. */
   async destination(host: string, port: number): Promise<Resolved> {
-    const r = await this.resolver.resolve(host, port);
+    return this.check(this.resolver.resolveNow(host, port) ?? (await this.resolver.resolve(host, port)));
+  }
+
+  /**
+   * destination() without waiting, when the name needs no DNS query (an IP literal, upstream.hosts,
+   * a fresh cached answer): the checked destination, or null (then call destination()). Throws
+   * ERR_DESTINATION_FORBIDDEN as destination() rejects.
+   */
+  destinationNow(host: string, port: number): Resolved | null {
+    const r = this.resolver.resolveNow(host, port);
+    return r === null ? null : this.check(r);
+  }
+
+  /** The destination check on a resolved address: returns it, or throws ERR_DESTINATION_FORBIDDEN. */
+  private check(r: Resolved): Resolved {
     if (this.isOwnEndpoint(r.address, r.port)) {
       throw new SafespotError('ERR_DESTINATION_FORBIDDEN', 'the destination is this appliance');
     }
@@ -105,37 +119,50 @@ export class Upstream {
 
   /** A connected TCP socket to a checked destination. The socket has an error listener from birth. */
   async connect(host: string, port: number): Promise<Socket> {
-    return this.connectChecked(await this.destination(host, port));
+    const r = await this.destination(host, port);
+    return connectTcpAsync(r.address, r.port, this.opts.connectTimeoutMs);
   }
 
   /**
    * Connect to what destination() returned a moment ago (a CONNECT checks before its 200 and
    * connects after the ClientHello: the same host is not resolved and checked twice).
    */
-  connectChecked(r: Resolved): Promise<Socket> {
-    return connectTcp(r.address, r.port, this.opts.connectTimeoutMs);
+  connectChecked(r: Resolved, done: ConnectDone): void {
+    connectTcp(r.address, r.port, this.opts.connectTimeoutMs, done);
   }
 }
 
-/** net.connect with a connect timeout; resolves once connected. Errors become SafespotErrors. */
-export function connectTcp(address: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: address, port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'connecting to the upstream server timed out'));
-    }, timeoutMs);
-    const onError = (err: NodeJS.ErrnoException): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new SafespotError('ERR_UPSTREAM', `cannot connect to the upstream server (${err.code ?? 'error'})`, { cause: err }));
-    };
-    socket.once('error', onError);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', onError);
-      handleErrors(socket); // until the tunnel or request that takes the socket handles it
-      resolve(socket);
-    });
+/** A connected socket, or the SafespotError that says why there is none. */
+export type ConnectDone = (err: SafespotError | null, socket?: Socket) => void;
+
+/**
+ * net.connect with a connect timeout; `done` once connected (or failed: errors become
+ * SafespotErrors). A callback rather than a promise: this runs once per tunnel.
+ */
+export function connectTcp(address: string, port: number, timeoutMs: number, done: ConnectDone): void {
+  const socket = netConnect({ host: address, port, noDelay: true });
+  const timer = setTimeout(() => {
+    socket.off('error', onError);
+    handleErrors(socket);
+    socket.destroy();
+    done(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'connecting to the upstream server timed out'));
+  }, timeoutMs);
+  const onError = (err: NodeJS.ErrnoException): void => {
+    clearTimeout(timer);
+    handleErrors(socket);
+    socket.destroy();
+    done(new SafespotError('ERR_UPSTREAM', `cannot connect to the upstream server (${err.code ?? 'error'})`, { cause: err }));
+  };
+  socket.once('error', onError);
+  socket.once('connect', () => {
+    clearTimeout(timer);
+    socket.off('error', onError);
+    handleErrors(socket); // until the tunnel or request that takes the socket handles it
+    done(null, socket);
   });
+}
+
+/** connectTcp as a promise, for the request paths that await it. */
+export function connectTcpAsync(address: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => connectTcp(address, port, timeoutMs, (err, socket) => (err ? reject(err) : resolve(socket!))));
 }

@@ -106,3 +106,32 @@ t.test('sameAddress compares across text forms', async (t) => {
   t.notOk(sameAddress('127.0.0.1', '127.0.0.2'));
   t.notOk(sameAddress('x', 'x'));
 });
+
+t.test('resolveNow: the answers known without waiting, the same as resolve(), and null for the rest', async (t) => {
+  let now = 5_000_000;
+  const dns = fakeDns({ 'dns.test': { v4: [{ address: '198.51.100.7', ttl: 60 }] }, 'host1': { v4: [{ address: '198.51.100.8', ttl: 60 }] } });
+  // An IP literal as a key of upstream.hosts: the literal still wins (IP literals come first).
+  const r = new Resolver({ hosts: { 'static.test': '10.0.0.5:8443', '192.0.2.9': '10.9.9.9', 'name9': '10.0.0.9' }, dnsCacheTtlMs: 60_000, dns, now: () => now });
+  const cases: [string, ReturnType<Resolver['resolveNow']>][] = [
+    ['192.0.2.1', { address: '192.0.2.1', port: 443, trusted: false }],
+    ['192.0.2.9', { address: '192.0.2.9', port: 443, trusted: false }],
+    ['[2001:db8::2]', { address: '2001:db8::2', port: 443, trusted: false }],
+    ['::ffff:127.0.0.1', { address: '::ffff:127.0.0.1', port: 443, trusted: false }],
+    ['Static.Test.', { address: '10.0.0.5', port: 8443, trusted: true }],
+    ['name9', { address: '10.0.0.9', port: 443, trusted: true }],
+    ['dns.test', null],
+    ['host1', null],
+    ['1.2.3', null],
+  ];
+  for (const [host, want] of cases) {
+    t.same(r.resolveNow(host, 443), want, host);
+    if (want !== null) t.same(await r.resolve(host, 443), want, `${host}: resolve() agrees`);
+  }
+  t.equal(dns.queries.length, 0, 'no DNS query for any of them');
+  t.same(await r.resolve('dns.test', 443), { address: '198.51.100.7', port: 443, trusted: false });
+  t.same(await r.resolve('host1', 80), { address: '198.51.100.8', port: 80, trusted: false });
+  t.same(r.resolveNow('DNS.test', 8443), { address: '198.51.100.7', port: 8443, trusted: false }, 'a cached answer is known now');
+  t.same(r.resolveNow('host1', 80), { address: '198.51.100.8', port: 80, trusted: false }, 'also for a name ending in a digit');
+  now += 61_000;
+  t.equal(r.resolveNow('dns.test', 443), null, 'an expired answer is not');
+});
