@@ -247,8 +247,30 @@ export class HttpForwarder {
 
 // ---- routes ------------------------------------------------------------------------------------
 
-/** Split `host[:port]` / `[v6][:port]`; null when it is not a valid authority. */
+/**
+ * The common authority: an ASCII DNS name (letters, digits, '-', dots between labels) and an
+ * optional port. Its last label must not read as a number (WHATWG URL turns `2130706433`, `0x7f`
+ * or `1.2.3.4` into IPv4 addresses), and no label may be punycode (`xn--`, which URL validates).
+ */
+const PLAIN_AUTHORITY = /^((?:[A-Za-z0-9-]+\.)*([A-Za-z0-9-]+))(?::(\d{1,5}))?$/;
+const NUMERIC_LABEL = /^(?:\d+|0x[0-9a-f]*)$/i;
+
+/**
+ * Split `host[:port]` / `[v6][:port]`; null when it is not a valid authority. Plain DNS names (the
+ * authority of nearly every CONNECT) are split here; everything else goes through WHATWG URL, whose
+ * host parser normalises IPv4 in decimal, octal or hex, IPv6 and IDNA (parseAuthorityByUrl; the
+ * two agree on every plain name, test/unit/authority.test.ts).
+ */
 export function parseAuthority(text: string, defaultPort: number): { host: string; port: number } | null {
+  const m = PLAIN_AUTHORITY.exec(text);
+  if (m === null || text.length > 260 || NUMERIC_LABEL.test(m[2]!) || /(?:^|\.)xn--/i.test(m[1]!)) return parseAuthorityByUrl(text, defaultPort);
+  const port = m[3] === undefined ? defaultPort : Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[1]!.toLowerCase(), port };
+}
+
+/** parseAuthority for any authority, through WHATWG URL. */
+export function parseAuthorityByUrl(text: string, defaultPort: number): { host: string; port: number } | null {
   if (text.length === 0 || text.length > 260 || /[\s@/?#\\]/.test(text)) return null;
   let url: URL;
   try {
