@@ -26,6 +26,8 @@ export interface UpstreamOptions {
 
 const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
 const UNSPECIFIED = CidrSet.parse(['0.0.0.0/32', '::/128']);
+/** Remembered answers of the private-range check (distinct destination addresses). */
+const PRIVATE_REFUSALS_MAX = 4096;
 
 type UpstreamReason = Parameters<Observer['upstreamError']>[0];
 
@@ -56,6 +58,7 @@ export function upstreamReason(err: unknown): UpstreamReason {
 export class Upstream {
   /** Listening endpoints of this appliance (loop protection), filled by the server after listen. */
   private readonly own: Endpoint[] = [];
+  private readonly privateRefusals = new Map<string, string | null>();
   private readonly localAddresses: string[];
 
   constructor(
@@ -74,17 +77,35 @@ export class Upstream {
 
   private isOwnEndpoint(address: string, port: number): boolean {
     // Connecting to the unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0) reaches this host (Linux
-    // treats it as loopback), whatever address our listener is bound to.
-    const unspecified = UNSPECIFIED.contains(address);
+    // treats it as loopback), whatever address our listener is bound to. Addresses are parsed only
+    // when one of our endpoints has this port (almost never: guests go to 443 and 80).
     for (const e of this.own) {
       if (e.port !== port) continue;
-      if (unspecified) return true;
+      if (UNSPECIFIED.contains(address)) return true;
       if (e.host === '0.0.0.0' || e.host === '::') {
         if (LOOPBACK.contains(address)) return true;
         if (this.localAddresses.some((l) => sameAddress(l, address))) return true;
       } else if (sameAddress(e.host, address)) return true;
     }
     return false;
+  }
+
+  /**
+   * Why a resolved address is not a public destination (a private range, or an address of this
+   * host), as the refusal's message, or null. A pure function of the address for the life of this
+   * Upstream, so the answers are remembered (bounded: the map is dropped and refilled when full).
+   */
+  private privateRefusal(address: string): string | null {
+    let message = this.privateRefusals.get(address);
+    if (message === undefined) {
+      const why = privateAddressReason(address);
+      if (why !== null) message = `the destination is a ${why}`;
+      else if (this.localAddresses.some((l) => sameAddress(l, address))) message = 'the destination is an address of this appliance';
+      else message = null;
+      if (this.privateRefusals.size >= PRIVATE_REFUSALS_MAX) this.privateRefusals.clear();
+      this.privateRefusals.set(address, message);
+    }
+    return message;
   }
 
   /** Resolve and check a destination. Throws ERR_RESOLVE or ERR_DESTINATION_FORBIDDEN. */
@@ -108,11 +129,8 @@ export class Upstream {
       throw new SafespotError('ERR_DESTINATION_FORBIDDEN', 'the destination is this appliance');
     }
     if (!r.trusted && !this.opts.allowPrivate) {
-      const why = privateAddressReason(r.address);
-      if (why !== null) throw new SafespotError('ERR_DESTINATION_FORBIDDEN', `the destination is a ${why}`);
-      if (this.localAddresses.some((l) => sameAddress(l, r.address))) {
-        throw new SafespotError('ERR_DESTINATION_FORBIDDEN', 'the destination is an address of this appliance');
-      }
+      const refusal = this.privateRefusal(r.address);
+      if (refusal !== null) throw new SafespotError('ERR_DESTINATION_FORBIDDEN', refusal);
     }
     return r;
   }
