@@ -146,18 +146,22 @@ class Reader {
 
 /** RFC 6066 §3: an ASCII host name without a trailing dot. We also refuse empty labels and odd bytes. */
 function hostNameText(r: Reader): string | null {
-  const bytes = r.buf.subarray(r.pos, r.end);
-  if (bytes.length === 0 || bytes.length > 253) return null;
-  let s = '';
-  for (const b of bytes) {
-    const lower = b >= 0x41 && b <= 0x5a ? b + 32 : b;
-    const ok =
-      (lower >= 0x61 && lower <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x2e || b === 0x5f;
-    if (!ok) return null;
-    s += String.fromCharCode(lower);
+  const { buf, pos, end } = r;
+  const n = end - pos;
+  if (n === 0 || n > 253) return null;
+  let upper = false;
+  let prev = 0x2e; // as if a dot came before: a leading dot is an empty label
+  for (let i = pos; i < end; i++) {
+    const b = buf[i]!;
+    if (b >= 0x41 && b <= 0x5a) upper = true;
+    else if (!((b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x2e || b === 0x5f)) return null;
+    if (b === 0x2e && prev === 0x2e) return null; // empty label
+    prev = b;
   }
-  if (s.startsWith('.') || s.endsWith('.') || s.includes('..')) return null;
-  return s;
+  if (prev === 0x2e) return null; // trailing dot
+  // Only these ASCII bytes remain: one latin1 decode (no per-character string building).
+  const text = Buffer.from(buf.buffer, buf.byteOffset + pos, n).toString('latin1');
+  return upper ? text.toLowerCase() : text;
 }
 
 /** Parse the ClientHello body (after the 4-byte handshake header). */
