@@ -41,8 +41,9 @@ export function adoptSockets(http: HttpServer): (socket: Socket, bytes: Buffer) 
 }
 
 export function createForwardListener(ctx: EdgeContext, http: HttpServer, refuse: AdmissionRefusal, onConnect: ConnectHandler): Server {
-  // The options node:http gives its own net.Server, since the sockets may end up there.
-  const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true });
+  // The options node:http gives its own net.Server, since the sockets may end up there. No TCP
+  // keepalive (see serverOptions in http-server.ts): limits.idleTimeout ends quiet connections.
+  const server = createServer({ allowHalfOpen: true, noDelay: true });
   const handOver = adoptSockets(http);
   server.on('connection', (socket: Socket) => {
     handleErrors(socket);

@@ -31,7 +31,10 @@ function serverOptions(ctx: EdgeContext) {
     requestTimeout: 0, // slow bodies are bounded by the idle timeout instead
     // Node checks the headers timeout on this interval; keep it well under the timeout itself.
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeout / 4))),
-    keepAlive: true,
+    // `keepAlive` here is TCP keepalive (HTTP keep-alive is always on). With no initial delay the
+    // kernel's two hours apply, far past limits.idleTimeout, which already ends a quiet
+    // connection: it only cost two setsockopt calls per connection (one refused: TCP_KEEPIDLE 0).
+    keepAlive: false,
   };
 }
 
