@@ -31,9 +31,9 @@ export function clientText(remoteAddress: string | undefined): string {
 const ADMIT_CACHE_MAX = 4096;
 
 export class ConnectionGate {
-  private readonly open = new Set<Socket>();
+  /** Admitted sockets still open, with who they are (one Map: no WeakMap, no ephemeron work for the GC). */
+  private readonly open = new Map<Socket, ConnInfo>();
   private readonly perClient = new Map<string, number>();
-  private readonly info = new WeakMap<Socket, ConnInfo>();
   private readonly allowed = new Map<string, boolean>();
 
   constructor(
@@ -50,9 +50,8 @@ export class ConnectionGate {
     if (this.open.size >= this.limits.maxConnections) return this.refuse('connections', conn);
     const n = this.perClient.get(client) ?? 0;
     if (n >= this.limits.maxConnectionsPerClient) return this.refuse('connections_per_client', conn);
-    this.open.add(socket);
+    this.open.set(socket, conn);
     this.perClient.set(client, n + 1);
-    this.info.set(socket, conn);
     this.observer.connectionOpened(listener);
     socket.once('close', () => {
       this.open.delete(socket);
@@ -82,7 +81,7 @@ export class ConnectionGate {
 
   /** The ConnInfo of an admitted socket. */
   connOf(socket: Socket): ConnInfo | undefined {
-    return this.info.get(socket);
+    return this.open.get(socket);
   }
 
   /** Open admitted sockets. */
@@ -91,6 +90,6 @@ export class ConnectionGate {
   }
 
   sockets(): readonly Socket[] {
-    return [...this.open];
+    return [...this.open.keys()];
   }
 }

@@ -10,15 +10,14 @@ import { STATUS_CODES } from 'node:http';
 
 const GRACE_MS = 2000;
 
-const guarded = new WeakSet<Socket>();
-
 /**
  * Give a socket its one error listener (errors then end the socket instead of the process). Each
  * step calls this on the sockets it touches; the listener is added once, however many steps do.
+ * (Looked up among the socket's own listeners rather than kept in a WeakSet: two sockets per
+ * tunnel went through the GC's ephemeron tables for it.)
  */
 export function handleErrors(socket: Socket): void {
-  if (guarded.has(socket)) return;
-  guarded.add(socket);
+  if (socket.listenerCount('error', ignore) > 0) return;
   socket.on('error', ignore);
 }
 
