@@ -42,7 +42,7 @@ import { type BenchResult, isMain, printResults } from './common.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
 const TICKS_PER_SECOND = 100; // USER_HZ; `getconf CLK_TCK` is 100 on every Linux we run on
-const TLS_HOSTS = Array.from({ length: 1000 }, (_, i) => `t${i}.bench.test`);
+export const TLS_HOSTS = Array.from({ length: 1000 }, (_, i) => `t${i}.bench.test`);
 const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
 
 /**
@@ -52,7 +52,7 @@ const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
  * bare-forwarder job; it is read as well (`ticksSeconds`) and the two totals are compared at the end.
  * A thread that exits takes its time with it from the schedstat sum: the proxies here keep theirs.
  */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   let ns = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -71,7 +71,7 @@ function ticksSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
 }
 
-const median = (xs: number[]): number => {
+export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
 };
@@ -80,11 +80,14 @@ const percentile = (xs: number[], p: number): number => {
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
 
-/** Start `safespot serve`; resolves with its forward and admin ports from the "safespot serving" line. */
-function startSafespot(config: string, nodeFlags: string[], children: ChildProcess[]): Promise<{ child: ChildProcess; forward: number; admin: number }> {
+/**
+ * Start `safespot serve` (this build's, or the CLI at `cli`); resolves with its forward and admin
+ * ports from the "safespot serving" line.
+ */
+export function startSafespot(config: string, nodeFlags: string[], children: ChildProcess[], cli = CLI): Promise<{ child: ChildProcess; forward: number; admin: number }> {
   // BENCH_SAFESPOT_NODE_FLAGS (e.g. "--trace-gc"): extra node flags for safespot, its stdout shown.
   const extra = (process.env.BENCH_SAFESPOT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeFlags, ...extra, CLI, 'serve', '--config', config], { stdio: ['ignore', extra.length ? 'inherit' : 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, ...extra, cli, 'serve', '--config', config], { stdio: ['ignore', extra.length ? 'inherit' : 'ignore', 'pipe'] });
   children.push(child);
   let log = '';
   let started = false;
@@ -108,7 +111,7 @@ function startSafespot(config: string, nodeFlags: string[], children: ChildProce
 }
 
 /** Fork a bench child that answers its first message with `{ port }` (the bare forwarder). */
-function forkChild(file: string, first: unknown, children: ChildProcess[], execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+export function forkChild(file: string, first: unknown, children: ChildProcess[], execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(join(HERE, file), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -271,8 +274,26 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
   return out;
 }
 
-export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {}): Promise<BenchResult[]> {
-  const quick = opts.quick === true;
+/**
+ * What every proxy bench stands on, all on loopback: a temp folder, test PKI, a `domains` list of
+ * `entries` synthetic names, a TLS and a plain HTTP upstream, the host table that sends every bench
+ * name there (safespot's `upstream.hosts`, the bare forwarder's table) and a serve config using all
+ * of it. Children started by the bench go on `children`; close() (also run on exit and on
+ * SIGINT/SIGTERM) ends them and removes every file.
+ */
+export interface ProxyRig {
+  readonly dir: string;
+  readonly pki: { ca: string; cert: string; key: string };
+  readonly tls: Server;
+  readonly http: HttpServer;
+  readonly hosts: Record<string, string>;
+  /** A serve config: forward listener and admin on port 0, the list, journal, state and CA in `dir`. */
+  readonly config: string;
+  readonly children: ChildProcess[];
+  close(): Promise<void>;
+}
+
+export async function startProxyRig(entries: number): Promise<ProxyRig> {
   const children: ChildProcess[] = [];
   const servers: (Server | HttpServer)[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'safespot-bench-proxy-'));
@@ -288,14 +309,24 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
   process.on('exit', killAll);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const close = async (): Promise<void> => {
+    for (const s of servers) s.close();
+    const exits = children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : null));
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    const late = setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')), 15_000);
+    await Promise.all(exits);
+    clearTimeout(late);
+    process.off('exit', killAll);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const pki = makePki(dir);
-    const entries = quick ? 100_000 : 1_000_000;
     const lines: string[] = [];
     for (let i = 0; i < entries; i++) lines.push(`site${i}.cat${i % 997}.test`);
     writeFileSync(join(dir, 'domains.txt'), `${lines.join('\n')}\n`);
     lines.length = 0;
-
     const tls = await startTlsUpstream(pki);
     servers.push(tls);
     const http = await startHttpUpstream();
@@ -313,6 +344,27 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
       state: { dir: join(dir, 'state') },
       ca: { dir: join(dir, 'ca') },
     }));
+    return { dir, pki, tls, http, hosts, config, children, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** The policy is really there: a CONNECT to a listed host is refused, the gauge counts every entry. */
+export async function checkPolicyInForce(safespot: { forward: number; admin: number }, entries: number): Promise<string> {
+  const refused = (await rawExchange(safespot.forward, `CONNECT site7.cat7.test:443 HTTP/1.1\r\nHost: site7.cat7.test:443\r\n\r\n`)).split('\r\n')[0];
+  const gauge = /safespot_policy_entries\{list="synthetic"\} (\d+)/.exec(await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))?.[1];
+  if (!refused?.includes(' 403 ') || Number(gauge) !== entries) throw new Error(`policy not in force: CONNECT to a listed host got "${refused}", entries gauge ${gauge}`);
+  return refused;
+}
+
+export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {}): Promise<BenchResult[]> {
+  const quick = opts.quick === true;
+  const entries = quick ? 100_000 : 1_000_000;
+  const rig = await startProxyRig(entries);
+  const { children, config, hosts, pki, tls, http } = rig;
+  try {
     if (opts.cpuProfDir) mkdirSync(opts.cpuProfDir, { recursive: true });
     const flags = (who: string): string[] => (opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.cpuProfDir, who)}`] : []);
     const [safespot, bare, bareP, bareHP] = await Promise.all([
@@ -323,11 +375,7 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
     ]);
     const load = startLoad(children);
     await load.run({ op: 'init', ca: pki.ca });
-
-    // The policy is really there: a listed host is refused, the gauge counts every entry.
-    const refused = (await rawExchange(safespot.forward, `CONNECT site7.cat7.test:443 HTTP/1.1\r\nHost: site7.cat7.test:443\r\n\r\n`)).split('\r\n')[0];
-    const gauge = /safespot_policy_entries\{list="synthetic"\} (\d+)/.exec(await fetchText(`http://127.0.0.1:${safespot.admin}/metrics`))?.[1];
-    if (!refused?.includes(' 403 ') || Number(gauge) !== entries) throw new Error(`policy not in force: CONNECT to a listed host got "${refused}", entries gauge ${gauge}`);
+    const refused = await checkPolicyInForce(safespot, entries);
 
     const env: Env = {
       load,
@@ -376,16 +424,7 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
     }
     return results;
   } finally {
-    for (const s of servers) s.close();
-    const exits = children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : null));
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    const late = setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')), 15_000);
-    await Promise.all(exits);
-    clearTimeout(late);
-    process.off('exit', killAll);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    rmSync(dir, { recursive: true, force: true });
+    await rig.close();
   }
 }
 
