@@ -20,7 +20,7 @@ import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { connectTarget, passTls, type TlsTarget } from './tls-passthrough.js';
 import { splice } from './tunnel.js';
 import type { Resolved } from './resolver.js';
-import { upstreamReason } from './upstream.js';
+import { EarlyConnect, upstreamReason } from './upstream.js';
 
 /** Serves plain HTTP found inside a tunnel (the socket is handed over with the bytes already read). */
 export type TunnelHttp = (socket: Socket, bytes: Buffer, target: TlsTarget, conn: ConnInfo) => void;
@@ -96,6 +96,9 @@ export function handleConnect(ctx: EdgeContext, authority: string, socket: Socke
 function established(ctx: EdgeContext, socket: Socket, head: Buffer, conn: ConnInfo, target: TlsTarget, verdict: Verdict, tunnelHttp: TunnelHttp): void {
   if (socket.destroyed) return;
   socket.write(ESTABLISHED);
+  // The checked destination is connected to while the client sends its ClientHello; nothing is
+  // written on that connection before the SNI is decided (proxy/upstream.ts, EarlyConnect).
+  if (target.checked !== undefined) target = { ...target, early: new EarlyConnect(ctx.upstream, target.checked.resolved) };
   const notTls = (bytes: Buffer): boolean => {
     if (looksLikeHttp(bytes)) {
       tunnelHttp(socket, bytes, target, conn);

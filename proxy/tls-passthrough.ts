@@ -12,7 +12,7 @@ import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors } from './refuse.js';
 import { tlsAlertRecord } from './tls-alert.js';
 import { splice } from './tunnel.js';
-import { upstreamReason } from './upstream.js';
+import { upstreamReason, type EarlyConnect } from './upstream.js';
 import type { Resolved } from './resolver.js';
 import type { Verdict } from './hooks.js';
 
@@ -22,13 +22,16 @@ export interface TlsTarget {
   readonly port: number;
   /** The destination the CONNECT step already resolved and checked (for `host`, or its connectHost). */
   readonly checked?: { readonly host: string; readonly resolved: Resolved };
+  /** A connection to `checked` opened while the ClientHello is read: taken for the splice, or dropped. */
+  readonly early?: EarlyConnect;
 }
 
 /** Connect to host:port, reusing the CONNECT step's check when it was for the same host. */
 export function connectTarget(ctx: EdgeContext, host: string, port: number, target: TlsTarget | undefined, done: (err: unknown, socket?: Socket) => void): void {
   const checked = target?.checked;
   if (checked && checked.host === host && port === target.port) {
-    ctx.upstream.connectChecked(checked.resolved, done);
+    if (target.early) target.early.take(done);
+    else ctx.upstream.connectChecked(checked.resolved, done);
     return;
   }
   ctx.upstream.connect(host, port).then((socket) => done(null, socket), done);
@@ -74,6 +77,9 @@ export function passTls(
     } catch {
       // A bug in a step must cost this connection only, never the process.
       socket.destroy();
+    } finally {
+      // Whatever the steps did: an early connection the splice did not take is closed unused.
+      target?.early?.drop();
     }
   });
 }
