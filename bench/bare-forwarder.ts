@@ -10,9 +10,11 @@
  * - `parse: 'http'`: the CONNECT request is parsed by a node:http server (its `connect` event)
  *   instead of a hand-written look at the first line;
  * - `join: 'pipeline'`: the two sockets are joined with `stream.pipeline` both ways instead of
- *   `pipe`.
+ *   `pipe`;
+ * - `connect: 'late'`: 200 first, the upstream connect only after the client's first bytes (the
+ *   order safespot keeps, so that it can decide on the SNI before opening anything).
  *
- * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts, parse?, join? }`
+ * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts, parse?, join?, connect? }`
  * (hosts: name → "addr:port"); it listens on 127.0.0.1 port 0, answers `{ port }`, and exits when
  * the parent disconnects or on SIGTERM. It forwards only to the names in its table, never elsewhere.
  */
@@ -24,6 +26,12 @@ import { isMain } from './common.js';
 export interface BareOptions {
   readonly parse?: 'raw' | 'http';
   readonly join?: 'pipe' | 'pipeline';
+  /**
+   * `late`: answer 200 first and connect upstream only once the client's first bytes (its
+   * ClientHello) are in, as safespot must to decide on the SNI before opening anything; the bytes
+   * are then written upstream and the sockets piped. The default connects first, then answers.
+   */
+  readonly connect?: 'first' | 'late';
 }
 
 const MAX_HEAD = 8192;
@@ -35,8 +43,23 @@ function refuse(socket: Socket, status: string): void {
 
 type Table = Map<string, { address: string; port: number }>;
 
-/** Connect upstream, answer 200, join the two sockets. `rest`: bytes the client sent after the head. */
-function forward(client: Socket, dest: { address: string; port: number }, rest: Buffer, join: 'pipe' | 'pipeline'): void {
+/** Answer 200, wait for the client's first bytes, then connect upstream and join (`connect: 'late'`). */
+function forwardLate(client: Socket, dest: { address: string; port: number }, rest: Buffer, join: 'pipe' | 'pipeline'): void {
+  client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  const go = (first: Buffer): void => forward(client, dest, first, join, false);
+  if (rest.length > 0) return go(rest);
+  client.once('data', (chunk: Buffer) => {
+    client.pause();
+    go(chunk);
+  });
+  client.resume();
+}
+
+/**
+ * Connect upstream, answer 200 (unless answered already), join the two sockets. `rest`: bytes the
+ * client sent after the head.
+ */
+function forward(client: Socket, dest: { address: string; port: number }, rest: Buffer, join: 'pipe' | 'pipeline', answer = true): void {
   const upstream = connect(dest.port, dest.address);
   const both = (): void => {
     upstream.destroy();
@@ -45,7 +68,7 @@ function forward(client: Socket, dest: { address: string; port: number }, rest: 
   upstream.on('error', both);
   client.on('error', both);
   upstream.once('connect', () => {
-    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (answer) client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (rest.length > 0) upstream.write(rest);
     if (join === 'pipeline') {
       pipeline(client, upstream, (err) => err && both());
@@ -60,7 +83,7 @@ function forward(client: Socket, dest: { address: string; port: number }, rest: 
   });
 }
 
-function rawServer(table: Table, join: 'pipe' | 'pipeline'): Server {
+function rawServer(table: Table, join: 'pipe' | 'pipeline', late: boolean): Server {
   return createServer((client) => {
     client.on('error', () => client.destroy());
     let head: Buffer = Buffer.alloc(0);
@@ -76,7 +99,7 @@ function rawServer(table: Table, join: 'pipe' | 'pipeline'): Server {
       const m = CONNECT_LINE.exec(head.subarray(0, end + 2).toString('latin1'));
       const dest = m ? table.get(m[1]!.toLowerCase()) : undefined;
       if (!dest) return refuse(client, '403 Forbidden');
-      forward(client, dest, head.subarray(end + 4), join);
+      (late ? forwardLate : forward)(client, dest, head.subarray(end + 4), join);
     };
     client.on('data', onData);
   });
@@ -105,7 +128,7 @@ export function startBareForwarder(hosts: Readonly<Record<string, string>>, opts
     table.set(name, { address: value.slice(0, i), port: Number(value.slice(i + 1)) });
   }
   const join = opts.join ?? 'pipe';
-  const server = opts.parse === 'http' ? httpServer(table, join) : rawServer(table, join);
+  const server = opts.parse === 'http' ? httpServer(table, join) : rawServer(table, join, opts.connect === 'late');
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve(server));

@@ -142,9 +142,12 @@ async function fetchText(url: string): Promise<string> {
 /**
  * `bare`: the bare forwarder (the baseline). `bareP`: the same with stream.pipeline instead of pipe;
  * `bareHP`: node:http CONNECT parsing and stream.pipeline, i.e. safespot's Node plumbing without
- * its own work (ClientHello peek, decisions, limits, metrics); run in the 16-at-a-time scenario only.
+ * its own work (ClientHello peek, decisions, limits, metrics); `bareL`: the bare forwarder that
+ * answers 200 first and connects upstream only after the client's first bytes, the order safespot
+ * must keep to decide on the SNI before opening anything. The variants run in the 16-at-a-time
+ * CPU job only (bareP and bareHP also in bulk).
  */
-type Target = 'direct' | 'bare' | 'bareP' | 'bareHP' | 'safespot';
+type Target = 'direct' | 'bare' | 'bareP' | 'bareHP' | 'bareL' | 'safespot';
 
 interface Env {
   load: LoadChild;
@@ -195,6 +198,9 @@ async function runRounds(env: Env, quick: boolean): Promise<Samples> {
     for (const [scen, n, concurrency, targets] of [
       ['seq', z.seqN, 1, ['direct', 'bare', 'safespot']],
       ['c16', z.conN, 16, ['direct', 'bare', 'bareP', 'bareHP', 'safespot']],
+      // Its own job, so that the headline 16-at-a-time job keeps its composition (the ratio depends
+      // on how many connections each target has at once).
+      ['order', z.conN, 16, ['bare', 'bareL', 'safespot']],
     ] as const) {
       const order = rotate(targets, r);
       const x = await measured(env, order, tls(order, n, concurrency));
@@ -202,7 +208,7 @@ async function runRounds(env: Env, quick: boolean): Promise<Samples> {
       for (const t of order) {
         if (t !== 'direct') push(s, `${scen}.${t}.cpuMs`, (x.cpu[t]! / n) * 1000);
         if (scen === 'seq') push(s, `seq.${t}.cps`, 1000 / mean(group(t).total));
-        if (t === 'direct') continue;
+        if (t === 'direct' || scen === 'order') continue;
         for (const q of [50, 99]) push(s, `${scen}.${t}.add${q}`, percentile(group(t).ttfb, q) - percentile(group('direct').ttfb, q));
       }
     }
@@ -247,6 +253,8 @@ function report(s: Samples, quick: boolean, extra: string): BenchResult[] {
     out.push({ name: `  bare forwarder variant with ${what}, 16 at a time`, value: m(`c16.${t}.cpuMs`), unit: 'ms', baseline: m('c16.bare.cpuMs'),
       note: `ratio ${ratio(m(`c16.${t}.cpuMs`), m('c16.bare.cpuMs'))}: safespot's Node plumbing without its own work` });
   }
+  out.push({ name: '  bare forwarder variant connecting after the ClientHello, 16 at a time', value: m('order.bareL.cpuMs'), unit: 'ms', baseline: m('order.bare.cpuMs'),
+    note: `ratio ${ratio(m('order.bareL.cpuMs'), m('order.bare.cpuMs'))}: the order safespot keeps (decide on the SNI, then connect) without its work; a job of its own with bare and safespot (safespot ${ratio(m('order.safespot.cpuMs'), m('order.bare.cpuMs'))} bare, ${ratio(m('order.safespot.cpuMs'), m('order.bareL.cpuMs'))} this variant)` });
   for (const [scen, label] of [['seq', 'sequential'], ['c16', '16 at a time']] as const) {
     out.push({ name: `CONNECT+TLS connections/s, ${label}`, value: m(`${scen}.safespot.cps`), unit: 'conn/s', baseline: m(`${scen}.bare.cps`),
       note: `straight to upstream: ${m(`${scen}.direct.cps`).toFixed(0)}/s${scen === 'seq' ? ' (1 / mean connection time)' : ' (each target alone)'}` });
@@ -367,11 +375,12 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
   try {
     if (opts.cpuProfDir) mkdirSync(opts.cpuProfDir, { recursive: true });
     const flags = (who: string): string[] => (opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.cpuProfDir, who)}`] : []);
-    const [safespot, bare, bareP, bareHP] = await Promise.all([
+    const [safespot, bare, bareP, bareHP, bareL] = await Promise.all([
       startSafespot(config, flags('safespot'), children),
       forkChild('bare-forwarder.js', { hosts }, children, flags('bare')),
       forkChild('bare-forwarder.js', { hosts, join: 'pipeline' }, children),
       forkChild('bare-forwarder.js', { hosts, parse: 'http', join: 'pipeline' }, children),
+      forkChild('bare-forwarder.js', { hosts, connect: 'late' }, children),
     ]);
     const load = startLoad(children);
     await load.run({ op: 'init', ca: pki.ca });
@@ -384,16 +393,17 @@ export async function bench(opts: { quick?: boolean; cpuProfDir?: string } = {})
         bare: { kind: 'proxy', port: bare.port },
         bareP: { kind: 'proxy', port: bareP.port },
         bareHP: { kind: 'proxy', port: bareHP.port },
+        bareL: { kind: 'proxy', port: bareL.port },
         safespot: { kind: 'proxy', port: safespot.forward },
       },
-      pid: { bare: bare.child.pid!, bareP: bareP.child.pid!, bareHP: bareHP.child.pid!, safespot: safespot.child.pid! },
+      pid: { bare: bare.child.pid!, bareP: bareP.child.pid!, bareHP: bareHP.child.pid!, bareL: bareL.child.pid!, safespot: safespot.child.pid! },
       tlsPort: portOf(tls),
       httpPort: portOf(http),
     };
     // Warm-up (JIT, caches, TLS session machinery), not measured.
-    for (const t of ['direct', 'bare', 'bareP', 'bareHP', 'safespot'] as const) {
+    for (const t of ['direct', 'bare', 'bareP', 'bareHP', 'bareL', 'safespot'] as const) {
       await measured(env, [t], { op: 'tls', vias: [env.via[t]], upstreamPort: env.tlsPort, hosts: TLS_HOSTS, n: quick ? 100 : 300, concurrency: 8 });
-      if (t === 'bareP' || t === 'bareHP') continue;
+      if (t === 'bareP' || t === 'bareHP' || t === 'bareL') continue;
       await measured(env, [t], { op: 'bulk', via: env.via[t], upstreamPort: env.tlsPort, host: TLS_HOSTS[0]!, bytes: 16 << 20 });
     }
     await measured(env, ['safespot'], { op: 'http', via: env.via.safespot, hosts: HTTP_HOSTS, n: 500, concurrency: 8 });
