@@ -189,10 +189,9 @@ export function connectTcpAsync(address: string, port: number, timeoutMs: number
  * A connection to a CONNECT's checked destination, opened while the client sends its ClientHello.
  * Nothing is written on it before the SNI has been decided: the TLS step takes it for the splice
  * (take), or closes it unused (drop) when the hello is refused, intercepted, not TLS, routed
- * elsewhere, or never comes. Opening it early overlaps the connect with the client's round trip,
- * and costs less CPU than connecting after the hello (BENCHMARKS.md, "Proxy (network edge)": a
- * bare forwarder that connects after the client's first bytes costs 1.1-1.2x one that connects
- * first). What the server may send first stays in the socket's buffer until the splice.
+ * elsewhere, or never comes. Opening it early overlaps the connect with the client's round trip:
+ * the tunnel's added time to first byte went to that of a bare forwarder (BENCHMARKS.md, "Proxy
+ * (network edge)"). What the server may send first stays in the socket's buffer until the splice.
  */
 export class EarlyConnect {
   private state: 'open' | 'taken' | 'dropped' = 'open';
