@@ -112,7 +112,13 @@ function established(ctx: EdgeContext, socket: Socket, head: Buffer, conn: ConnI
         return;
       }
       if (socket.destroyed) return void up.destroy();
-      splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
+      try {
+        splice(socket, up, bytes, { idleTimeoutMs: ctx.opts.limits.idleTimeout, onIdle: () => ctx.observer.limitHit('idle_timeout') });
+      } catch {
+        // A bug in a step must cost this connection only, never the process.
+        socket.destroy();
+        up.destroy();
+      }
     });
     return true;
   };
