@@ -110,7 +110,7 @@ export class Upstream {
 
   /** Resolve and check a destination. Throws ERR_RESOLVE or ERR_DESTINATION_FORBIDDEN. */
   async destination(host: string, port: number): Promise<Resolved> {
-    return this.check(this.resolver.resolveNow(host, port) ?? (await this.resolver.resolve(host, port)));
+    return this.check(await this.resolver.resolve(host, port));
   }
 
   /**
