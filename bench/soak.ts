@@ -42,6 +42,12 @@ export interface SoakSample {
   t: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /**
+   * The V8 heap's committed size (`nodejs_heap_size_total_bytes`): pages V8 holds whether or not
+   * they are in use. RSS minus this is what native code holds (SQLite, OpenSSL, buffers, libuv,
+   * the compile worker), the figure in which a native leak would show.
+   */
+  heapTotalBytes: number;
   connectionsActive: number;
 }
 
@@ -326,12 +332,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
             t: (Date.now() - started) / 1000,
             rssBytes: rssOf(pid),
             heapUsedBytes: metricSum(text, 'nodejs_heap_size_used_bytes'),
+            heapTotalBytes: metricSum(text, 'nodejs_heap_size_total_bytes'),
             connectionsActive: metricSum(text, 'safespot_connections_active', 'listener="forward"') +
               metricSum(text, 'safespot_connections_active', 'listener="http"') +
               metricSum(text, 'safespot_connections_active', 'listener="tls"'),
           };
           samples.push(s);
-          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
+          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB heapTotal=${(s.heapTotalBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
         } catch {
           // the child is gone: the end of the run reports it
         }
@@ -405,6 +412,8 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   const mib = (b: number): number => b / 2 ** 20;
   const rss = growth(r.samples, (s) => s.rssBytes, warmup);
   const heap = growth(r.samples, (s) => s.heapUsedBytes, warmup);
+  const committed = growth(r.samples, (s) => s.heapTotalBytes, warmup);
+  const native = growth(r.samples, (s) => s.rssBytes - s.heapTotalBytes, warmup);
   const ops = Object.entries(r.counts).reduce((a, [, v]) => a + v, 0);
   return [
     { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples` },
@@ -416,6 +425,8 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
     { name: 'heap used after warm-up', value: mib(heap.start), unit: 'MiB' },
     { name: 'heap used at end', value: mib(heap.end), unit: 'MiB', baseline: mib(heap.start), note: `max ${mib(heap.max).toFixed(1)} MiB` },
     { name: 'heap growth after warm-up', value: mib(heap.end - heap.start), unit: 'MiB' },
+    { name: 'V8 heap committed after warm-up → at end', value: mib(committed.end), unit: 'MiB', baseline: mib(committed.start), note: `growth ${mib(committed.end - committed.start).toFixed(2)} MiB, max ${mib(committed.max).toFixed(1)} MiB` },
+    { name: 'RSS outside the V8 heap after warm-up → at end', value: mib(native.end), unit: 'MiB', baseline: mib(native.start), note: `growth ${mib(native.end - native.start).toFixed(2)} MiB, max ${mib(native.max).toFixed(1)} MiB (RSS minus V8 committed heap)` },
     { name: 'connections open after the load', value: r.connectionsActiveAfter, unit: 'conns' },
     { name: 'limits hit', value: Object.values(r.limitsHit).reduce((a, b) => a + b, 0), unit: 'hits', note: Object.entries(r.limitsHit).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') },
     { name: 'child alive at end / exit code', value: r.aliveAtEnd ? 1 : 0, unit: 'bool', note: `exit ${r.exitCode}` },
