@@ -14,7 +14,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
-import { caInstallInfo, LeafMinter, loadCa } from '../certs/index.js';
 import { SafespotError } from '../policy/errors.js';
 import type { InterceptEdgeOptions } from '../proxy/intercept.js';
 import type { Route } from './admin.js';
@@ -75,6 +74,8 @@ export async function setupInterception(c: Readonly<Config>): Promise<InterceptS
   const serveCa = c.admin?.serveCa === true;
   if (users.length === 0 && !serveCa) return { routes: {}, warnings: [] };
   const why = [...users, ...(serveCa ? ['admin.serveCa'] : [])].join(', ');
+  // certs/ (and node-forge, ~1.3 MiB of V8 heap) is loaded only by the appliances that need a CA.
+  const { caInstallInfo, LeafMinter, loadCa } = await import('../certs/index.js');
   let ca;
   try {
     ca = await loadCa(c.ca.dir);
