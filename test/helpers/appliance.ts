@@ -21,9 +21,15 @@ export interface Running {
   exited: Promise<number | null>;
 }
 
-/** Start `safespot serve --config FILE` and resolve once it logs its bound addresses. */
-export async function serve(config: string): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Start `safespot serve --config FILE` and resolve once it logs its bound addresses; `nodeArgs` go
+ * before the script (e.g. `--require` of a probe), `env` is added to the test's environment.
+ */
+export async function serve(config: string, opts: { nodeArgs?: readonly string[]; env?: Record<string, string> } = {}): Promise<Running> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', config], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
   let log = '';
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   return new Promise((resolvePorts, reject) => {
