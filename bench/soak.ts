@@ -48,6 +48,10 @@ export interface SoakSample {
    * the compile worker), the figure in which a native leak would show.
    */
   heapTotalBytes: number;
+  /** Anonymous resident memory (`RssAnon`): what the process allocated, without mapped files. */
+  rssAnonBytes: number;
+  /** Memory outside the V8 heap that V8 knows of: Buffers and ArrayBuffers (`nodejs_external_memory_bytes`). */
+  externalBytes: number;
   connectionsActive: number;
 }
 
@@ -138,8 +142,8 @@ function limitsHit(text: string): Record<string, number> {
   return out;
 }
 
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+function statusBytes(pid: number, field: 'VmRSS' | 'RssAnon'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
@@ -330,15 +334,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           const text = await metricsText(adminPort);
           const s: SoakSample = {
             t: (Date.now() - started) / 1000,
-            rssBytes: rssOf(pid),
+            rssBytes: statusBytes(pid, 'VmRSS'),
             heapUsedBytes: metricSum(text, 'nodejs_heap_size_used_bytes'),
             heapTotalBytes: metricSum(text, 'nodejs_heap_size_total_bytes'),
+            rssAnonBytes: statusBytes(pid, 'RssAnon'),
+            externalBytes: metricSum(text, 'nodejs_external_memory_bytes'),
             connectionsActive: metricSum(text, 'safespot_connections_active', 'listener="forward"') +
               metricSum(text, 'safespot_connections_active', 'listener="http"') +
               metricSum(text, 'safespot_connections_active', 'listener="tls"'),
           };
           samples.push(s);
-          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB heapTotal=${(s.heapTotalBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
+          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB heapTotal=${(s.heapTotalBytes / 2 ** 20).toFixed(1)}MiB anon=${(s.rssAnonBytes / 2 ** 20).toFixed(1)}MiB external=${(s.externalBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
         } catch {
           // the child is gone: the end of the run reports it
         }
@@ -396,6 +402,21 @@ export function growth(samples: readonly SoakSample[], pick: (s: SoakSample) => 
   };
 }
 
+/** Least-squares slope of `pick` over the samples from `fromSeconds` on, per minute (the creep a plateau lacks). */
+export function slopePerMinute(samples: readonly SoakSample[], pick: (s: SoakSample) => number, fromSeconds: number): number {
+  const xs = samples.filter((s) => s.t >= fromSeconds);
+  if (xs.length < 2) return NaN;
+  const mt = xs.reduce((a, s) => a + s.t, 0) / xs.length;
+  const mv = xs.reduce((a, s) => a + pick(s), 0) / xs.length;
+  let num = 0;
+  let den = 0;
+  for (const s of xs) {
+    num += (s.t - mt) * (pick(s) - mv);
+    den += (s.t - mt) ** 2;
+  }
+  return (num / den) * 60;
+}
+
 function secondsFromArgs(quick: boolean): number {
   const i = process.argv.indexOf('--seconds');
   const fromArg = i >= 0 ? Number(process.argv[i + 1]) : NaN;
@@ -414,6 +435,10 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   const heap = growth(r.samples, (s) => s.heapUsedBytes, warmup);
   const committed = growth(r.samples, (s) => s.heapTotalBytes, warmup);
   const native = growth(r.samples, (s) => s.rssBytes - s.heapTotalBytes, warmup);
+  const anon = growth(r.samples, (s) => s.rssAnonBytes, warmup);
+  const external = growth(r.samples, (s) => s.externalBytes, warmup);
+  const secondHalf = seconds / 2;
+  const slope = (pick: (s: SoakSample) => number): string => `${(slopePerMinute(r.samples, pick, secondHalf) / 2 ** 20).toFixed(3)} MiB/min`;
   const ops = Object.entries(r.counts).reduce((a, [, v]) => a + v, 0);
   return [
     { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples` },
@@ -427,6 +452,9 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
     { name: 'heap growth after warm-up', value: mib(heap.end - heap.start), unit: 'MiB' },
     { name: 'V8 heap committed after warm-up → at end', value: mib(committed.end), unit: 'MiB', baseline: mib(committed.start), note: `growth ${mib(committed.end - committed.start).toFixed(2)} MiB, max ${mib(committed.max).toFixed(1)} MiB` },
     { name: 'RSS outside the V8 heap after warm-up → at end', value: mib(native.end), unit: 'MiB', baseline: mib(native.start), note: `growth ${mib(native.end - native.start).toFixed(2)} MiB, max ${mib(native.max).toFixed(1)} MiB (RSS minus V8 committed heap)` },
+    { name: 'RSS anonymous after warm-up → at end', value: mib(anon.end), unit: 'MiB', baseline: mib(anon.start), note: `growth ${mib(anon.end - anon.start).toFixed(2)} MiB, max ${mib(anon.max).toFixed(1)} MiB (RssAnon: allocated memory, no mapped files)` },
+    { name: 'external memory after warm-up → at end', value: mib(external.end), unit: 'MiB', baseline: mib(external.start), note: `growth ${mib(external.end - external.start).toFixed(2)} MiB, max ${mib(external.max).toFixed(1)} MiB (Buffers, ArrayBuffers)` },
+    { name: 'slope over the second half', value: slopePerMinute(r.samples, (s) => s.rssBytes - s.heapTotalBytes, secondHalf) / 2 ** 20, unit: 'MiB/min', note: `RSS outside the V8 heap; RSS ${slope((s) => s.rssBytes)}, anonymous ${slope((s) => s.rssAnonBytes)}, heap used ${slope((s) => s.heapUsedBytes)}, external ${slope((s) => s.externalBytes)}` },
     { name: 'connections open after the load', value: r.connectionsActiveAfter, unit: 'conns' },
     { name: 'limits hit', value: Object.values(r.limitsHit).reduce((a, b) => a + b, 0), unit: 'hits', note: Object.entries(r.limitsHit).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') },
     { name: 'child alive at end / exit code', value: r.aliveAtEnd ? 1 : 0, unit: 'bool', note: `exit ${r.exitCode}` },

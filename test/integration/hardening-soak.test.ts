@@ -6,7 +6,7 @@
  * printed, never asserted: the ten-minute run and its figures are in BENCHMARKS.md ("Soak").
  */
 import t from 'tap';
-import { growth, runSoak } from '../../bench/soak.js';
+import { growth, runSoak, slopePerMinute, type SoakSample } from '../../bench/soak.js';
 
 t.test('20 s of mixed traffic: no crash, no wrong answer, no leaked connection', async (t) => {
   const r = await runSoak({ seconds: 20, sampleEverySeconds: 4, loops: 4, slowClients: 6 });
@@ -18,9 +18,20 @@ t.test('20 s of mixed traffic: no crash, no wrong answer, no leaked connection',
   t.equal(r.connectionsActiveAfter, 0, 'safespot_connections_active back to 0 after the load');
   t.ok((r.limitsHit.headers_timeout ?? 0) > 0, 'slow clients were cut off by the headers timeout');
   t.ok(r.samples.length >= 3 && r.samples.every((s) => s.rssBytes > 0 && s.heapUsedBytes > 0), `${r.samples.length} memory samples`);
+  t.ok(r.samples.every((s) => s.rssAnonBytes > 0 && s.rssAnonBytes < s.rssBytes && s.externalBytes > 0), 'each sample has anonymous RSS below RSS, and external memory');
   t.equal(r.exitCode, 0, 'SIGTERM drains and exits 0');
   t.notMatch(r.log, /"level":"error"/, 'no error in the operational log');
   const rss = growth(r.samples, (s) => s.rssBytes, 8);
   const heap = growth(r.samples, (s) => s.heapUsedBytes, 8);
   t.comment(`RSS ${(rss.start / 2 ** 20).toFixed(1)} -> ${(rss.end / 2 ** 20).toFixed(1)} MiB, heap ${(heap.start / 2 ** 20).toFixed(1)} -> ${(heap.end / 2 ** 20).toFixed(1)} MiB (not asserted)`);
+});
+
+t.test('the slope of a soak figure is per minute, over the samples from a given time on', async (t) => {
+  const at = (tSec: number, v: number): SoakSample => ({ t: tSec, rssBytes: v, heapUsedBytes: 0, heapTotalBytes: 0, rssAnonBytes: 0, externalBytes: 0, connectionsActive: 0 });
+  // 0 for the first 10 minutes, then 2 bytes a second: 120 a minute from t=600 on.
+  const xs = Array.from({ length: 241 }, (_, i) => at(i * 5, i * 5 < 600 ? 0 : (i * 5 - 600) * 2));
+  t.equal(Math.round(slopePerMinute(xs, (s) => s.rssBytes, 600)), 120, 'rising part: 120 per minute');
+  t.equal(slopePerMinute(xs, (s) => s.rssBytes, 0) < 120, true, 'over the whole run the flat start lowers it');
+  t.equal(slopePerMinute(xs.slice(0, 100), (s) => s.rssBytes, 0), 0, 'a flat line has slope 0');
+  t.ok(Number.isNaN(slopePerMinute(xs, (s) => s.rssBytes, 10_000)), 'no samples after the start: NaN, not a number made up');
 });
