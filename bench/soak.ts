@@ -142,9 +142,14 @@ function limitsHit(text: string): Record<string, number> {
   return out;
 }
 
-function statusBytes(pid: number, field: 'VmRSS' | 'RssAnon'): number {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
+/** VmRSS and RssAnon from one read of /proc/PID/status. */
+function statusBytes(pid: number): { rss: number; anon: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number => {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(text);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { rss: kib('VmRSS'), anon: kib('RssAnon') };
 }
 
 interface Child {
@@ -332,12 +337,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       while (!stop && Date.now() < endAt) {
         try {
           const text = await metricsText(adminPort);
+          const status = statusBytes(pid);
           const s: SoakSample = {
             t: (Date.now() - started) / 1000,
-            rssBytes: statusBytes(pid, 'VmRSS'),
+            rssBytes: status.rss,
             heapUsedBytes: metricSum(text, 'nodejs_heap_size_used_bytes'),
             heapTotalBytes: metricSum(text, 'nodejs_heap_size_total_bytes'),
-            rssAnonBytes: statusBytes(pid, 'RssAnon'),
+            rssAnonBytes: status.anon,
             externalBytes: metricSum(text, 'nodejs_external_memory_bytes'),
             connectionsActive: metricSum(text, 'safespot_connections_active', 'listener="forward"') +
               metricSum(text, 'safespot_connections_active', 'listener="http"') +
@@ -440,6 +446,10 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   const secondHalf = seconds / 2;
   const slope = (pick: (s: SoakSample) => number): string => `${(slopePerMinute(r.samples, pick, secondHalf) / 2 ** 20).toFixed(3)} MiB/min`;
   const ops = Object.entries(r.counts).reduce((a, [, v]) => a + v, 0);
+  const change = (name: string, g: { start: number; end: number; max: number }, what = ''): BenchResult => ({
+    name: `${name} after warm-up → at end`, value: mib(g.end), unit: 'MiB', baseline: mib(g.start),
+    note: `growth ${mib(g.end - g.start).toFixed(2)} MiB, max ${mib(g.max).toFixed(1)} MiB${what ? ` (${what})` : ''}`,
+  });
   return [
     { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples` },
     { name: 'operations (all kinds)', value: ops, unit: 'ops', note: `${(ops / seconds).toFixed(0)}/s; ${Object.entries(r.counts).map(([k, v]) => `${k}=${v}`).join(' ')}` },
@@ -450,10 +460,10 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
     { name: 'heap used after warm-up', value: mib(heap.start), unit: 'MiB' },
     { name: 'heap used at end', value: mib(heap.end), unit: 'MiB', baseline: mib(heap.start), note: `max ${mib(heap.max).toFixed(1)} MiB` },
     { name: 'heap growth after warm-up', value: mib(heap.end - heap.start), unit: 'MiB' },
-    { name: 'V8 heap committed after warm-up → at end', value: mib(committed.end), unit: 'MiB', baseline: mib(committed.start), note: `growth ${mib(committed.end - committed.start).toFixed(2)} MiB, max ${mib(committed.max).toFixed(1)} MiB` },
-    { name: 'RSS outside the V8 heap after warm-up → at end', value: mib(native.end), unit: 'MiB', baseline: mib(native.start), note: `growth ${mib(native.end - native.start).toFixed(2)} MiB, max ${mib(native.max).toFixed(1)} MiB (RSS minus V8 committed heap)` },
-    { name: 'RSS anonymous after warm-up → at end', value: mib(anon.end), unit: 'MiB', baseline: mib(anon.start), note: `growth ${mib(anon.end - anon.start).toFixed(2)} MiB, max ${mib(anon.max).toFixed(1)} MiB (RssAnon: allocated memory, no mapped files)` },
-    { name: 'external memory after warm-up → at end', value: mib(external.end), unit: 'MiB', baseline: mib(external.start), note: `growth ${mib(external.end - external.start).toFixed(2)} MiB, max ${mib(external.max).toFixed(1)} MiB (Buffers, ArrayBuffers)` },
+    change('V8 heap committed', committed),
+    change('RSS outside the V8 heap', native, 'RSS minus V8 committed heap'),
+    change('RSS anonymous', anon, 'RssAnon: allocated memory, no mapped files'),
+    change('external memory', external, 'Buffers, ArrayBuffers'),
     { name: 'slope over the second half', value: slopePerMinute(r.samples, (s) => s.rssBytes - s.heapTotalBytes, secondHalf) / 2 ** 20, unit: 'MiB/min', note: `RSS outside the V8 heap; RSS ${slope((s) => s.rssBytes)}, anonymous ${slope((s) => s.rssAnonBytes)}, heap used ${slope((s) => s.heapUsedBytes)}, external ${slope((s) => s.externalBytes)}` },
     { name: 'connections open after the load', value: r.connectionsActiveAfter, unit: 'conns' },
     { name: 'limits hit', value: Object.values(r.limitsHit).reduce((a, b) => a + b, 0), unit: 'hits', note: Object.entries(r.limitsHit).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') },
