@@ -72,9 +72,15 @@ FROM ${BASE_IMAGE} AS runtime
 # tini as PID 1: forwards SIGTERM to node (which drains by itself: stop accepting, finish in-flight
 # requests within limits.drainTimeout, flush the journal, exit 0) and reaps any child, so no
 # `docker run --init` is needed. The non-root user owns only the state volume.
+# jemalloc as the process's malloc (LD_PRELOAD below): under glibc's malloc a long-running serve keeps
+# freed native memory and its RSS creeps (~0.08 MiB/min in 45-minute soaks) although nothing live
+# grows; under jemalloc it stays flat (BENCHMARKS.md, "Soak"). The library's directory depends on the
+# architecture (x86_64-linux-gnu, aarch64-linux-gnu, ...), so one fixed link names it for every build.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+ && ln -s "$(dpkg -L libjemalloc2 | grep '/libjemalloc\.so\.2$')" /usr/local/lib/libjemalloc.so.2 \
+ && test -e /usr/local/lib/libjemalloc.so.2 \
  && groupadd --system --gid 10001 safespot \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/safespot --no-create-home --shell /usr/sbin/nologin safespot \
  && mkdir -p /var/lib/safespot /etc/safespot \
@@ -86,8 +92,10 @@ COPY docker/config.example.yaml /etc/safespot/config.yaml
 
 # Config from a mounted file (replace /etc/safespot/config.yaml, or point SAFESPOT_CONFIG elsewhere);
 # the admin bearer token from a secret file (SAFESPOT_ADMIN_TOKEN_FILE, the same path as admin.tokenFile
-# in the shipped config). NODE_ENV=production; no npm at run time.
+# in the shipped config). NODE_ENV=production; no npm at run time. `-e LD_PRELOAD=` runs on glibc's
+# malloc instead (docs/deployment.md).
 ENV NODE_ENV=production \
+    LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
     SAFESPOT_CONFIG=/etc/safespot/config.yaml \
     SAFESPOT_ADMIN_TOKEN_FILE=/run/secrets/admin-token
 

@@ -22,6 +22,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mallocOf, processTree } from '../../bench/soak-serve.js';
 import { CLI, ROOT, runCli, serve } from '../helpers/appliance.js';
 
 t.setTimeout(20 * 60 * 1000);
@@ -334,6 +335,18 @@ t.test('the image built and run for real with podman', async (t) => {
   t.ok((sample(m1, 'safespot_policy_entries', { list: 'demo-adult' }) ?? 0) > 0, 'the demo list is loaded');
   const rss = sample(m1, 'process_resident_memory_bytes');
   if (rss !== null) timings.push(`resident memory ${(rss / 1024 / 1024).toFixed(0)} MiB`);
+
+  // jemalloc is the serving process's malloc (the Dockerfile's LD_PRELOAD; under glibc's malloc RSS
+  // creeps, BENCHMARKS.md "Soak"). Read on this machine: the container's tini and the node below it.
+  const tini = Number((await podman(['inspect', '--format', '{{.State.Pid}}', name])).stdout.trim());
+  const nodes = tini > 0 ? processTree(tini).slice(1) : [];
+  t.equal(nodes.length, 1, `one node process below the container's tini (${tini})`);
+  for (const pid of nodes) t.equal(mallocOf(pid), 'jemalloc', `serve (pid ${pid}) runs on jemalloc`);
+  // The documented opt-out: `-e LD_PRELOAD=` runs on glibc's malloc.
+  const mapsOf = (extra: string[]): Promise<Result> => podman(['run', '--rm', '--network', 'none', '--health-cmd', 'none', ...extra, '--entrypoint', 'node', IMAGE,
+    '-e', 'process.stdout.write(String(require("fs").readFileSync("/proc/self/maps", "utf8").includes("/libjemalloc.so")))']);
+  t.equal((await mapsOf([])).stdout, 'true', 'any node in the image preloads jemalloc');
+  t.equal((await mapsOf(['-e', 'LD_PRELOAD='])).stdout, 'false', '-e LD_PRELOAD= turns it off');
 
   // Non-root on a read-only root filesystem, state on the volume.
   const id = await podman(['exec', name, 'id', '-u']);

@@ -344,6 +344,10 @@ t.test('Dockerfile keeps its promises', async (t) => {
   t.match(text, /^EXPOSE 3128 8080 8443 9090$/m, 'ports');
   t.match(text, /^HEALTHCHECK .*\n?.*"healthcheck"\]/m, 'health check through the built-in subcommand');
   t.match(text, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"/m, 'tini as PID 1');
+  t.match(text, /apt-get install -y --no-install-recommends tini libjemalloc2 /, 'jemalloc installed in the runtime stage');
+  t.match(text, /ln -s "\$\(dpkg -L libjemalloc2 [^)]*\)" \/usr\/local\/lib\/libjemalloc\.so\.2/, 'one fixed path to it on every architecture');
+  t.match(text, /^ {4}LD_PRELOAD=\/usr\/local\/lib\/libjemalloc\.so\.2 \\$/m, 'preloaded for every process of the image');
+  t.ok(text.indexOf('LD_PRELOAD=') > text.lastIndexOf('apt-get install'), 'set after the last apt-get (apt and dpkg run on glibc malloc)');
   for (const label of ['title', 'description', 'licenses', 'version', 'revision', 'created']) {
     t.match(text, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
   }
