@@ -9,20 +9,24 @@
  *   npm run build && node dist/bench/run.js soak            # 10 minutes
  *   npm run build && node dist/bench/run.js --quick soak    # 60 seconds
  *   SAFESPOT_SOAK_SECONDS=120 node dist/bench/soak.js       # any duration (also `--seconds N`)
+ *   node dist/bench/soak.js --workers 2                     # a cluster (also SAFESPOT_SOAK_WORKERS)
+ *   node dist/bench/soak.js --image localhost/safespot:test # the container image, with podman
+ *                                                           # (also SAFESPOT_SOAK_IMAGE; bench/soak-serve.ts)
+ *   node dist/bench/soak.js --image IMAGE --malloc glibc    # without the image's jemalloc: its baseline
+ *   node dist/bench/soak.js --malloc jemalloc               # this tree on this machine's libjemalloc2
  *
  * Everything runs on loopback: the upstream servers live in this process, the clients too.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchResult, isMain } from './common.js';
+import { limitsHit, mallocOf, metricSum, metricsText, startServe, statusBytes, type ServeUnderSoak } from './soak-serve.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const CLI = join(HERE, '..', 'appliance', 'cli.js');
 const DEMO = join(HERE, '..', '..', 'appliance', 'demo');
 
 export interface SoakOptions {
@@ -34,12 +38,19 @@ export interface SoakOptions {
   loops?: number;
   /** Connections kept trickling request heads at all times. */
   slowClients?: number;
+  /** `workers` of the config (1: one process; N: a cluster, its processes' memory summed). */
+  workers?: number;
+  /** Soak this container image (podman) instead of the serve of this tree. */
+  image?: string;
+  /** The appliance's malloc (bench/soak-serve.ts ServeOptions.malloc); unset: as the environment says. */
+  malloc?: 'glibc' | 'jemalloc';
   log?: (line: string) => void;
 }
 
 export interface SoakSample {
   /** Seconds since the load started. */
   t: number;
+  /** Summed over the appliance's node processes (one, or the primary and its workers). */
   rssBytes: number;
   heapUsedBytes: number;
   /**
@@ -68,6 +79,10 @@ export interface SoakReport {
   connectionsActiveAfter: number;
   /** safespot_limits_hit_total by limit, at the end. */
   limitsHit: Record<string, number>;
+  /** Node processes of the appliance whose memory was summed (at the last sample). */
+  processes: number;
+  /** The malloc of each measured process (`jemalloc`, `glibc`), as /proc/PID/maps shows it. */
+  malloc: string[];
   /** Exit code of the child after SIGTERM. */
   exitCode: number | null;
   /** Operational log of the child (stderr). */
@@ -119,79 +134,12 @@ function exchange(port: number, bytes: Buffer | string, end = false, timeoutMs =
   });
 }
 
-async function metricsText(adminPort: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
-  return res.text();
-}
-
-function metricSum(text: string, name: string, labelFilter = ''): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== ' ' && rest[0] !== '{') continue;
-    if (labelFilter && !rest.includes(labelFilter)) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
-function limitsHit(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^safespot_limits_hit_total\{limit="([a-z_]+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
-  return out;
-}
-
-/** VmRSS and RssAnon from one read of /proc/PID/status. */
-function statusBytes(pid: number): { rss: number; anon: number } {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field: string): number => {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(text);
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
-  return { rss: kib('VmRSS'), anon: kib('RssAnon') };
-}
-
-interface Child {
-  child: ChildProcess;
-  ports: Record<string, number>;
-  admin: number;
-  log: () => string;
-  exited: Promise<number | null>;
-}
-
-function startServe(config: string): Promise<Child> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      // Keep only the tail: the log of a long soak must not grow this process without bound.
-      if (log.length > 200_000) log = log.slice(-100_000);
-      const line = log.split('\n').find((l) => l.includes('"safespot serving"'));
-      if (!line) return;
-      clearTimeout(timer);
-      const j = JSON.parse(line) as { listeners: Record<string, { port: number }>; admin: string };
-      resolve({
-        child,
-        ports: Object.fromEntries(Object.entries(j.listeners).map(([k, v]) => [k, v.port])),
-        admin: Number(j.admin.split(':').pop()),
-        log: () => log,
-        exited,
-      });
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code}:\n${log}`)));
-  });
-}
-
 /** Run the soak and return every sample and count (bench() turns this into rows). */
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const log = opts.log ?? (() => {});
   const dir = mkdtempSync(join(tmpdir(), 'safespot-soak-'));
   const servers: Server[] = [];
-  let app: Child | null = null;
+  let app: ServeUnderSoak | null = null;
   try {
     const upstream = createHttpServer((req, res) => {
       req.resume();
@@ -225,10 +173,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
       `journal: { path: ${join(dir, 'journal.db')} }`,
       `state: { dir: ${join(dir, 'state')} }`,
+      `workers: ${opts.workers ?? 1}`,
       '',
     ].join('\n'));
-    app = await startServe(config);
-    const pid = app.child.pid!;
+    if (opts.image) {
+      // The image runs as uid 10001: the soak's directory is its state volume.
+      for (const f of ['', ...readdirSync(dir)]) chownSync(join(dir, f), 10001, 10001);
+    }
+    app = await startServe(config, { image: opts.image, mounts: [dir, DEMO], ...(opts.malloc ? { malloc: opts.malloc } : {}) });
     const { forward, http, tls } = app.ports as { forward: number; http: number; tls: number };
     const adminPort = app.admin;
 
@@ -320,6 +272,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     };
 
     const samples: SoakSample[] = [];
+    let processes = 0;
+    let malloc: string[] = [];
     const started = Date.now();
     const endAt = started + opts.seconds * 1000;
     let stop = false;
@@ -337,7 +291,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       while (!stop && Date.now() < endAt) {
         try {
           const text = await metricsText(adminPort);
-          const status = statusBytes(pid);
+          const pids = app.pids();
+          processes = pids.length;
+          if (malloc.length === 0) malloc = pids.map(mallocOf);
+          const status = pids.map(statusBytes).reduce((a, b) => ({ rss: a.rss + b.rss, anon: a.anon + b.anon }), { rss: 0, anon: 0 });
           const s: SoakSample = {
             t: (Date.now() - started) / 1000,
             rssBytes: status.rss,
@@ -350,7 +307,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
               metricSum(text, 'safespot_connections_active', 'listener="tls"'),
           };
           samples.push(s);
-          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB heapTotal=${(s.heapTotalBytes / 2 ** 20).toFixed(1)}MiB anon=${(s.rssAnonBytes / 2 ** 20).toFixed(1)}MiB external=${(s.externalBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive}`);
+          log(`soak t=${s.t.toFixed(0)}s rss=${(s.rssBytes / 2 ** 20).toFixed(1)}MiB heap=${(s.heapUsedBytes / 2 ** 20).toFixed(1)}MiB heapTotal=${(s.heapTotalBytes / 2 ** 20).toFixed(1)}MiB anon=${(s.rssAnonBytes / 2 ** 20).toFixed(1)}MiB external=${(s.externalBytes / 2 ** 20).toFixed(1)}MiB conns=${s.connectionsActive} procs=${processes}`);
         } catch {
           // the child is gone: the end of the run reports it
         }
@@ -360,7 +317,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     await Promise.all([...loops, ...slow, sampler]);
     stop = true;
     agent.destroy();
-    const aliveAtEnd = app.child.exitCode === null && app.child.signalCode === null;
+    const aliveAtEnd = app.alive();
 
     // Let the server see every close (keep-alive sockets, refusals' grace timers), then read once more.
     let after = NaN;
@@ -372,8 +329,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       await sleep(250);
     }
     const hit = limitsHit(text);
-    app.child.kill('SIGTERM');
-    const exitCode = await app.exited;
+    const exitCode = await app.stop();
     return {
       seconds: opts.seconds,
       samples,
@@ -382,11 +338,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       aliveAtEnd,
       connectionsActiveAfter: after,
       limitsHit: hit,
+      processes,
+      malloc,
       exitCode,
       log: app.log(),
     };
   } finally {
-    if (app && app.child.exitCode === null) app.child.kill('SIGKILL');
+    app?.kill();
     for (const s of servers) s.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -423,18 +381,24 @@ export function slopePerMinute(samples: readonly SoakSample[], pick: (s: SoakSam
   return (num / den) * 60;
 }
 
-function secondsFromArgs(quick: boolean): number {
-  const i = process.argv.indexOf('--seconds');
-  const fromArg = i >= 0 ? Number(process.argv[i + 1]) : NaN;
-  const fromEnv = Number(process.env.SAFESPOT_SOAK_SECONDS);
-  if (Number.isFinite(fromArg) && fromArg > 0) return fromArg;
-  if (Number.isFinite(fromEnv) && fromEnv > 0) return fromEnv;
-  return quick ? 60 : 600;
+/** `--name VALUE` on the command line, else the environment variable, else undefined. */
+function option(name: string, envName: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return (i >= 0 ? process.argv[i + 1] : undefined) ?? process.env[envName];
+}
+
+function positive(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
 export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult[]> {
-  const seconds = secondsFromArgs(opts.quick ?? false);
-  const r = await runSoak({ seconds, log: (l) => process.stderr.write(`${l}\n`) });
+  const seconds = positive(option('seconds', 'SAFESPOT_SOAK_SECONDS'), opts.quick ? 60 : 600);
+  const workers = Math.floor(positive(option('workers', 'SAFESPOT_SOAK_WORKERS'), 1));
+  const image = option('image', 'SAFESPOT_SOAK_IMAGE') || undefined;
+  const m = option('malloc', 'SAFESPOT_SOAK_MALLOC');
+  const malloc = m === 'glibc' || m === 'jemalloc' ? m : undefined;
+  const r = await runSoak({ seconds, workers, image, ...(malloc ? { malloc } : {}), log: (l) => process.stderr.write(`${l}\n`) });
   const warmup = Math.min(60, Math.max(10, seconds / 5));
   const mib = (b: number): number => b / 2 ** 20;
   const rss = growth(r.samples, (s) => s.rssBytes, warmup);
@@ -451,7 +415,8 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
     note: `growth ${mib(g.end - g.start).toFixed(2)} MiB, max ${mib(g.max).toFixed(1)} MiB${what ? ` (${what})` : ''}`,
   });
   return [
-    { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples` },
+    { name: 'load duration', value: seconds, unit: 's', note: `warm-up ${warmup} s, ${r.samples.length} samples; ${image ? `image ${image}` : 'serve of this tree'}, workers ${workers}` },
+    { name: 'node processes measured', value: r.processes, unit: 'procs', note: `memory rows sum over them; malloc: ${r.malloc.join(', ')}` },
     { name: 'operations (all kinds)', value: ops, unit: 'ops', note: `${(ops / seconds).toFixed(0)}/s; ${Object.entries(r.counts).map(([k, v]) => `${k}=${v}`).join(' ')}` },
     { name: 'unexpected answers', value: r.unexpected, unit: 'ops' },
     { name: 'RSS after warm-up', value: mib(rss.start), unit: 'MiB' },
@@ -471,7 +436,7 @@ export async function bench(opts: { quick?: boolean } = {}): Promise<BenchResult
   ];
 }
 
-// Run directly: `node dist/bench/soak.js [--quick] [--seconds N]`.
+// Run directly: `node dist/bench/soak.js [--quick] [--seconds N] [--workers N] [--image IMAGE]`.
 if (isMain(import.meta.url)) {
   const rows = await bench({ quick: process.argv.includes('--quick') });
   for (const r of rows) process.stdout.write(`${r.name}\t${r.value.toFixed(2)} ${r.unit}${r.baseline !== undefined ? `\t(baseline ${r.baseline.toFixed(2)})` : ''}${r.note ? `\t${r.note}` : ''}\n`);

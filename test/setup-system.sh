@@ -19,6 +19,8 @@ have runc || need+=(runc)
 have debootstrap || need+=(debootstrap)
 have xxd || need+=(xxd)
 have certutil || need+=(libnss3-tools)
+# jemalloc: the image's malloc; test/integration/hardening-soak.test.ts preloads it into a serve here too.
+compgen -G '/usr/lib/*-linux-gnu/libjemalloc.so.2' >/dev/null || need+=(libjemalloc2)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "test/setup-system.sh: missing ${need[*]}; run as root (or install them) so the real-client tests can run" >&2
