@@ -21,7 +21,7 @@ import type { Journal } from '../audit/journal.js';
 import type { Metrics } from '../audit/metrics.js';
 import { decodeBundle, encodeBundle } from '../policy/bundle.js';
 import { SafespotError } from '../policy/errors.js';
-import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from '../policy/image-lists.js';
+import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from '../policy/image-list-parse.js';
 import { parseUrlList, type UrlListKind } from '../policy/lists.js';
 import { PolicyHolder, type Policy } from '../policy/policy.js';
 import { CompileWorker } from './compile-worker.js';

@@ -8,7 +8,8 @@
  */
 import { SafespotError } from './errors.js';
 import { HashStoreBuilder } from './hash-store.js';
-import { IMAGE_LIST_KINDS, ImageMatcher, parseImageList, type ImageListInput, type ImageListKind, type ImageMatcherOptions } from './image-lists.js';
+import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from './image-list-parse.js';
+import { ImageMatcher, type ImageListInput, type ImageMatcherOptions } from './image-lists.js';
 import { CidrSet } from './ip.js';
 import { listHost, pageExpression, parseUrlList, URL_KINDS, type UrlListKind } from './lists.js';
 import type { ImageListMeta, InterceptOptions, ListMeta, ListMode, PolicyParts, ProfileMeta } from './sections.js';

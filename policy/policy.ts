@@ -22,7 +22,8 @@ import { ALLOW_NOTHING_MATCHED, type Decision, type RuleKind, type Subject } fro
 import { assertNever, SafespotError } from './errors.js';
 import { hostExpressions, urlExpressions } from './expressions.js';
 import { HashStore } from './hash-store.js';
-import type { ImageListKind, ImageMatch, ImageMatcher, ScannedImageHashes } from './image-lists.js';
+import type { ImageListKind } from './image-list-parse.js';
+import type { ImageMatch, ImageMatcher, ScannedImageHashes } from './image-lists.js';
 import { CidrSet, parseIp } from './ip.js';
 import type { UrlListKind } from './lists.js';
 import { LruCache } from './lru.js';

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { SafespotError } from './errors.js';
 import type { StoreArrays } from './hash-store.js';
-import { ImageMatcher, type ImageListKind, type ImageListReport } from './image-lists.js';
+import type { ImageListKind, ImageListReport } from './image-list-parse.js';
+import { ImageMatcher } from './image-lists.js';
 import type { ListReport, UrlListKind } from './lists.js';
 
 export type ListMode = 'enforce' | 'monitor';

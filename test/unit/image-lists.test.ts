@@ -1,7 +1,8 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { SafespotError } from '../../policy/errors.js';
-import { ImageMatcher, parseImageList, type ImageListInput, type ImageMatcherOptions } from '../../policy/image-lists.js';
+import { parseImageList } from '../../policy/image-list-parse.js';
+import { ImageMatcher, type ImageListInput, type ImageMatcherOptions } from '../../policy/image-lists.js';
 import { pdqWordsToHex, pdqHexToWords } from '../../policy/pdq.js';
 
 const OPTS: ImageMatcherOptions = { pdqDistance: 31, pdqMinQuality: 50, dihedral: false };
