@@ -1,7 +1,8 @@
 /**
- * Soak: a real `safespot serve` child process under a steady mix of allowed, blocked, malformed and
- * slow connections for a bounded time, with the child's RSS (/proc/PID/status) and V8 heap (the
- * admin listener's `nodejs_heap_size_used_bytes`) sampled every few seconds. The figure that matters
+ * Soak: a real `safespot serve` (a child process, or the container image; one process or a cluster)
+ * under a steady mix of allowed, blocked, malformed and slow connections for a bounded time, with
+ * its processes' RSS (/proc/PID/status, summed) and V8 heap (the admin listener's
+ * `nodejs_heap_size_used_bytes`) sampled every few seconds (bench/soak-serve.ts starts and reads it). The figure that matters
  * is the growth after warm-up: a leak shows as a steady climb, a bounded process as a plateau.
  * Figures only, never pass/fail (test/integration/hardening-soak.test.ts runs a short version and
  * checks that nothing crashed and no connection was left open).
