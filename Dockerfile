@@ -72,10 +72,11 @@ FROM ${BASE_IMAGE} AS runtime
 # tini as PID 1: forwards SIGTERM to node (which drains by itself: stop accepting, finish in-flight
 # requests within limits.drainTimeout, flush the journal, exit 0) and reaps any child, so no
 # `docker run --init` is needed. The non-root user owns only the state volume.
-# jemalloc as the process's malloc (LD_PRELOAD below): under glibc's malloc a long-running serve keeps
-# freed native memory and its RSS creeps (~0.08 MiB/min in 45-minute soaks) although nothing live
-# grows; under jemalloc it stays flat (BENCHMARKS.md, "Soak"). The library's directory depends on the
-# architecture (x86_64-linux-gnu, aarch64-linux-gnu, ...), so one fixed link names it for every build.
+# jemalloc as the process's malloc (LD_PRELOAD below): glibc's malloc keeps freed native memory longer,
+# so a serve under steady load reached its RSS plateau after ~40 minutes instead of ~20 (BENCHMARKS.md,
+# "Soak"), and sharp runs libvips on one thread under glibc to limit fragmentation. It costs ~6-7 MiB
+# of RSS. The library's directory depends on the architecture (x86_64-linux-gnu, aarch64-linux-gnu,
+# ...), so one fixed link names it for every build.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini libjemalloc2 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
