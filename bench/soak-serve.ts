@@ -127,6 +127,14 @@ function podmanArgs(args: string[]): string[] {
 }
 const podmanEnv = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? CONTAINERS_CONF };
 
+/** A running container's PID 1 (tini) as this machine numbers it; its node processes are below it. */
+export function containerInitPid(name: string): number {
+  const r = spawnSync('podman', podmanArgs(['inspect', '--format', '{{.State.Pid}}', name]), { env: podmanEnv, encoding: 'utf8' });
+  const pid = Number(r.stdout.trim());
+  if (!(pid > 0)) throw new Error(`podman inspect found no pid for ${name}: ${r.stderr}`);
+  return pid;
+}
+
 /** Start serve on `config` and resolve once it logs "safespot serving" (its listeners' ports). */
 export function startServe(config: string, opts: ServeOptions = {}): Promise<ServeUnderSoak> {
   const name = `safespot-soak-${process.pid}-${Date.now()}`;
@@ -163,11 +171,10 @@ export function startServe(config: string, opts: ServeOptions = {}): Promise<Ser
       if (!line) return;
       clearTimeout(timer);
       if (opts.image) {
-        // The container's PID 1 (tini) as this machine numbers it; the node processes are below it.
-        const r = spawnSync('podman', podmanArgs(['inspect', '--format', '{{.State.Pid}}', name]), { env: podmanEnv, encoding: 'utf8' });
-        rootPid = Number(r.stdout.trim());
-        if (!(rootPid > 0)) {
-          reject(new Error(`podman inspect found no pid for ${name}: ${r.stderr}`));
+        try {
+          rootPid = containerInitPid(name);
+        } catch (err) {
+          reject(err as Error);
           return;
         }
       }

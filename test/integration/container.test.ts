@@ -22,7 +22,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mallocOf, processTree } from '../../bench/soak-serve.js';
+import { containerInitPid, mallocOf, processTree } from '../../bench/soak-serve.js';
 import { CLI, ROOT, runCli, serve } from '../helpers/appliance.js';
 
 t.setTimeout(20 * 60 * 1000);
@@ -338,8 +338,8 @@ t.test('the image built and run for real with podman', async (t) => {
 
   // jemalloc is the serving process's malloc (the Dockerfile's LD_PRELOAD; under glibc's malloc RSS
   // creeps, BENCHMARKS.md "Soak"). Read on this machine: the container's tini and the node below it.
-  const tini = Number((await podman(['inspect', '--format', '{{.State.Pid}}', name])).stdout.trim());
-  const nodes = tini > 0 ? processTree(tini).slice(1) : [];
+  const tini = containerInitPid(name);
+  const nodes = processTree(tini).slice(1);
   t.equal(nodes.length, 1, `one node process below the container's tini (${tini})`);
   for (const pid of nodes) t.equal(mallocOf(pid), 'jemalloc', `serve (pid ${pid}) runs on jemalloc`);
   // The documented opt-out: `-e LD_PRELOAD=` runs on glibc's malloc.
