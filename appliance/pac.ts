@@ -32,7 +32,11 @@ function FindProxyForURL(url, host) {
 `;
 }
 
-/** Admin route for /proxy.pac and /wpad.dat (public: devices fetch it without a token). */
+/**
+ * Admin route for /proxy.pac and /wpad.dat (public: devices fetch it without a token). The body
+ * depends on the Host header, so it is never cached (no-store, Vary: Host): a cache in between must
+ * not hand one client's PAC, naming whatever Host it sent, to another.
+ */
 export function pacRoute(explicit: string | undefined, forwardPort: () => number | undefined) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const port = forwardPort();
@@ -41,6 +45,6 @@ export function pacRoute(explicit: string | undefined, forwardPort: () => number
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no forward listener to advertise\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/x-ns-proxy-autoconfig', 'cache-control': 'max-age=300' }).end(pacFile(proxy));
+    res.writeHead(200, { 'content-type': 'application/x-ns-proxy-autoconfig', 'cache-control': 'no-store', vary: 'Host' }).end(pacFile(proxy));
   };
 }

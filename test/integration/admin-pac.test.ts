@@ -34,6 +34,8 @@ for (const workers of [1, 2]) {
       const body = await res.text();
       t.equal(res.status, 200, `${path} needs no token`);
       t.equal(res.headers.get('content-type'), 'application/x-ns-proxy-autoconfig');
+      t.equal(res.headers.get('cache-control'), 'no-store', `${path} is never cached: its body depends on Host`);
+      t.equal(res.headers.get('vary'), 'Host');
       t.match(body, `return "PROXY 127.0.0.1:${app.forward}";`, `${path} names the real forward port`);
       t.notMatch(body, /PROXY [^"]*;\s*DIRECT/, 'no DIRECT fallback');
     }
