@@ -21,6 +21,7 @@ import { compileParts, type CompileInput } from './compile.js';
 import { ALLOW_NOTHING_MATCHED, type Decision, type RuleKind, type Subject } from './decision.js';
 import { assertNever, SafespotError } from './errors.js';
 import { hostExpressions, urlExpressions } from './expressions.js';
+import { extraReadings } from './readings.js';
 import { HashStore } from './hash-store.js';
 import type { ImageListKind } from './image-list-parse.js';
 import type { ImageMatch, ImageMatcher, ScannedImageHashes } from './image-lists.js';
@@ -258,8 +259,23 @@ export class Policy {
     return d;
   }
 
-  /** A full URL: every Safe Browsing expression. Not cached (the host part is). */
+  /**
+   * A full URL: every Safe Browsing expression, on the canonical form and on every other reading
+   * an origin may make (policy/readings.ts); the strictest verdict wins.
+   */
   decideUrl(url: string, client?: string): Decision {
+    let d = this.decideReading(url, client);
+    if (d.action === 'block') return d;
+    for (const r of extraReadings(url)) {
+      const e = this.decideReading(r, client);
+      if (e.action === 'block') return e;
+      if (e.action === 'monitor' && d.action === 'allow') d = e;
+    }
+    return d;
+  }
+
+  /** One reading of a URL: every Safe Browsing expression. Not cached (the host part is). */
+  private decideReading(url: string, client?: string): Decision {
     const p = this.profileIndex(client);
     const c = canonicalize(url);
     if (c === null) return BLOCK_UNPARSABLE_URL;
