@@ -1,0 +1,79 @@
+/**
+ * Differential: tricky targets through the real forward proxy, with a `urls` entry for
+ * http://site.test/secret/page.html, to a real loopback origin that resolves paths as a static
+ * file server does (decode per segment, `\` as `/`, dots resolved, case-insensitive). The test
+ * fails whenever the origin served the secret page through safespot (finding 12 a/b/d).
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { nullObserver } from '../../audit/metrics.js';
+import { compilePolicy, PolicyHolder } from '../../policy/policy.js';
+import { createPolicyHooks } from '../../proxy/policy-hooks.js';
+import { exchange, startTestProxy, testOptions } from '../helpers/clients.js';
+
+const SECRET = 'SECRET-BODY-7f3a';
+
+function staticPath(target: string): string {
+  const path = target.split('?')[0]!.split('#')[0]!.replace(/\\/g, '/');
+  const out: string[] = [];
+  for (const raw of path.split('/')) {
+    let s: string;
+    try {
+      s = decodeURIComponent(raw);
+    } catch {
+      s = raw;
+    }
+    for (const part of s.replace(/\\/g, '/').split('/')) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') out.pop();
+      else out.push(part);
+    }
+  }
+  return ('/' + out.join('/')).toLowerCase();
+}
+
+const origin = createServer((req, res) => {
+  const hit = staticPath(req.url ?? '/') === '/secret/page.html';
+  res.writeHead(hit ? 200 : 404, { 'content-type': 'text/plain', connection: 'close' });
+  res.end(hit ? SECRET : 'nothing');
+});
+await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+t.teardown(() => origin.close());
+const port = (origin.address() as AddressInfo).port;
+
+const holder = new PolicyHolder();
+holder.swap(compilePolicy({ lists: [{ id: 'pages', category: 'malware', kind: 'urls', text: 'http://site.test/secret/page.html\n' }] }));
+const hooks = createPolicyHooks(holder, nullObserver, { recordUrls: false, recordClients: false, blockFronting: false, noSni: 'block', ech: 'allow-outer' });
+const proxy = await startTestProxy(t, testOptions({ 'site.test': `127.0.0.1:${port}` }), hooks, nullObserver);
+
+const targets = [
+  '/secret/page.html',
+  '/%3F/../secret/page.html',
+  '/%253F/../secret/page.html',
+  '/x%3F/../secret/page.html',
+  '/secret/page.html/.',
+  '/SECRET/PAGE.HTML',
+  '/Secret/Page.html',
+  '/x/%2e%2e/secret/page.html',
+  '/x/%2E%2E/secret/page.html',
+  '//secret//page.html',
+  '/secret/./page.html',
+  '/secret/%70age.html',
+  '/secret%2Fpage.html',
+  '/x/..%2Fsecret/page.html',
+  '/secret/page.html?x=1',
+];
+
+t.test('the origin serves a control page (the rig works)', async (t) => {
+  const res = (await exchange(proxy.port('forward'), `GET http://site.test/other HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+  t.match(res, /^HTTP\/1\.1 404/);
+});
+
+for (const target of targets) {
+  t.test(`never serves the secret page: ${target}`, async (t) => {
+    const res = (await exchange(proxy.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.notOk(res.includes(SECRET), `served the secret page: ${res.split('\r\n')[0]}`);
+    t.ok(res.startsWith('HTTP/1.1 '), 'got a response');
+  });
+}
