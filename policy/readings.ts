@@ -47,7 +47,7 @@ function normalisePath(path: string): string {
 
 /**
  * The extra URLs to decide on for `url` (absolute, with scheme), deduplicated and never `url`
- * itself; usually none.
+ * itself; usually none (and none, without allocating, when the path has nothing to read).
  */
 export function extraReadings(url: string, caseFold = true): string[] {
   const schemeEnd = url.indexOf('://');
