@@ -7,7 +7,9 @@
  * Proxy-Connection, Proxy-Authorization, Proxy-Authenticate, TE, Trailer, Transfer-Encoding,
  * Upgrade) are not forwarded; Host is the target's authority (RFC 9112 §3.2.2); Via is appended
  * (RFC 9110 §7.6.3). Body framing is Node's: a Content-Length is kept, anything else is re-chunked.
- * WebSocket (and any Upgrade) requests are decided like other requests, then spliced.
+ * WebSocket (and any Upgrade) requests are decided like other requests, and spliced only once the
+ * upstream has answered 101 for the protocol asked for; any other answer is relayed and the
+ * connection closed, so no later request on it goes upstream undecided.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -237,12 +239,105 @@ export class HttpForwarder {
     for (const [k, v] of Object.entries(headers)) {
       for (const one of Array.isArray(v) ? v : [String(v)]) lines.push(`${k}: ${one}`);
     }
+    // Nothing the client sends after the request head goes upstream until the upstream has
+    // accepted the upgrade: a server that answers anything but 101 is still speaking HTTP, and
+    // spliced bytes would be requests nobody decided (RFC 9110 §7.8: the switch happens only with
+    // the 101). The client's socket stays paused while the answer's head is read.
+    socket.pause();
     up.write(lines.join('\r\n') + '\r\n\r\n', 'latin1');
-    splice(socket, up, head, {
-      idleTimeoutMs: this.ctx.opts.limits.idleTimeout,
-      onIdle: () => this.ctx.observer.limitHit('idle_timeout'),
+    awaitUpgradeAnswer(up, this.ctx.opts.limits.maxHeaderBytes, upgradeTokens(req.headers.upgrade), (answer) => {
+      if (socket.destroyed) return void up.destroy();
+      if (answer.kind === 'switched' && head.length === 0 && socket.readableLength === 0) {
+        socket.write(answer.head);
+        if (answer.rest.length > 0) up.unshift(answer.rest);
+        splice(socket, up, head, {
+          idleTimeoutMs: this.ctx.opts.limits.idleTimeout,
+          onIdle: () => this.ctx.observer.limitHit('idle_timeout'),
+        });
+        socket.resume();
+        return;
+      }
+      if (answer.kind === 'switched' || answer.kind === 'bad') {
+        // A 101 for a protocol not asked for, a head past the bound, garbage, or a client that sent
+        // bytes before the switch: refuse, and never splice.
+        up.destroy();
+        endWith(socket, rawHttpResponse(502, 'safespot: the upstream server did not accept this upgrade\n'));
+        return;
+      }
+      // Any other answer: relayed as it comes, then the connection ends. The upstream's write side
+      // is ended at once, so nothing more of the client's reaches it; what the client sends is dropped.
+      up.end();
+      socket.on('data', () => {});
+      socket.resume();
+      socket.write(answer.head);
+      if (answer.rest.length > 0) socket.write(answer.rest);
+      up.on('data', (chunk: Buffer) => socket.write(chunk));
+      up.once('end', () => socket.end());
+      up.once('close', () => socket.end());
+      socket.once('close', () => up.destroy());
+      up.setTimeout(this.ctx.opts.limits.idleTimeout, () => {
+        up.destroy();
+        socket.destroy();
+      });
+      up.resume();
     });
   }
+}
+
+/** The protocols an Upgrade header asks for, lower case, versions kept (RFC 9110 §7.8). */
+function upgradeTokens(value: string | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const t of (value ?? '').split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token) out.add(token);
+  }
+  return out;
+}
+
+type UpgradeAnswer =
+  | { readonly kind: 'switched' | 'other'; readonly head: Buffer; readonly rest: Buffer }
+  | { readonly kind: 'bad' };
+
+/**
+ * Read the head of the upstream's answer to an upgrade request, at most `maxBytes`: `switched` for
+ * a 101 whose Upgrade names a protocol the client asked for, `other` for any other status, `bad`
+ * for a 101 naming another protocol, a head past the bound, or a connection that ended first.
+ */
+export function awaitUpgradeAnswer(up: Socket, maxBytes: number, asked: ReadonlySet<string>, done: (a: UpgradeAnswer) => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  let finished = false;
+  const finish = (a: UpgradeAnswer): void => {
+    if (finished) return;
+    finished = true;
+    up.off('data', onData);
+    up.off('end', onGone);
+    up.off('close', onGone);
+    up.pause();
+    done(a);
+  };
+  const onGone = (): void => finish({ kind: 'bad' });
+  const onData = (chunk: Buffer): void => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (buf.length > maxBytes) finish({ kind: 'bad' });
+      return;
+    }
+    if (end > maxBytes) return finish({ kind: 'bad' });
+    const head = buf.subarray(0, end + 4);
+    const rest = buf.subarray(end + 4);
+    const text = head.toString('latin1');
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+    if (status === null) return finish({ kind: 'bad' });
+    if (status[1] !== '101') return finish({ kind: 'other', head, rest });
+    const upgrade = /\r\nupgrade:[ \t]*([^\r]*)/i.exec(text);
+    const offered = upgradeTokens(upgrade?.[1]);
+    const ok = offered.size === 1 && asked.has([...offered][0]!);
+    finish(ok ? { kind: 'switched', head, rest } : { kind: 'bad' });
+  };
+  up.on('data', onData);
+  up.once('end', onGone);
+  up.once('close', onGone);
 }
 
 // ---- routes ------------------------------------------------------------------------------------
