@@ -93,8 +93,12 @@ export function compileParts(input: CompileInput): PolicyParts {
     if (!(err instanceof SafespotError) || err.code !== 'ERR_LIST_INVALID') throw err;
     refused.push(err);
   };
+  // csam lists apply to every profile, whatever its `lists` say: certification never lifts the
+  // CSAM block, so a profile may add or leave out other lists but never these.
+  const csamIds: string[] = [];
   for (const l of input.lists) {
     allIds.add(l.id);
+    if (l.category === 'csam') csamIds.push(l.id);
     if ((IMAGE_LIST_KINDS as readonly string[]).includes(l.kind)) {
       if (l.text === undefined) problems.push(`list "${l.id}" has no text`);
       else {
@@ -183,7 +187,7 @@ export function compileParts(input: CompileInput): PolicyParts {
       name: p.name,
       clients: [...p.clients],
       // URL and image list ids alike; each side picks its own.
-      lists: p.lists ? p.lists.filter((id) => allIds.has(id)) : null,
+      lists: p.lists ? [...new Set([...p.lists.filter((id) => allIds.has(id)), ...csamIds])] : null,
       safeSearch: p.safeSearch ?? top.safeSearch,
       intercept: p.intercept ?? top.intercept,
     });
