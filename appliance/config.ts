@@ -201,7 +201,7 @@ export const configSchema = z
         unscanned: z.enum(['pass', 'block']).default('pass'),
         pdqDistance: z.number().int().min(0).max(64).default(31),
         pdqMinQuality: z.number().int().min(0).max(100).default(50),
-        dihedral: z.boolean().default(false),
+        dihedral: z.boolean().default(true),
       })
       .prefault({}),
     journal: z

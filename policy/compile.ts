@@ -46,11 +46,11 @@ export interface CompileInput {
   readonly intercept?: InterceptOptions;
   /** Entries of each decision cache (default 65,536). */
   readonly cacheSize?: number;
-  /** Image matching options (config `images`); defaults: distance 31, quality 50, no dihedral. */
+  /** Image matching options (config `images`); defaults: distance 31, quality 50, dihedral variants on (a mirror or rotation of a listed image matches). */
   readonly images?: Partial<ImageMatcherOptions>;
 }
 
-const IMAGE_DEFAULTS: ImageMatcherOptions = Object.freeze({ pdqDistance: 31, pdqMinQuality: 50, dihedral: false });
+const IMAGE_DEFAULTS: ImageMatcherOptions = Object.freeze({ pdqDistance: 31, pdqMinQuality: 50, dihedral: true });
 
 const DEFAULT_CACHE = 65_536;
 const NO_INTERCEPT: InterceptOptions = Object.freeze({ enabled: false, include: [], exclude: [] });

@@ -64,7 +64,7 @@ t.test('compile reports image lists with URL lists', async (t) => {
   t.equal(policy.parts.meta.images!.find((l) => l.id === 'hot-pdq')!.report.lowQuality, 1, 'quality 10 < 50 dropped');
   t.notOk(JSON.stringify(policy.parts.meta).includes('not-hex'), 'no list content in the metadata');
   t.ok(policy.images, 'the policy carries an ImageMatcher');
-  t.same(policy.images!.options, { pdqDistance: 31, pdqMinQuality: 50, dihedral: false }, 'defaults');
+  t.same(policy.images!.options, { pdqDistance: 31, pdqMinQuality: 50, dihedral: true }, 'defaults: dihedral variants on');
   const urlOnly = compilePolicy({ lists: [INPUT.lists[0]!] });
   t.equal(urlOnly.images, null, 'no image lists, no matcher');
   t.equal(urlOnly.decideImage({ ...exact('a') }).action, 'allow');
@@ -106,20 +106,21 @@ t.test('PDQ near matches: within and past the distance', async (t) => {
   t.equal(strict.decideImage({ ...base, pdq: { hash: pdqOf('flat'), quality: 100 } }).action, 'block', 'pdqMinQuality 5 keeps the quality-10 entry');
 });
 
-t.test('dihedral variants match only when asked', async (t) => {
+t.test('dihedral variants match by default (a mirrored or rotated listed image), off only when asked', async (t) => {
   const variants = [pdqOf('v0'), pdqOf('v1'), PHOTO, pdqOf('v3'), pdqOf('v4'), pdqOf('v5'), pdqOf('v6'), pdqOf('v7')];
   const h = { ...exact('rotated'), pdq: { hash: pdqOf('v0'), quality: 100, dihedral: variants } };
-  t.equal(policy.decideImage(h).action, 'allow', 'dihedral off');
-  t.match(compilePolicy({ ...INPUT, images: { dihedral: true } }).decideImage(h), { action: 'block', list: 'hot-pdq' }, 'dihedral on');
+  t.match(policy.decideImage(h), { action: 'block', list: 'hot-pdq' }, 'dihedral on by default');
+  t.equal(compilePolicy({ ...INPUT, images: { dihedral: false } }).decideImage(h).action, 'allow', 'dihedral: false turns it off');
 });
 
-t.test('profiles restrict the image lists; monitor lists pass and are reported', async (t) => {
+t.test('profiles restrict the image lists but never the csam ones; monitor lists pass and are reported', async (t) => {
   const staff = '10.1.2.3';
   t.equal(policy.profileFor(staff).name, 'staff');
-  t.equal(policy.decideImage({ ...exact('a') }, staff).action, 'allow', 'hot-md5 does not apply to staff');
+  t.match(policy.decideImage({ ...exact('a') }, staff), { action: 'block', category: 'csam', list: 'hot-md5' }, 'hot-md5 (csam) applies to staff though its lists leave it out');
   t.match(policy.decideImage({ ...exact('d') }, staff), { action: 'block', list: 'adult-img' }, 'adult-img applies');
-  t.match(policy.decideImage({ ...exact('shared') }, staff), { action: 'block', list: 'adult-img' }, 'a shared digest is found on the allowed list');
-  t.equal(policy.decideImage({ ...exact('x'), pdq: { hash: PHOTO, quality: 100 } }, staff).action, 'allow', 'hot-pdq does not apply');
+  t.match(policy.decideImage({ ...exact('shared') }, staff), { action: 'block' }, 'a shared digest is blocked');
+  t.match(policy.decideImage({ ...exact('x'), pdq: { hash: PHOTO, quality: 100 } }, staff), { action: 'block', list: 'hot-pdq' }, 'hot-pdq (csam) applies');
+  t.equal(policy.decideImage({ ...exact('x'), pdq: { hash: flip(MONITORED, 3), quality: 100 } }, staff).action, 'allow', 'watch-pdq (adult), left out by the profile, does not apply');
   const mon = policy.decideImage({ ...exact('x'), pdq: { hash: flip(MONITORED, 3), quality: 100 } });
   t.match(mon, { action: 'monitor', category: 'adult', list: 'watch-pdq', match: 'pdq', distance: 3 });
   t.match(mon.reason, /monitor-mode/);
