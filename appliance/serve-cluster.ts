@@ -21,7 +21,7 @@ import type { Metrics } from '../audit/metrics.js';
 import { encodeBundle } from '../policy/bundle.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
 import type { Policy, PolicyHolder } from '../policy/policy.js';
-import type { Endpoint } from '../proxy/upstream.js';
+import { boundEndpoint, type Endpoint } from '../proxy/upstream.js';
 import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
 import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
@@ -178,8 +178,9 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
         throw err;
       })
     : null;
-  // The admin listener is never a destination, not even with upstream.allowPrivate.
-  const ownEndpoints: Endpoint[] = admin && config.admin ? [{ host: config.admin.host, port: admin.port }] : [];
+  // The admin listener is never a destination, not even with upstream.allowPrivate. Its bound
+  // address, not the configured text: `localhost` is no address a destination compares equal to.
+  const ownEndpoints: Endpoint[] = admin ? [boundEndpoint(admin.server)] : [];
 
   // --- workers ---------------------------------------------------------------------------------------
   let stopping = false;

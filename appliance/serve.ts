@@ -18,6 +18,7 @@ import { createPolicyHooks, type PolicyHookOptions } from '../proxy/policy-hooks
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
 import { applianceRoutes } from './admin-routes.js';
 import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
+import { boundEndpoint } from '../proxy/upstream.js';
 import type { Config } from './config.js';
 import { scanImage } from './image-scan.js';
 import { setupInterception } from './intercept-setup.js';
@@ -164,8 +165,9 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
         },
       })
     : null;
-  // The admin listener is never a destination, not even with upstream.allowPrivate.
-  const ownEndpoints = admin && config.admin ? [{ host: config.admin.host, port: admin.port }] : [];
+  // The admin listener is never a destination, not even with upstream.allowPrivate. Its bound
+  // address, not the configured text: `localhost` is no address a destination compares equal to.
+  const ownEndpoints = admin ? [boundEndpoint(admin.server)] : [];
   const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints, ...(interception.edge ? { intercept: interception.edge } : {}) }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
     async (err: unknown) => {
       await admin?.close();

@@ -193,29 +193,59 @@ function pick(addresses: readonly string[], port: number): Resolved | null {
 // ---- destination checks ------------------------------------------------------------------------
 
 /**
- * Ranges a guest must not reach through the appliance unless the operator allows it: loopback,
- * unspecified, "this network", link-local, private (RFC 1918, RFC 4193 ULA), shared address space
- * (RFC 6598), multicast, reserved and broadcast. IPv4 ranges also cover their IPv4-mapped form,
- * because policy/ip.ts stores IPv4 as ::ffff:a.b.c.d.
+ * Ranges a guest must not reach through the appliance unless the operator allows it: every entry of
+ * the IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890) that is not globally
+ * reachable (loopback, unspecified, "this network", link-local, private, ULA, shared address space,
+ * benchmarking, documentation, discard-only, local-use NAT64, IPv4-translated, Teredo, ORCHID,
+ * SRv6 SIDs…), plus multicast, reserved and broadcast. IPv4 ranges also cover their IPv4-mapped
+ * form, because policy/ip.ts stores IPv4 as ::ffff:a.b.c.d. Registry entries that are globally
+ * reachable (64:ff9b::/96, AS112, AMT, anycast services) are in GLOBAL_EXCEPTIONS or left out.
+ * Registries as of 2025: https://www.iana.org/assignments/iana-ipv4-special-registry and
+ * https://www.iana.org/assignments/iana-ipv6-special-registry.
  */
 const FORBIDDEN = CidrSet.parse([
-  '0.0.0.0/8',
-  '10.0.0.0/8',
-  '100.64.0.0/10',
-  '127.0.0.0/8',
-  '169.254.0.0/16',
-  '172.16.0.0/12',
-  '192.0.0.0/24',
-  '192.168.0.0/16',
-  '198.18.0.0/15',
-  '224.0.0.0/4',
-  '240.0.0.0/4',
-  '::/128',
-  '::1/128',
-  'fc00::/7',
-  'fe80::/10',
-  'fec0::/10',
-  'ff00::/8',
+  '0.0.0.0/8', // "this network" (RFC 791)
+  '10.0.0.0/8', // private (RFC 1918)
+  '100.64.0.0/10', // shared address space (RFC 6598)
+  '127.0.0.0/8', // loopback
+  '169.254.0.0/16', // link-local
+  '172.16.0.0/12', // private
+  '192.0.0.0/24', // IETF protocol assignments (RFC 6890; .9 and .10 excepted below)
+  '192.0.2.0/24', // TEST-NET-1 (RFC 5737)
+  '192.88.99.0/24', // deprecated 6to4 relay anycast (RFC 7526)
+  '192.168.0.0/16', // private
+  '198.18.0.0/15', // benchmarking (RFC 2544)
+  '198.51.100.0/24', // TEST-NET-2
+  '203.0.113.0/24', // TEST-NET-3
+  '224.0.0.0/4', // multicast
+  '240.0.0.0/4', // reserved (RFC 1112), 255.255.255.255 broadcast included
+  '::/128', // unspecified
+  '::1/128', // loopback
+  '::ffff:0:0:0/96', // IPv4-translated (SIIT, RFC 2765): ::ffff:0:a.b.c.d
+  '64:ff9b:1::/48', // local-use IPv4/IPv6 translation (RFC 8215)
+  '100::/64', // discard-only (RFC 6666)
+  '100:0:0:1::/64', // dummy IPv6 prefix (RFC 9780)
+  '2001::/23', // IETF protocol assignments (RFC 2928), Teredo 2001::/32 included; exceptions below
+  '2001:db8::/32', // documentation (RFC 3849)
+  '3fff::/20', // documentation (RFC 9637)
+  '5f00::/16', // segment routing SIDs (RFC 9602)
+  'fc00::/7', // unique local (RFC 4193)
+  'fe80::/10', // link-local
+  'fec0::/10', // deprecated site-local
+  'ff00::/8', // multicast
+]);
+
+/** Registry entries inside a FORBIDDEN range that IANA lists as globally reachable. */
+const GLOBAL_EXCEPTIONS = CidrSet.parse([
+  '192.0.0.9/32', // Port Control Protocol anycast (RFC 7723)
+  '192.0.0.10/32', // TURN anycast (RFC 8155)
+  '2001:1::1/128', // PCP anycast
+  '2001:1::2/128', // TURN anycast
+  '2001:1::3/128', // DNS-SD service registration protocol anycast (RFC 9665)
+  '2001:3::/32', // AMT (RFC 7450)
+  '2001:4:112::/48', // AS112-v6 (RFC 7535)
+  '2001:20::/28', // ORCHIDv2 (RFC 7343)
+  '2001:30::/28', // drone remote ID (RFC 9374)
 ]);
 
 /**
@@ -245,7 +275,7 @@ function embeddedIpv4(a: Uint8Array): Uint8Array | null {
 export function privateAddressReason(address: string): string | null {
   const a = parseIp(address);
   if (!a) return 'not an IP address';
-  if (FORBIDDEN.containsBytes(a)) return 'loopback, link-local, private, multicast or reserved address';
+  if (FORBIDDEN.containsBytes(a) && !GLOBAL_EXCEPTIONS.containsBytes(a)) return 'loopback, link-local, private, multicast or reserved address';
   const inner = embeddedIpv4(a);
   if (inner && FORBIDDEN.containsBytes(inner)) return 'IPv6 form of a loopback, link-local, private or reserved IPv4 address';
   return null;

@@ -52,7 +52,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
   });
   const upstream = new Upstream(
     resolver,
-    { allowPrivate: opts.upstream.allowPrivate, connectTimeoutMs: opts.upstream.connectTimeoutMs },
+    { allowPrivate: opts.upstream.allowPrivate, connectTimeoutMs: opts.upstream.connectTimeoutMs, ports: opts.upstream.ports },
     opts.ownAddresses ?? [],
   );
   for (const e of opts.ownEndpoints ?? []) upstream.addOwnEndpoint(e);

@@ -2,14 +2,15 @@
  * Opening a connection to an upstream server: resolve (proxy/resolver.ts), check the RESOLVED
  * address (never the name: a public name may point at 127.0.0.1), connect with a timeout.
  *
- * Refused always: the appliance's own listeners (a request to ourselves would loop). Refused unless
+ * Refused always: a port not in upstream.ports (the port asked for, on every path), and the
+ * appliance's own listeners (a request to ourselves would loop). Refused unless
  * `allowPrivate` or the name is in upstream.hosts: loopback, link-local, private, multicast, reserved
  * and the appliance's own interface addresses.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { SafespotError } from '../policy/errors.js';
-import { CidrSet } from '../policy/ip.js';
+import { CidrSet, parseIp } from '../policy/ip.js';
 import type { Observer } from './hooks.js';
 import { privateAddressReason, sameAddress, type Resolved, type Resolver } from './resolver.js';
 import { handleErrors } from './refuse.js';
@@ -19,9 +20,22 @@ export interface Endpoint {
   readonly port: number;
 }
 
+/** The address a listening server is really bound to (for addOwnEndpoint): what `localhost` became. */
+export function boundEndpoint(server: Server): Endpoint {
+  const a = server.address();
+  if (a === null || typeof a === 'string') throw new Error('the listener has no address');
+  return { host: a.address, port: a.port };
+}
+
 export interface UpstreamOptions {
   readonly allowPrivate: boolean;
   readonly connectTimeoutMs: number;
+  /**
+   * upstream.ports: the only destination ports a guest may ask for, on every path (CONNECT, plain
+   * HTTP, upgrades, transparent listeners). The port asked for is checked, not the one an
+   * upstream.hosts entry (`addr:port`) maps it to. Absent: any port (unit tests).
+   */
+  readonly ports?: readonly number[];
 }
 
 const LOOPBACK = CidrSet.parse(['127.0.0.0/8', '::1/128']);
@@ -70,7 +84,11 @@ export class Upstream {
     this.localAddresses = [...ifaces, ...extraOwnAddresses];
   }
 
-  /** Register one of our own listening endpoints (`0.0.0.0` / `::` = every local address). */
+  /**
+   * Register one of our own listening endpoints: its bound address (server.address()), `0.0.0.0` /
+   * `::` = every local address. A name (`localhost`) is not an address a destination could be
+   * compared with; it is treated as every local address too, rather than matching nothing.
+   */
   addOwnEndpoint(e: Endpoint): void {
     this.own.push(e);
   }
@@ -82,7 +100,7 @@ export class Upstream {
     for (const e of this.own) {
       if (e.port !== port) continue;
       if (UNSPECIFIED.contains(address)) return true;
-      if (e.host === '0.0.0.0' || e.host === '::') {
+      if (e.host === '0.0.0.0' || e.host === '::' || parseIp(e.host) === null) {
         if (LOOPBACK.contains(address)) return true;
         if (this.localAddresses.some((l) => sameAddress(l, address))) return true;
       } else if (sameAddress(e.host, address)) return true;
@@ -110,7 +128,14 @@ export class Upstream {
 
   /** Resolve and check a destination. Throws ERR_RESOLVE or ERR_DESTINATION_FORBIDDEN. */
   async destination(host: string, port: number): Promise<Resolved> {
+    this.checkPort(port);
     return this.check(await this.resolver.resolve(host, port));
+  }
+
+  /** The port asked for must be in upstream.ports (as CONNECT checks it: the same 403 and count). */
+  private checkPort(port: number): void {
+    const ports = this.opts.ports;
+    if (ports !== undefined && !ports.includes(port)) throw new SafespotError('ERR_DESTINATION_FORBIDDEN', `port ${port} is not allowed`);
   }
 
   /**
@@ -119,6 +144,7 @@ export class Upstream {
    * ERR_DESTINATION_FORBIDDEN as destination() rejects.
    */
   destinationNow(host: string, port: number): Resolved | null {
+    this.checkPort(port);
     const r = this.resolver.resolveNow(host, port);
     return r === null ? null : this.check(r);
   }

@@ -57,6 +57,15 @@ const dns = await startTestDns({
 });
 t.teardown(() => dns.close());
 
+/** A port free on loopback a moment ago (for listeners whose port must be known before they start). */
+async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, host, r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 const status = (b: Buffer): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(b.toString('latin1'))?.[1] ?? 0);
 
 /** Hosts (as written in a URL authority) that all lead to loopback, link-local or private space. */
@@ -130,10 +139,16 @@ t.test('clients outside `clients` are refused on every listener before anything 
 t.test('allowPrivate true: the admin port and the proxy\'s own ports are still refused, in every spelling', async (t) => {
   const admin = await trap(t);
   const obs = recordingObserver();
+  // The proxy's own ports are chosen first and allowed in upstream.ports, so what refuses them
+  // below is the loop protection, not the port list.
+  const [fwd, http, tls] = [await freePort(), await freePort(), await freePort()];
   const proxy = await startTestProxy(
     t,
     {
-      ...testOptions({}, { upstream: { allowPrivate: true, ports: [443, 80, admin.port], dnsServers: [dns.server] } }),
+      ...testOptions({}, {
+        listeners: { forward: { host: '127.0.0.1', port: fwd }, http: { host: '127.0.0.1', port: http }, tls: { host: '127.0.0.1', port: tls } },
+        upstream: { allowPrivate: true, ports: [443, 80, admin.port, up.port, fwd, http, tls], dnsServers: [dns.server] },
+      }),
       ownEndpoints: [{ host: '127.0.0.1', port: admin.port }],
     },
     testHooks(),
@@ -202,4 +217,69 @@ t.test('through a real serve: upstream.dnsServers, names resolving to loopback, 
   t.equal(target.hits(), 0, 'the trap was never reached');
   open.child.kill('SIGTERM');
   t.equal(await open.exited, 0);
+});
+
+t.test('plain HTTP is held to upstream.ports like CONNECT: 403, counted, and the trap sees nothing', async (t) => {
+  const target = await trap(t);
+  const obs = recordingObserver();
+  // allowPrivate: only the port list stands between a guest and the trap (think port 25 or 6379).
+  const proxy = await startTestProxy(t, testOptions({ 'allowed.test': `127.0.0.1:${up.port}`, 'trap.test': '127.0.0.1' }, { upstream: { allowPrivate: true, ports: [443, 80] } }), testHooks(), obs);
+  const attempts: [string, number, string][] = [
+    ['forward, absolute URI', proxy.port('forward'), `GET http://127.0.0.1:${target.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\nConnection: close\r\n\r\n`],
+    ['forward, a name from upstream.hosts', proxy.port('forward'), `GET http://trap.test:${target.port}/ HTTP/1.1\r\nHost: trap.test:${target.port}\r\nConnection: close\r\n\r\n`],
+    ['forward, upgrade', proxy.port('forward'), `GET http://127.0.0.1:${target.port}/ HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`],
+    ['transparent http, Host port', proxy.port('http'), `GET / HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\nConnection: close\r\n\r\n`],
+    ['transparent http, upgrade', proxy.port('http'), `GET / HTTP/1.1\r\nHost: trap.test:${target.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`],
+  ];
+  for (const [what, port, bytes] of attempts) {
+    const res = await exchange(port, bytes);
+    t.equal(status(res), 403, `${what}: port ${target.port} refused with 403`);
+    // (An upgrade's refusal has its own generic text in http-forward.ts; the status is what counts.)
+    if (!what.endsWith('upgrade')) t.match(res.toString('latin1'), new RegExp(`port ${target.port} is not allowed`), `${what}: the page says why`);
+  }
+  t.equal(obs.count('upstream refused_destination'), attempts.length, 'each counted as a refused destination, as CONNECT counts it');
+  t.equal(target.hits(), 0, 'the trap was never reached');
+  // The operator's own mapping keeps working: port 80 asked for, the mapped port connected to.
+  const mapped = await exchange(proxy.port('forward'), 'GET http://allowed.test/hello HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n');
+  t.equal(status(mapped), 200, 'allowed.test -> 127.0.0.1:<origin port> still served on port 80');
+  const mappedT = await exchange(proxy.port('http'), 'GET /hello HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n');
+  t.equal(status(mappedT), 200, 'and through the transparent http listener');
+});
+
+t.test('through a real serve: an admin listener on `localhost` is not reachable through the proxy, even with allowPrivate', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'safespot-ssrf-admin-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const workers of [1, 2]) {
+    // The admin port is chosen first and allowed in upstream.ports: only the own-endpoint check may refuse it.
+    const adminPort = await freePort();
+    const config = join(dir, `config-${workers}.yaml`);
+    writeFileSync(config, [
+      'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
+      `admin: { host: localhost, port: ${adminPort} }`,
+      'clients: [127.0.0.1/32]',
+      `upstream: { allowPrivate: true, dnsServers: ["${dns.server}"], ports: [443, 80, ${adminPort}] }`,
+      `workers: ${workers}`,
+      'lists:',
+      `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
+      `journal: { path: ${join(dir, `journal-${workers}.db`)} }`,
+      `state: { dir: ${join(dir, `state-${workers}`)} }`,
+      '',
+    ].join('\n'));
+    const app = await serve(config);
+    t.teardown(() => void app.child.kill('SIGKILL'));
+    t.equal(app.admin, adminPort, `workers ${workers}: admin on localhost:${adminPort}`);
+    // Whichever of 127.0.0.1 and ::1 `localhost` became, neither spelling reaches it (the other has nothing listening).
+    for (const host of ['127.0.0.1', '[::1]', 'localhost', 'loop.test', '[::ffff:127.0.0.1]', '0.0.0.0']) {
+      const authority = `${host}:${adminPort}`;
+      for (const req of [`GET http://${authority}/metrics HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`, `POST http://${authority}/reload HTTP/1.1\r\nHost: ${authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`]) {
+        const res = await exchange(app.forward, req);
+        const code = status(res);
+        t.ok(code === 403 || code === 502, `workers ${workers}: ${req.slice(0, req.indexOf(' HTTP'))} refused (${code})`);
+        t.notMatch(res.toString(), /safespot_|reload/i, 'nothing from the admin listener came back');
+      }
+    }
+    t.equal(status(await exchange(app.forward, `GET http://127.0.0.1:${adminPort}/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)) === 403 || status(await exchange(app.forward, `GET http://[::1]:${adminPort}/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)) === 403, true, 'the bound address is refused as this appliance');
+    app.child.kill('SIGTERM');
+    t.equal(await app.exited, 0);
+  }
 });

@@ -138,10 +138,15 @@ t.test('an unreachable upstream gives 502', async (t) => {
   const closed = await startHttpUpstream();
   const port = closed.port;
   await closed.close();
-  const res = await request(`http://127.0.0.1:${port}/`, { dispatcher: agent });
+  // upstream.ports must allow the port, or the refusal would be a 403 before any connect.
+  const obs = recordingObserver();
+  const p = await startTestProxy(t, testOptions(hosts, { upstream: { ports: [443, 80, port] }, listeners: { forward: { host: '127.0.0.1', port: 0 } } }), testHooks(), obs);
+  const a = new ProxyAgent({ uri: `http://127.0.0.1:${p.port('forward')}`, proxyTunnel: false });
+  t.teardown(() => a.close());
+  const res = await request(`http://127.0.0.1:${port}/`, { dispatcher: a });
   t.equal(res.statusCode, 502);
   await res.body.dump();
-  t.ok(observer.count('upstream connect') >= 1);
+  t.ok(obs.count('upstream connect') >= 1);
 });
 
 t.test('loopback destinations are refused unless allowPrivate or named in upstream.hosts', async (t) => {
@@ -158,7 +163,10 @@ t.test('loopback destinations are refused unless allowPrivate or named in upstre
   const named = await request('http://allowed.test/hello', { dispatcher: a });
   t.equal(named.statusCode, 200, 'a name from upstream.hosts is trusted');
   await named.body.dump();
-  const self = await request(`http://127.0.0.1:${strict.port('forward')}/hello`, { dispatcher: agent });
+  const wide = await startTestProxy(t, testOptions(hosts, { upstream: { ports: [443, 80, strict.port('forward')] }, listeners: { forward: { host: '127.0.0.1', port: 0 } } }), testHooks(), recordingObserver());
+  const w = new ProxyAgent({ uri: `http://127.0.0.1:${wide.port('forward')}`, proxyTunnel: false });
+  t.teardown(() => w.close());
+  const self = await request(`http://127.0.0.1:${strict.port('forward')}/hello`, { dispatcher: w });
   await self.body.dump();
   t.equal(self.statusCode, 400, 'sanity: the main proxy (allowPrivate) reaches another proxy, which refuses origin-form');
   const loop = await request(`http://127.0.0.1:${proxy.port('forward')}/hello`, { dispatcher: agent });
@@ -188,7 +196,7 @@ t.test('ownEndpoints (the admin listener) are refused even with allowPrivate; wi
     const obs = recordingObserver();
     const p = await startTestProxy(
       t,
-      { ...testOptions(hosts, { listeners: { forward: { host: '127.0.0.1', port: 0 } } }), ownEndpoints: [{ host, port: up.port }] },
+      { ...testOptions(hosts, { upstream: { ports: [443, 80, up.port] }, listeners: { forward: { host: '127.0.0.1', port: 0 } } }), ownEndpoints: [{ host, port: up.port }] },
       testHooks(),
       obs,
     );

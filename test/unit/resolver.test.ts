@@ -100,6 +100,57 @@ t.test('destination check: private, loopback and their IPv6 forms are refused; p
   for (const a of allowed) t.equal(privateAddressReason(a), null, `${a} allowed`);
 });
 
+t.test('destination check: the IANA special-purpose registries, one address per range that is not globally reachable', async (t) => {
+  // [range, an address inside it]: each must be refused (finding 6a of issue 22 let several through).
+  const notGlobal: [string, string][] = [
+    ['0.0.0.0/8', '0.1.2.3'],
+    ['10.0.0.0/8', '10.255.0.1'],
+    ['100.64.0.0/10', '100.127.255.254'],
+    ['127.0.0.0/8', '127.255.255.254'],
+    ['169.254.0.0/16', '169.254.0.1'],
+    ['172.16.0.0/12', '172.20.0.1'],
+    ['192.0.0.0/24', '192.0.0.8'],
+    ['192.0.0.0/29 (DS-Lite)', '192.0.0.1'],
+    ['192.0.0.170/32 (NAT64 discovery)', '192.0.0.170'],
+    ['192.0.2.0/24 (TEST-NET-1)', '192.0.2.1'],
+    ['192.88.99.0/24 (6to4 relay, deprecated)', '192.88.99.1'],
+    ['192.168.0.0/16', '192.168.255.1'],
+    ['198.18.0.0/15 (benchmarking)', '198.19.0.1'],
+    ['198.51.100.0/24 (TEST-NET-2)', '198.51.100.7'],
+    ['203.0.113.0/24 (TEST-NET-3)', '203.0.113.9'],
+    ['240.0.0.0/4', '240.0.0.1'],
+    ['255.255.255.255/32', '255.255.255.255'],
+    ['::1/128', '::1'],
+    ['::/128', '::'],
+    ['::ffff:0:0/96 (IPv4-mapped)', '::ffff:10.1.2.3'],
+    ['::ffff:0:0:0/96 (SIIT, IPv4-translated)', '::ffff:0:7f00:1'],
+    ['::ffff:0:0:0/96 of a public IPv4', '::ffff:0:808:808'],
+    ['64:ff9b:1::/48 (local-use NAT64)', '64:ff9b:1::7f00:1'],
+    ['64:ff9b:1::/48 of a public IPv4', '64:ff9b:1::808:808'],
+    ['100::/64 (discard-only)', '100::1'],
+    ['100:0:0:1::/64 (dummy prefix)', '100:0:0:1::1'],
+    ['2001::/23 (IETF protocol assignments)', '2001:1::4'],
+    ['2001::/32 (Teredo)', '2001:0:4136:e378:8000:63bf:3fff:fdd2'],
+    ['2001:2::/48 (benchmarking)', '2001:2::1'],
+    ['2001:10::/28 (ORCHID, deprecated)', '2001:10::1'],
+    ['2001:db8::/32 (documentation)', '2001:db8::1'],
+    ['3fff::/20 (documentation)', '3fff:fff::1'],
+    ['5f00::/16 (SRv6 SIDs)', '5f00::1'],
+    ['fc00::/7', 'fdff::1'],
+    ['fe80::/10', 'febf::1'],
+    ['fec0::/10 (site-local, deprecated)', 'fec0::1'],
+    ['ff00::/8', 'ff0e::1'],
+  ];
+  for (const [range, a] of notGlobal) t.not(privateAddressReason(a), null, `${range}: ${a} refused`);
+  // Registry entries IANA marks globally reachable stay destinations, and so do the edges of the ranges.
+  const global = [
+    '192.0.0.9', '192.0.0.10', '2001:1::1', '2001:1::2', '2001:3::1', '2001:4:112::1', '2001:20::1', '2001:30::1',
+    '64:ff9b::808:808', '192.0.1.255', '192.0.3.0', '198.51.99.255', '203.0.112.255', '203.0.114.0', '2001:200::1',
+    '2001:db7:ffff::1', '2001:db9::1', '101::1', '100:0:0:2::1',
+  ];
+  for (const a of global) t.equal(privateAddressReason(a), null, `${a} allowed`);
+});
+
 t.test('sameAddress compares across text forms', async (t) => {
   t.ok(sameAddress('127.0.0.1', '::ffff:127.0.0.1'));
   t.ok(sameAddress('::1', '0:0:0:0:0:0:0:1'));
