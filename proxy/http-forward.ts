@@ -16,7 +16,7 @@ import type { Socket } from 'node:net';
 import { ERRORS, SafespotError } from '../policy/errors.js';
 import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
-import { tapImage } from './image-tap.js';
+import { clientRange, tapImage, wholeRequestHeaders, type ClientRange } from './image-tap.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { splice } from './tunnel.js';
@@ -152,6 +152,24 @@ export class HttpForwarder {
     if (res.destroyed) return;
     const headers = endToEndHeaders(req.rawHeaders, req.httpVersion);
     headers['Host'] = route.authority;
+    this.send(req, res, route, dest, headers, conn, null);
+  }
+
+  /**
+   * One upstream request and its answer. `whole` is set on the image tap's second request for a
+   * ranged image (proxy/image-tap.ts, "Ranges"): the client's Range, to be served from the scanned
+   * whole; it has no body to send, and is never re-sent again.
+   */
+  private send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: HttpRoute,
+    dest: { address: string; port: number },
+    headers: OutgoingHttpHeaders,
+    conn: ConnInfo,
+    whole: ClientRange | null,
+  ): void {
+    const { ctx } = this;
     const upReq = openUpstreamRequest(ctx, route, {
       host: dest.address,
       port: dest.port,
@@ -165,8 +183,10 @@ export class HttpForwarder {
     const onUpstreamError = (err: unknown): void => {
       if (failed) return;
       failed = true;
-      req.unpipe(upReq);
-      req.resume();
+      if (whole === null) {
+        req.unpipe(upReq);
+        req.resume();
+      }
       this.fail(res, err, route.tls?.servername);
     };
     upReq.on('error', onUpstreamError);
@@ -183,16 +203,33 @@ export class HttpForwarder {
       upReq.destroy(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'the upstream server did not answer in time')),
     );
     // The client went away: stop the upstream request too.
-    res.on('close', () => {
+    const onClose = (): void => {
       if (!res.writableFinished) upReq.destroy();
-    });
-    req.on('error', () => upReq.destroy());
-    req.pipe(upReq);
+    };
+    res.on('close', onClose);
+    if (whole === null) {
+      req.on('error', () => upReq.destroy());
+      req.pipe(upReq);
+    } else upReq.end();
     upReq.on('response', (upRes) => {
       if (ctx.draining) res.shouldKeepAlive = false;
       const resHeaders = endToEndHeaders(upRes.rawHeaders, upRes.httpVersion);
+      // A ranged answer the tap must see whole: this exchange is dropped and the object asked for
+      // again without Range and validators (GET only, once).
+      const again =
+        whole === null && req.method === 'GET'
+          ? (): void => {
+              failed = true; // this exchange's end is not the client's answer
+              res.off('close', onClose);
+              req.unpipe(upReq);
+              req.resume();
+              upRes.resume();
+              upReq.destroy();
+              this.send(req, res, route, dest, wholeRequestHeaders(headers), conn, clientRange(req));
+            }
+          : undefined;
       // Images are held, hashed and released or replaced by the image tap (proxy/image-tap.ts).
-      if (tapImage(ctx, { req, upReq, upRes, res, headers: resHeaders, conn, url: route.url })) return;
+      if (tapImage(ctx, { req, upReq, upRes, res, headers: resHeaders, conn, url: route.url, ...(again ? { again } : {}), ...(whole ? { range: whole } : {}) })) return;
       if (upRes.statusMessage) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, resHeaders);
       else res.writeHead(upRes.statusCode ?? 502, resHeaders);
       // pipe, not stream.pipeline (its AbortController and error stacks cost a few % per response,

@@ -11,9 +11,17 @@
  *   Content-Type says (browsers render <img> by its bytes). Server-sent events and multipart
  *   streams are not sniffed. Every other response's head waits for its first body bytes: until the
  *   bytes rule out every image format (for text, the first byte), at most 32 bytes, or the end.
- * - Never: HEAD, 1xx, 204, 205, 304 (no body), upgrades (they never reach here). A 206 range
- *   response declared as an image is passed unscanned and counted `partial` (a part of a file has
- *   no hash to match).
+ * - Never: HEAD, 1xx, 204, 205, 304 (no body), upgrades (they never reach here).
+ *
+ * Ranges. A part of a file has no hash to match, and a guest who asks for an image in two halves (or
+ * `bytes=0-` of it) must not get it past the lists. So a 206 that may be part of an image (declared
+ * an image, multipart/byteranges, or of a whole no larger than images.maxBytes) is not passed on:
+ * the object is asked for again, once, with no Range, If-Range or validators (GET only), held and
+ * scanned like any response, and when it is released the client's own single range is served from
+ * the scanned bytes (206, or 416 when it cannot be satisfied; several ranges, an unmatched If-Range
+ * or a body released before its end get the whole, 200, as RFC 9110 §14.2 allows). Ranges of large
+ * non-image files (video) still go to the origin untouched. An origin that answers the second
+ * request with a 206 again is counted `partial` and follows images.unscanned.
  *
  * Content-Encoding gzip, deflate and br are decoded (bounded by maxBytes) before hashing, and the
  * original encoded bytes are what is released; any other encoding is counted `undecodable`.
@@ -180,6 +188,75 @@ export interface TapArgs {
   readonly headers: OutgoingHttpHeaders;
   readonly conn: ConnInfo;
   readonly url: string;
+  /** Drop this exchange and ask for the whole object (absent: not possible, or this is that request). */
+  readonly again?: () => void;
+  /** On the request for the whole: the client's range, served from the scanned bytes. */
+  readonly range?: ClientRange;
+}
+
+// ---- ranges ------------------------------------------------------------------------------------------
+
+/** The client's Range and If-Range, as sent. */
+export interface ClientRange {
+  readonly range: string | null;
+  readonly ifRange: string | null;
+}
+
+export function clientRange(req: IncomingMessage): ClientRange {
+  return { range: single(req.headers.range), ifRange: single(req.headers['if-range']) };
+}
+
+/** Request fields the request for the whole object goes without: it must be a 200 with a body. */
+const NOT_FOR_WHOLE = new Set(['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'content-length']);
+
+export function wholeRequestHeaders(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (!NOT_FOR_WHOLE.has(k.toLowerCase())) out[k] = v;
+  return out;
+}
+
+/** The complete length in a Content-Range (`bytes 0-99/1234`), or null (`*`, absent, malformed). */
+export function completeLength(contentRange: string | null): number | null {
+  const m = contentRange === null ? null : /^\s*bytes\s+(?:\d+-\d+|\*)\/(\d{1,15})\s*$/i.exec(contentRange);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * What to answer a client's Range with, from a whole of `length` bytes (RFC 9110 §14): one range
+ * (206), unsatisfiable (416), or null for the whole (200): no Range, a malformed or multiple one,
+ * or an If-Range that does not match the whole's strong ETag or exact Last-Modified (§13.1.5).
+ */
+export function pickRange(
+  asked: ClientRange,
+  length: number,
+  validators: { readonly etag: string | null; readonly lastModified: string | null },
+): { readonly start: number; readonly end: number } | 'unsatisfiable' | null {
+  if (asked.range === null) return null;
+  if (asked.ifRange !== null) {
+    const v = asked.ifRange.trim();
+    const tag = v.startsWith('"') || v.startsWith('W/');
+    const ok = tag ? !v.startsWith('W/') && validators.etag !== null && validators.etag.trim() === v : validators.lastModified !== null && validators.lastModified.trim() === v;
+    if (!ok) return null;
+  }
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(asked.range);
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0 || length === 0) return 'unsatisfiable';
+    return { start: Math.max(0, length - n), end: length - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? length - 1 : Number(m[2]);
+  if (m[2] !== '' && end < start) return null; // an invalid range is ignored, not refused
+  if (start >= length) return 'unsatisfiable';
+  return { start, end: Math.min(end, length - 1) };
+}
+
+/** `headers` without the fields named (any case). */
+function without(headers: OutgoingHttpHeaders, names: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (!names.includes(k.toLowerCase())) out[k] = v;
+  return out;
 }
 
 function single(v: string | string[] | undefined): string | null {
@@ -200,8 +277,18 @@ export function tapImage(ctx: EdgeContext, a: TapArgs): boolean {
   const encoding = (single(upRes.headers['content-encoding']) ?? '').trim().toLowerCase();
   const declared = declaredImage(contentType);
   if (status === 206) {
-    if (declared) ctx.observer.imageScanned('partial');
-    return false;
+    const t = mediaType(contentType);
+    const whole = completeLength(single(upRes.headers['content-range']));
+    if (!declared && t !== 'multipart/byteranges' && (whole === null || whole > opts.maxBytes)) return false;
+    if (a.again) {
+      a.again();
+      return true;
+    }
+    if (!declared && t !== 'multipart/byteranges') return false;
+    ctx.observer.imageScanned('partial');
+    if (opts.unscanned !== 'block') return false;
+    new ImageHold(ctx, a, contentType, '', true).refuse();
+    return true;
   }
   const plain = encoding === '' || encoding === 'identity';
   if (!declared) {
@@ -330,12 +417,16 @@ class ImageHold {
     upRes.off('end', this.onEnd);
     if (res.destroyed) return;
     const status = upRes.statusCode ?? 502;
-    if (upRes.statusMessage) res.writeHead(status, upRes.statusMessage, this.a.headers);
-    else res.writeHead(status, this.a.headers);
     if (this.ended) {
-      res.end(Buffer.concat(this.chunks));
+      const body = Buffer.concat(this.chunks);
+      if (this.a.range && status === 200 && this.served(body)) return;
+      if (upRes.statusMessage) res.writeHead(status, upRes.statusMessage, this.a.headers);
+      else res.writeHead(status, this.a.headers);
+      res.end(body);
       return;
     }
+    if (upRes.statusMessage) res.writeHead(status, upRes.statusMessage, this.a.headers);
+    else res.writeHead(status, this.a.headers);
     upRes.pause();
     for (const c of this.chunks) res.write(c);
     pipeline(upRes, res, (err) => {
@@ -344,6 +435,28 @@ class ImageHold {
         res.destroy();
       }
     });
+  }
+
+  /** The client's range of the scanned whole: 206 or 416 written (true), or false for the whole. */
+  private served(body: Buffer): boolean {
+    const h = this.a.upRes.headers;
+    const pick = pickRange(this.a.range!, body.length, { etag: single(h.etag), lastModified: single(h['last-modified']) });
+    if (pick === null) return false;
+    const headers = without(this.a.headers, ['content-length', 'content-range']);
+    if (pick === 'unsatisfiable') {
+      this.a.res.writeHead(416, { ...headers, 'Content-Range': `bytes */${body.length}`, 'Content-Length': 0 });
+      this.a.res.end();
+      return true;
+    }
+    this.a.res.writeHead(206, { ...headers, 'Content-Range': `bytes ${pick.start}-${pick.end}/${body.length}`, 'Content-Length': pick.end - pick.start + 1 });
+    this.a.res.end(body.subarray(pick.start, pick.end + 1));
+    return true;
+  }
+
+  /** Replaced without being held: a part that cannot be scanned, under images.unscanned block. */
+  refuse(): void {
+    this.finish();
+    this.replace();
   }
 
   /** The placeholder, 403; the rest of the upstream body is not wanted. */
