@@ -199,6 +199,8 @@ export const configSchema = z
         timeout: duration.default(5_000),
         /** What happens to an image that could not be scanned (too large, timed out, undecodable). */
         unscanned: z.enum(['pass', 'block']).default('pass'),
+        /** Bytes all images held at once may take, per worker; past it, `over_budget` and `unscanned`. */
+        maxHeldBytes: z.number().int().positive().default(64 * 1024 * 1024),
         pdqDistance: z.number().int().min(0).max(64).default(31),
         pdqMinQuality: z.number().int().min(0).max(100).default(50),
         dihedral: z.boolean().default(true),

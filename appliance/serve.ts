@@ -62,7 +62,7 @@ export function proxyOptions(c: Readonly<Config>): ProxyOptions {
     tls: c.tls,
     limits: c.limits,
     blockPage: c.blockPage,
-    images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned },
+    images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned, maxHeldBytes: c.images.maxHeldBytes },
   };
 }
 

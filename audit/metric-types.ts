@@ -22,8 +22,11 @@ export const PROTOCOLS = ['http', 'connect', 'tls', 'https'] as const;
 export type ProtocolLabel = (typeof PROTOCOLS)[number];
 export const ACTIONS = ['allow', 'block', 'monitor', 'error'] as const;
 export type ActionLabel = (typeof ACTIONS)[number];
-/** `partial`: a 206 range response of an image, passed unscanned (a part of a file has no hash to match). */
-export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image', 'partial'] as const;
+/**
+ * `partial`: the origin sent only a 206 part even when asked for the whole (a part has no hash to
+ * match); `over_budget`: holding it would pass images.maxHeldBytes, the bytes all held images share.
+ */
+export const IMAGE_SCAN_RESULTS = ['scanned', 'too_large', 'timeout', 'undecodable', 'not_image', 'partial', 'over_budget'] as const;
 export type ImageScanResult = (typeof IMAGE_SCAN_RESULTS)[number];
 export const MATCH_TYPES = ['md5', 'sha1', 'sha256', 'pdq'] as const;
 export type MatchType = (typeof MATCH_TYPES)[number];

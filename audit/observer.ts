@@ -3,7 +3,7 @@
  * journal. `metricsObserver` (here) feeds the metrics, `journalObserver` (audit/journal.ts) the
  * journal, and `combineObservers` fans one event out to both, isolating a failing one.
  */
-import type { InterceptOutcome, Metrics } from './metric-types.js';
+import type { ImageScanResult, InterceptOutcome, Metrics } from './metric-types.js';
 
 export interface VerdictEvent {
   listener: 'forward' | 'http' | 'tls' | 'selftest';
@@ -44,7 +44,7 @@ export interface Observer {
   ): void;
   connectionOpened(listener: string): void;
   connectionClosed(listener: string): void;
-  imageScanned(result: 'scanned' | 'too_large' | 'timeout' | 'undecodable' | 'not_image' | 'partial'): void;
+  imageScanned(result: ImageScanResult): void;
   imageBlocked(e: ImageBlockedEvent): void;
   /** A TLS connection of an intercepting profile (optional: observers that do not count it omit it). */
   interception?(outcome: InterceptOutcome): void;

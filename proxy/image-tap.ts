@@ -177,6 +177,33 @@ function decodeBody(encoding: string, body: Buffer, maxBytes: number): Promise<B
   });
 }
 
+// ---- the shared budget -------------------------------------------------------------------------------
+
+/**
+ * The bytes every held image of one process takes together (images.maxHeldBytes): without it, a
+ * few dozen guests each fetching images of maxBytes at once (or slowly reading released ones) hold
+ * maxBytes each, which a router does not have.
+ */
+export class HeldBytes {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  get held(): number {
+    return this.used;
+  }
+
+  /** Take n bytes if they fit; false (nothing taken) when they would pass the limit. */
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
 // ---- the tap ---------------------------------------------------------------------------------------
 
 export interface TapArgs {
@@ -301,8 +328,10 @@ export function tapImage(ctx: EdgeContext, a: TapArgs): boolean {
 
 /** One held response: sniff (undeclared only), hold, then release or replace, exactly once. */
 class ImageHold {
-  private readonly chunks: Buffer[] = [];
+  private chunks: Buffer[] = [];
   private size = 0;
+  /** Bytes of ctx.imageBytes this hold has taken (returned once, when its bytes are gone). */
+  private taken = 0;
   private ended = false;
   private phase: 'sniff' | 'hold' | 'done';
   private timer: NodeJS.Timeout | undefined;
@@ -323,7 +352,22 @@ class ImageHold {
     this.chunks.push(chunk);
     this.size += chunk.length;
     if (this.phase === 'sniff' && (this.size >= SNIFF_BYTES || !mayBeImage(Buffer.concat(this.chunks)))) this.sniffed();
-    else if (this.phase === 'hold' && this.size > this.opts.maxBytes) this.unscanned('too_large');
+    else if (this.phase === 'hold') {
+      if (this.size > this.opts.maxBytes) this.unscanned('too_large');
+      else if (!this.take(chunk.length)) this.unscanned('over_budget');
+    }
+  };
+
+  private take(n: number): boolean {
+    if (!this.ctx.imageBytes.take(n)) return false;
+    this.taken += n;
+    return true;
+  }
+
+  /** Give back what was taken: the held bytes are dropped, or written to the client. */
+  private readonly giveBack = (): void => {
+    this.ctx.imageBytes.give(this.taken);
+    this.taken = 0;
   };
 
   private readonly onEnd = (): void => {
@@ -336,6 +380,8 @@ class ImageHold {
   private readonly onAbort = (): void => {
     if (this.phase === 'done') return;
     this.finish();
+    this.chunks = [];
+    this.giveBack();
     if (!this.a.res.headersSent) this.a.res.destroy();
   };
 
@@ -344,6 +390,7 @@ class ImageHold {
     upRes.on('error', this.onAbort);
     upRes.on('aborted', this.onAbort);
     res.on('close', this.onAbort);
+    res.once('close', this.giveBack); // released bytes stay in memory until the client has them
     upRes.on('data', this.onData);
     upRes.on('end', this.onEnd);
     if (this.phase === 'hold') this.startHold();
@@ -366,15 +413,27 @@ class ImageHold {
       this.unscanned('too_large');
       return;
     }
+    if (!this.take(this.size)) {
+      this.unscanned('over_budget');
+      return;
+    }
     this.timer = setTimeout(() => this.unscanned('timeout'), this.opts.timeout);
   }
 
   private async scan(): Promise<void> {
-    const body = Buffer.concat(this.chunks);
+    // One copy of the body, kept for the release (the chunks go).
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    this.chunks = [body];
     const decoded = await decodeBody(this.encoding, body, this.opts.maxBytes);
     if (this.phase !== 'hold') return;
     if (decoded === 'too_large' || decoded === 'undecodable') {
       this.unscanned(decoded);
+      return;
+    }
+    // A decoded copy is held too while it is hashed.
+    const decodedBytes = decoded === body ? 0 : decoded.length;
+    if (decodedBytes > 0 && !this.take(decodedBytes)) {
+      this.unscanned('over_budget');
       return;
     }
     let verdict: ImageVerdict;
@@ -383,6 +442,10 @@ class ImageHold {
     } catch {
       if (this.phase === 'hold') this.unscanned('undecodable');
       return;
+    }
+    if (decodedBytes > 0) {
+      this.ctx.imageBytes.give(decodedBytes);
+      this.taken -= decodedBytes;
     }
     if (this.phase !== 'hold') return; // timed out or aborted meanwhile
     this.finish();
@@ -397,7 +460,7 @@ class ImageHold {
   }
 
   /** Too large, timed out, or not decodable: counted, then passed or replaced per images.unscanned. */
-  private unscanned(result: 'too_large' | 'timeout' | 'undecodable'): void {
+  private unscanned(result: 'too_large' | 'timeout' | 'undecodable' | 'over_budget'): void {
     if (this.phase === 'done') return;
     this.finish();
     this.ctx.observer.imageScanned(result);
@@ -464,6 +527,8 @@ class ImageHold {
     const { upRes, res, upReq } = this.a;
     upRes.off('data', this.onData);
     upRes.off('end', this.onEnd);
+    this.chunks = [];
+    this.giveBack();
     if (!this.ended) upReq.destroy();
     if (res.destroyed) return;
     res.writeHead(403, {

@@ -8,6 +8,7 @@ import type { CidrSet } from '../policy/ip.js';
 import type { BlockPageOptions } from './block-page.js';
 import type { Hooks, Observer } from './hooks.js';
 import type { InterceptEdgeOptions, Interception } from './intercept.js';
+import type { HeldBytes } from './image-tap.js';
 import type { ConnectionGate } from './limits.js';
 import type { Endpoint, Upstream } from './upstream.js';
 
@@ -61,6 +62,12 @@ export interface ProxyOptions {
     readonly timeout: number;
     /** What happens to an image that could not be scanned. */
     readonly unscanned: 'pass' | 'block';
+    /**
+     * Bytes all held images of this process may take together (received, decoded, and released
+     * but not yet written to the client); an image that would pass it is counted `over_budget` and
+     * follows `unscanned`. Absent: no limit (tests).
+     */
+    readonly maxHeldBytes?: number;
   };
   /**
    * More addresses of this appliance: refused as destinations unless allowPrivate (the addresses of
@@ -88,6 +95,8 @@ export interface EdgeContext {
   draining: boolean;
   /** Present when ProxyOptions.intercept is (set by startProxy). */
   interception?: Interception;
+  /** Bytes the image tap holds now, against images.maxHeldBytes (proxy/image-tap.ts). */
+  readonly imageBytes: HeldBytes;
 }
 
 /** What a failing hook is treated as: a refusal (fail closed), never a pass. */

@@ -8,6 +8,7 @@ import { combineObservers } from '../audit/metrics.js';
 import type { Server } from 'node:net';
 import type { Hooks, ListenerName, Observer } from './hooks.js';
 import { HttpForwarder } from './http-forward.js';
+import { HeldBytes } from './image-tap.js';
 import { createHttpListener, createTunnelHttp } from './http-server.js';
 import { ConnectionGate } from './limits.js';
 import type { EdgeContext, ProxyOptions } from './options.js';
@@ -64,6 +65,7 @@ export async function startProxy(opts: ProxyOptions, hooks: Hooks, rawObserver: 
     agent: new Agent({ keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.limits.idleTimeout }),
     hooks,
     draining: false,
+    imageBytes: new HeldBytes(opts.images?.maxHeldBytes ?? Infinity),
   };
   const forwarder = new HttpForwarder(ctx);
   if (opts.intercept) ctx.interception = new Interception(ctx, forwarder, opts.intercept);

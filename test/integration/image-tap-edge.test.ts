@@ -215,3 +215,50 @@ t.test('keep-alive goes on after a replaced image whose body was cut short', asy
   t.equal(obs.count('image too_large'), 1);
   t.equal(obs.count('upstream'), 0, 'cutting the upstream body short is not an upstream error');
 });
+
+t.test('images.maxHeldBytes: the bytes all held images share; past it over_budget, then unscanned', async (t) => {
+  const { gzipSync } = await import('node:zlib');
+  const big = Buffer.concat([IMAGE.subarray(0, 8), Buffer.alloc(130_000, 1)]);
+  const port = await upstream(t, (res, path) => {
+    if (path === '/gz.png') {
+      const z = gzipSync(big);
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'gzip', 'content-length': String(z.length) });
+      res.end(z);
+    } else png(res);
+  });
+  for (const unscanned of ['pass', 'block'] as const) {
+    // Room for two images of 50,008 bytes, not three. The hook waits until told, so they stay held.
+    let open: () => void = () => {};
+    let gate = new Promise<void>((r) => (open = r));
+    let asked = 0;
+    const obs = recordingObserver();
+    const proxy = await startTestProxy(
+      t,
+      options(port, { maxHeldBytes: 120_000, unscanned }),
+      hooksWith(async () => {
+        asked++;
+        await gate;
+        return { decision: allow, result: 'scanned' };
+      }),
+      obs,
+    );
+    const held = [get(t, proxy.port('forward'), '/1.png'), get(t, proxy.port('forward'), '/2.png')];
+    while (asked < 2) await new Promise((r) => setTimeout(r, 10));
+    const third = await get(t, proxy.port('forward'), '/3.png');
+    t.equal(obs.count('image over_budget'), 1, `${unscanned}: the third image is over the budget`);
+    if (unscanned === 'pass') t.ok(third.status === 200 && third.body.equals(IMAGE), 'pass: released unscanned, at once');
+    else t.ok(third.status === 403 && third.body.equals(PLACEHOLDER_PNG), 'block: the placeholder, at once');
+    open();
+    for (const r of await Promise.all(held)) t.ok(r.status === 200 && r.body.equals(IMAGE), 'the two held images pass once scanned');
+    // Every byte was given back: two at once fit again.
+    gate = Promise.resolve();
+    const again = await Promise.all([get(t, proxy.port('forward'), '/4.png'), get(t, proxy.port('forward'), '/5.png')]);
+    t.ok(again.every((r) => r.status === 200), 'two more held and passed');
+    t.equal(obs.count('image scanned'), 4, 'four scanned');
+    t.equal(obs.count('image over_budget'), 1, 'the budget came back: no more over_budget');
+    // A gzip image whose decoded bytes do not fit (the encoded ones do) is over budget too.
+    const gz = await get(t, proxy.port('forward'), '/gz.png');
+    t.equal(obs.count('image over_budget'), 2, 'the decoded copy counts against the budget');
+    t.equal(gz.status, unscanned === 'pass' ? 200 : 403, `gzip: ${unscanned}`);
+  }
+});
