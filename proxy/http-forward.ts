@@ -109,6 +109,14 @@ export class HttpForwarder {
     res.end(`safespot: ${why}\n`);
   }
 
+  /** A request for another host than its connection's (tunnel or intercepted TLS): 421, closed. */
+  misdirected(req: IncomingMessage, res: ServerResponse): void {
+    res.shouldKeepAlive = false;
+    res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+    res.end('safespot: this connection is for another host\n');
+    req.resume();
+  }
+
   /** Decide, then answer with the block page or forward. */
   handle(req: IncomingMessage, res: ServerResponse, conn: ConnInfo, route: HttpRoute): void {
     const verdict = this.decide(route.url, conn);
@@ -393,6 +401,13 @@ const NUMERIC_LABEL = /^(?:\d+|0x[0-9a-f]*)$/i;
  * host parser normalises IPv4 in decimal, octal or hex, IPv6 and IDNA (parseAuthorityByUrl; the
  * two agree on every plain name, test/unit/authority.test.ts).
  */
+/** A host as compared for "the same host": lower case, no brackets, no trailing dot. */
+export function bareHost(host: string): string {
+  const h = host.toLowerCase();
+  const unbracketed = h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+  return unbracketed.endsWith('.') ? unbracketed.slice(0, -1) : unbracketed;
+}
+
 export function parseAuthority(text: string, defaultPort: number): { host: string; port: number } | null {
   const m = PLAIN_AUTHORITY.exec(text);
   if (m === null || text.length > 260 || NUMERIC_LABEL.test(m[2]!) || /(?:^|\.)xn--/i.test(m[1]!)) return parseAuthorityByUrl(text, defaultPort);

@@ -164,7 +164,7 @@ export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): { 
   const server = createServer(serverOptions(ctx));
   common(ctx, server);
   const targets = new WeakMap<Socket, { target: TlsTarget; conn: ConnInfo }>();
-  const routeOf = (req: IncomingMessage): { route: HttpRoute | null; conn: ConnInfo } | null => {
+  const routeOf = (req: IncomingMessage): { route: HttpRoute | 'misdirected' | null; conn: ConnInfo } | null => {
     const t = targets.get(req.socket);
     return t ? { route: tunnelRoute(req, t.target), conn: t.conn } : null;
   };
@@ -172,11 +172,13 @@ export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): { 
     const r = routeOf(req);
     if (!r) return req.socket.destroy();
     if (!r.route) return forwarder.badRequest(res, 'cannot route this request');
+    if (r.route === 'misdirected') return forwarder.misdirected(req, res);
     forwarder.handle(req, res, r.conn, r.route);
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const r = routeOf(req);
     if (!r || !r.route) return endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
+    if (r.route === 'misdirected') return endWith(socket, rawHttpResponse(421, 'safespot: this tunnel is for another host\n'));
     void forwarder.upgrade(req, socket, head, r.conn, r.route).catch(() => socket.destroy());
   });
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {

@@ -26,7 +26,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Decision } from '../policy/decision.js';
 import { blockPage } from './block-page.js';
 import type { ClientHelloInfo, ConnInfo, Verdict } from './hooks.js';
-import { parseAuthority, type HttpForwarder, type HttpRoute } from './http-forward.js';
+import { bareHost, parseAuthority, type HttpForwarder, type HttpRoute } from './http-forward.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { refuseTls, type TlsTarget } from './tls-passthrough.js';
@@ -56,11 +56,7 @@ interface Session {
   readonly blocked: Decision | null;
 }
 
-const bare = (host: string): string => {
-  const h = host.toLowerCase();
-  const unbracketed = h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
-  return unbracketed.endsWith('.') ? unbracketed.slice(0, -1) : unbracketed;
-};
+const bare = bareHost;
 
 /**
  * The route of a request inside an intercepted connection: origin-form (`/path`) or absolute-form
@@ -187,13 +183,7 @@ export class Interception {
       return;
     }
     const route = interceptedRoute(req.url ?? '', req.headers.host, s);
-    if (route === 'misdirected') {
-      res.shouldKeepAlive = false;
-      res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
-      res.end('safespot: this connection is for another host\n');
-      req.resume();
-      return;
-    }
+    if (route === 'misdirected') return this.forwarder.misdirected(req, res);
     if (!route) return this.forwarder.badRequest(res, 'cannot route this request');
     this.forwarder.handle(req, res, s.conn, route);
   }

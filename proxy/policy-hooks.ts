@@ -26,6 +26,7 @@ import { interceptChoice } from '../policy/intercept.js';
 import { BLOCK_NO_POLICY, type Policy, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
 import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
+import { bareHost } from './http-forward.js';
 
 /**
  * Hashes of an image body: exact hashes always; `pdq` only when the bytes decode as an image
@@ -81,11 +82,6 @@ function stricter(a: Decision, b: Decision): Decision {
   return SEVERITY[b.action] > SEVERITY[a.action] ? b : a;
 }
 
-function bareHost(host: string): string {
-  const h = host.toLowerCase();
-  const unbracketed = h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
-  return unbracketed.endsWith('.') ? unbracketed.slice(0, -1) : unbracketed;
-}
 
 /** Host of an absolute http URL, or null. */
 function urlHost(url: string): string | null {

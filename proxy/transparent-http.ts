@@ -4,7 +4,7 @@
  * `http://{Host}{path}`. A request without a usable Host cannot be routed: 400.
  */
 import type { IncomingMessage } from 'node:http';
-import { routeOrigin, type HttpRoute } from './http-forward.js';
+import { bareHost, routeOrigin, type HttpRoute } from './http-forward.js';
 
 export function transparentRoute(req: IncomingMessage): HttpRoute | null {
   if (hostFields(req.rawHeaders) > 1) return null;
@@ -23,12 +23,16 @@ function hostFields(rawHeaders: readonly string[]): number {
 
 /**
  * Route of a request found inside a CONNECT tunnel: the destination is the CONNECT authority
- * (already decided), the URL decided on is built from the Host header (or the authority).
+ * (already decided), and so is the host of the URL decided on. A Host header or absolute URI that
+ * names another host or port is `misdirected` (421, RFC 9110 §15.5.20): deciding on the name it
+ * claims while the bytes go to the tunnel's would let `Host: allowed.test` carry a listed path of
+ * the tunnel's host past the URL lists.
  */
-export function tunnelRoute(req: IncomingMessage, target: { host: string; port: number }): HttpRoute | null {
+export function tunnelRoute(req: IncomingMessage, target: { host: string; port: number }): HttpRoute | 'misdirected' | null {
   if (hostFields(req.rawHeaders) > 1) return null;
   const authorityText = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
   const r = routeOrigin(req.url ?? '', req.headers.host ?? authorityText, target.port);
   if (!r) return null;
+  if (bareHost(r.host) !== bareHost(target.host) || r.port !== target.port) return 'misdirected';
   return { ...r, host: target.host, port: target.port };
 }
