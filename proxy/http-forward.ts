@@ -436,13 +436,28 @@ export function parseAuthorityByUrl(text: string, defaultPort: number): { host: 
 }
 
 /** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
+/**
+ * The request target as sent upstream and decided on: without a fragment (never part of a request,
+ * RFC 9112 §3.2; an origin may read `#` as a path byte while the decision drops what follows it),
+ * and null when its path holds a backslash, which WHATWG URL parsers and some origins (IIS) read
+ * as `/` and others as a byte: two readings, so no routing (400).
+ */
+export function requestPath(target: string): string | null {
+  const hash = target.indexOf('#');
+  const path = hash === -1 ? target : target.slice(0, hash);
+  const query = path.indexOf('?');
+  if ((query === -1 ? path : path.slice(0, query)).includes('\\')) return null;
+  return path;
+}
+
 export function routeAbsolute(target: string): HttpRoute | null {
   const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(target);
   if (!m) return null;
   const authority = m[1]!;
   const a = parseAuthority(authority, 80);
   if (!a) return null;
-  let path = m[2]!;
+  let path = requestPath(m[2]!);
+  if (path === null) return null;
   if (path === '') path = '/';
   else if (path.startsWith('?')) path = '/' + path;
   const hostPart = authority.toLowerCase();
@@ -453,8 +468,10 @@ export function routeAbsolute(target: string): HttpRoute | null {
 export function routeOrigin(target: string, hostHeader: string | undefined, defaultPort: number): HttpRoute | null {
   if (target.startsWith('http://') || target.startsWith('HTTP://')) return routeAbsolute(target);
   if (!target.startsWith('/') || hostHeader === undefined) return null;
+  const path = requestPath(target);
+  if (path === null) return null;
   const a = parseAuthority(hostHeader, defaultPort);
   if (!a) return null;
   const authority = hostHeader.toLowerCase();
-  return { host: a.host, port: a.port, authority, path: target, url: `http://${authority}${target}` };
+  return { host: a.host, port: a.port, authority, path, url: `http://${authority}${path}` };
 }

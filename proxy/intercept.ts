@@ -26,7 +26,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Decision } from '../policy/decision.js';
 import { blockPage } from './block-page.js';
 import type { ClientHelloInfo, ConnInfo, Verdict } from './hooks.js';
-import { bareHost, parseAuthority, type HttpForwarder, type HttpRoute } from './http-forward.js';
+import { bareHost, parseAuthority, requestPath, type HttpForwarder, type HttpRoute } from './http-forward.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { refuseTls, type TlsTarget } from './tls-passthrough.js';
@@ -71,6 +71,9 @@ export function interceptedRoute(target: string, hostHeader: string | undefined,
     authority = abs[1]!;
     path = abs[2]! === '' ? '/' : abs[2]!.startsWith('?') ? `/${abs[2]!}` : abs[2]!;
   } else if (!target.startsWith('/')) return null;
+  const clean = requestPath(path);
+  if (clean === null) return null;
+  path = clean;
   const a = parseAuthority(authority, s.port);
   if (!a) return null;
   if (bare(a.host) !== bare(s.tlsName)) return 'misdirected';

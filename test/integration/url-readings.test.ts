@@ -33,7 +33,9 @@ function staticPath(target: string): string {
   return ('/' + out.join('/')).toLowerCase();
 }
 
+const asked: string[] = [];
 const origin = createServer((req, res) => {
+  asked.push(req.url ?? '');
   const hit = staticPath(req.url ?? '/') === '/secret/page.html';
   res.writeHead(hit ? 200 : 404, { 'content-type': 'text/plain', connection: 'close' });
   res.end(hit ? SECRET : 'nothing');
@@ -63,6 +65,12 @@ const targets = [
   '/secret%2Fpage.html',
   '/x/..%2Fsecret/page.html',
   '/secret/page.html?x=1',
+  '/secret\\page.html',
+  '/x\\..\\secret/page.html',
+  '/\\secret\\page.html',
+  '/secret/page.html#frag',
+  '/secret/page.html#/../x',
+  '/secret/x#/../page.html',
 ];
 
 t.test('the origin serves a control page (the rig works)', async (t) => {
@@ -75,5 +83,25 @@ for (const target of targets) {
     const res = (await exchange(proxy.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
     t.notOk(res.includes(SECRET), `served the secret page: ${res.split('\r\n')[0]}`);
     t.ok(res.startsWith('HTTP/1.1 '), 'got a response');
+    // Origin-form on the transparent listener reads the same.
+    const viaHost = (await exchange(proxy.port('http'), `GET ${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.notOk(viaHost.includes(SECRET), `transparent listener served the secret page: ${viaHost.split('\r\n')[0]}`);
   });
 }
+
+t.test('a backslash in the path is refused with 400 and never sent; a fragment is never sent', async (t) => {
+  for (const [port, form] of [[proxy.port('forward'), 'http://site.test'], [proxy.port('http'), '']] as const) {
+    for (const target of ['/a\\b', '/\\', '/a/b\\..\\c?q=1']) {
+      const before = asked.length;
+      const res = (await exchange(port, `GET ${form}${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+      t.match(res, /^HTTP\/1\.1 400 /, `${form}${target}: 400`);
+      t.equal(asked.length, before, `${form}${target}: the origin was not asked`);
+    }
+    // A backslash in the query is a query byte, the same to every reader: forwarded.
+    const q = (await exchange(port, `GET ${form}/other?a=\\b HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.match(q, /^HTTP\/1\.1 404 /, 'a backslash in the query: forwarded');
+    t.equal(asked.at(-1), '/other?a=\\b');
+    await exchange(port, `GET ${form}/other#/../secret/page.html HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`);
+    t.equal(asked.at(-1), '/other', 'the fragment was dropped before the origin');
+  }
+});
