@@ -14,7 +14,7 @@ export function applianceRoutes(
   forwardPort: () => number | undefined,
   extra: Readonly<Record<string, Route>> = {},
 ): Record<string, Route> {
-  const pac = { handler: pacRoute(config.admin?.pacProxy, forwardPort), public: true };
+  const pac = { handler: pacRoute(config.admin?.pacProxy, forwardPort, config.listeners.forward?.host), public: true };
   return {
     ...extra,
     '/proxy.pac': pac,

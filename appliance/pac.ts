@@ -7,9 +7,18 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-/** `host:port` for the PAC's PROXY line, from an explicit setting or the address the device used. */
-export function pacProxyAddress(explicit: string | undefined, requestHost: string | undefined, forwardPort: number): string | null {
+const WILDCARD = new Set(['', '0.0.0.0', '::', '[::]']);
+
+/**
+ * `host:port` for the PAC's PROXY line: an explicit setting (admin.pacProxy); else the forward
+ * listener's own address when it is bound to one (a Host header cannot change it); else, for a
+ * listener on every address (0.0.0.0, ::, as in the container), the host the device used to reach
+ * the appliance, from the Host header: then the PAC names what that client sent, so it is never
+ * cached (pacRoute).
+ */
+export function pacProxyAddress(explicit: string | undefined, requestHost: string | undefined, forwardPort: number, forwardHost?: string): string | null {
   if (explicit) return explicit;
+  if (forwardHost !== undefined && !WILDCARD.has(forwardHost)) return `${forwardHost.includes(':') && !forwardHost.startsWith('[') ? `[${forwardHost}]` : forwardHost}:${forwardPort}`;
   if (!requestHost) return null;
   // The Host header of the PAC request names this appliance as the device reached it.
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?$/.exec(requestHost.trim());
@@ -37,10 +46,10 @@ function FindProxyForURL(url, host) {
  * depends on the Host header, so it is never cached (no-store, Vary: Host): a cache in between must
  * not hand one client's PAC, naming whatever Host it sent, to another.
  */
-export function pacRoute(explicit: string | undefined, forwardPort: () => number | undefined) {
+export function pacRoute(explicit: string | undefined, forwardPort: () => number | undefined, forwardHost?: string) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const port = forwardPort();
-    const proxy = port === undefined ? null : pacProxyAddress(explicit, req.headers.host, port);
+    const proxy = port === undefined ? null : pacProxyAddress(explicit, req.headers.host, port, forwardHost);
     if (!proxy) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no forward listener to advertise\n');
       return;

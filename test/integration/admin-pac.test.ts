@@ -39,16 +39,21 @@ for (const workers of [1, 2]) {
       t.match(body, `return "PROXY 127.0.0.1:${app.forward}";`, `${path} names the real forward port`);
       t.notMatch(body, /PROXY [^"]*;\s*DIRECT/, 'no DIRECT fallback');
     }
-    // fetch() sets Host itself; node:http sends ours as given.
-    const hostileStatus = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: app.admin, path: '/proxy.pac', headers: { host: 'x"; return "DIRECT' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
+    // fetch() sets Host itself; node:http sends ours as given. The forward listener is bound to
+    // 127.0.0.1, so that address is what the PAC names, whatever the Host header says.
+    for (const host of ['x"; return "DIRECT', 'attacker.test:3128']) {
+      const hostile = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: app.admin, path: '/proxy.pac', headers: { host } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
       });
-      req.on('error', reject);
-      req.end();
-    });
-    t.equal(hostileStatus, 404, 'a hostile Host header gets no PAC');
+      t.equal(hostile.status, 200, `Host ${host}: a PAC`);
+      t.match(hostile.body, `return "PROXY 127.0.0.1:${app.forward}";`, `Host ${host}: naming the listener's own address`);
+      t.notMatch(hostile.body, /attacker|x"/, `Host ${host}: nothing of the Host header in it`);
+    }
     const metrics = await fetch(`http://127.0.0.1:${app.admin}/metrics`);
     t.equal(metrics.status, 401, 'the other admin routes still need the token');
     app.child.kill('SIGTERM');

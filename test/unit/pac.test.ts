@@ -38,4 +38,11 @@ t.test('the advertised proxy address', async (t) => {
   t.equal(pacProxyAddress('proxy.venue.test:8080', 'x:1', 3128), 'proxy.venue.test:8080', 'an explicit setting wins');
   t.equal(pacProxyAddress(undefined, undefined, 3128), null);
   t.equal(pacProxyAddress(undefined, 'evil"; return "DIRECT', 3128), null, 'a hostile Host header is refused, never written into the PAC');
+  // A forward listener bound to one address: that address, whatever Host the request names.
+  t.equal(pacProxyAddress(undefined, 'attacker.test:80', 3128, '192.168.1.1'), '192.168.1.1:3128', 'the listener\'s own address, not the Host');
+  t.equal(pacProxyAddress(undefined, 'attacker.test', 3128, 'fd00::1'), '[fd00::1]:3128', 'an IPv6 listener address, bracketed');
+  t.equal(pacProxyAddress(undefined, 'attacker.test', 3128, 'proxy.venue.test'), 'proxy.venue.test:3128');
+  t.equal(pacProxyAddress('proxy.venue.test:8080', 'x', 3128, '192.168.1.1'), 'proxy.venue.test:8080', 'an explicit setting still wins');
+  // On every address (0.0.0.0, ::): only the Host the device used can say which address it reached.
+  for (const any of ['0.0.0.0', '::']) t.equal(pacProxyAddress(undefined, 'wifi.venue.test', 3128, any), 'wifi.venue.test:3128', `${any}: the Host header`);
 });
