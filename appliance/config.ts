@@ -140,6 +140,8 @@ export const configSchema = z
       .strictObject({
         maxConnections: z.number().int().positive().default(4096),
         maxConnectionsPerClient: z.number().int().positive().default(256),
+        /** IPv6 clients are counted per prefix of this length: one device picks any address in its /64. */
+        clientIpv6Prefix: z.number().int().min(16).max(128).default(64),
         maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16384),
         headersTimeout: duration.default(10_000),
         idleTimeout: duration.default(120_000),

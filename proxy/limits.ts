@@ -4,12 +4,33 @@
  * sockets for draining, and counts opens and closes for the active-connections gauge.
  */
 import type { Socket } from 'node:net';
-import type { CidrSet } from '../policy/ip.js';
+import { parseIp, type CidrSet } from '../policy/ip.js';
 import type { ConnInfo, ListenerName, Observer } from './hooks.js';
 
 export interface ConnectionLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerClient: number;
+  /**
+   * An IPv6 device chooses its own address inside the network's /64 (privacy addresses, RFC 8981),
+   * as many as it likes: per address, one device could open maxConnectionsPerClient connections
+   * per address it makes up. So IPv6 clients are counted per prefix of this length (default 64).
+   */
+  readonly clientIpv6Prefix?: number;
+}
+
+/** The key connections are counted under: the IPv4 address, or the IPv6 prefix (`2001:db8:1:2::/64`). */
+export function clientKey(client: string, ipv6Prefix: number): string {
+  if (!client.includes(':') || ipv6Prefix >= 128) return client;
+  const a = parseIp(client);
+  if (a === null) return client;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    const bit = i * 8;
+    const keep = Math.max(0, Math.min(16, ipv6Prefix - bit));
+    const v = (a[i]! << 8) | a[i + 1]!;
+    groups.push((keep === 0 ? 0 : v & (0xffff << (16 - keep)) & 0xffff).toString(16));
+  }
+  return `${groups.join(':')}/${ipv6Prefix}`;
 }
 
 export type Admission =
@@ -34,7 +55,8 @@ export class ConnectionGate {
   /** Admitted sockets still open, with who they are (one Map: no WeakMap, no ephemeron work for the GC). */
   private readonly open = new Map<Socket, ConnInfo>();
   private readonly perClient = new Map<string, number>();
-  private readonly allowed = new Map<string, boolean>();
+  /** Per client address: in `clients`, and the key it is counted under. */
+  private readonly allowed = new Map<string, { readonly ok: boolean; readonly key: string }>();
 
   constructor(
     private readonly clients: CidrSet,
@@ -46,32 +68,34 @@ export class ConnectionGate {
   admit(socket: Socket, listener: ListenerName): Admission {
     const client = clientText(socket.remoteAddress);
     const conn: ConnInfo = { listener, client };
-    if (!this.inClients(client)) return this.refuse('client_forbidden', conn);
+    const known = this.known(client);
+    if (!known.ok) return this.refuse('client_forbidden', conn);
     if (this.open.size >= this.limits.maxConnections) return this.refuse('connections', conn);
-    const n = this.perClient.get(client) ?? 0;
+    const key = known.key;
+    const n = this.perClient.get(key) ?? 0;
     if (n >= this.limits.maxConnectionsPerClient) return this.refuse('connections_per_client', conn);
     this.open.set(socket, conn);
-    this.perClient.set(client, n + 1);
+    this.perClient.set(key, n + 1);
     this.observer.connectionOpened(listener);
     socket.once('close', () => {
       this.open.delete(socket);
-      const left = (this.perClient.get(client) ?? 1) - 1;
-      if (left <= 0) this.perClient.delete(client);
-      else this.perClient.set(client, left);
+      const left = (this.perClient.get(key) ?? 1) - 1;
+      if (left <= 0) this.perClient.delete(key);
+      else this.perClient.set(key, left);
       this.observer.connectionClosed(listener);
     });
     return { ok: true, conn };
   }
 
-  /** Whether an address is in the client networks (the set is fixed for the gate's life). */
-  private inClients(client: string): boolean {
-    let ok = this.allowed.get(client);
-    if (ok === undefined) {
-      ok = this.clients.contains(client);
+  /** Whether an address is in the client networks (the set is fixed for the gate's life), and its key. */
+  private known(client: string): { readonly ok: boolean; readonly key: string } {
+    let k = this.allowed.get(client);
+    if (k === undefined) {
+      k = { ok: this.clients.contains(client), key: clientKey(client, this.limits.clientIpv6Prefix ?? 64) };
       if (this.allowed.size >= ADMIT_CACHE_MAX) this.allowed.clear();
-      this.allowed.set(client, ok);
+      this.allowed.set(client, k);
     }
-    return ok;
+    return k;
   }
 
   private refuse(why: 'client_forbidden' | 'connections' | 'connections_per_client', conn: ConnInfo): Admission {

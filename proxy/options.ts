@@ -46,6 +46,8 @@ export interface ProxyOptions {
   readonly limits: {
     readonly maxConnections: number;
     readonly maxConnectionsPerClient: number;
+    /** IPv6 clients are one client per prefix of this many bits (default 64; 128 = per address). */
+    readonly clientIpv6Prefix?: number;
     readonly maxHeaderBytes: number;
     readonly headersTimeout: number;
     readonly idleTimeout: number;
