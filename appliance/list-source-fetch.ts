@@ -8,12 +8,14 @@
  * because this is the transport, with its own failure modes; the integrity checks are not.
  */
 import { readFileSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { rootCertificates } from 'node:tls';
 import type { Agent, Dispatcher } from 'undici';
 import type { RefreshFailureReason } from '../audit/metrics.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
+import { privateAddressReason } from '../proxy/resolver.js';
 import type { Config } from './config.js';
 import { displaySource, type PreparedSource } from './list-source-prepare.js';
 
@@ -207,6 +209,33 @@ export async function readFileSource(src: PreparedSource, what: 'body' | 'signat
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
+/**
+ * A redirect to another host must not lead into the appliance's own network: the destination check
+ * guests get (proxy/resolver.ts privateAddressReason: loopback, private, link-local, reserved…) on
+ * the literal or on every address its name resolves to. The configured source's own host is the
+ * operator's choice and exempt (an internal mirror on 10.0.0.5 may redirect within itself). Null
+ * when allowed, else why not. (undici resolves the name again to connect: a name that answers public
+ * here and private a moment later is a known limit, see docs/lists.md.)
+ */
+export async function redirectRefusal(next: URL, configured: URL): Promise<string | null> {
+  const host = next.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  const own = configured.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  if (host === own) return null;
+  if (privateAddressReason(host) === null) return null; // a public IP literal
+  if (/^[\d.]+$|:/.test(host)) return `${host} is a ${privateAddressReason(host)}`;
+  let addresses: { address: string }[];
+  try {
+    addresses = await lookup(host, { all: true, verbatim: true });
+  } catch (err) {
+    return `${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  for (const { address } of addresses) {
+    const why = privateAddressReason(address);
+    if (why !== null) return `${host} resolves to a ${why}`;
+  }
+  return null;
+}
+
 /** One attempt over HTTPS: follows redirects, enforces the deadline and the size bound. */
 export async function fetchUrlOnce(
   src: PreparedSource,
@@ -251,6 +280,8 @@ export async function fetchUrlOnce(
         if (!to || hop >= MAX_REDIRECTS) throw new ListSourceError(src.id, 'http', `${label}: ${to ? 'too many redirects' : `redirect ${status} without Location`}`);
         const next = new URL(to, url);
         if (next.protocol !== 'https:') throw new ListSourceError(src.id, 'http', `${label}: refused a redirect to a non-https URL`);
+        const refusal = await redirectRefusal(next, new URL(location));
+        if (refusal !== null) throw new ListSourceError(src.id, 'http', `${label}: refused a redirect into the appliance's own network: ${refusal}`);
         url = next;
         continue;
       }

@@ -284,6 +284,28 @@ t.test('redirects: followed over https; credentials dropped on a cross-origin ho
   t.equal(other.requestsFor('/moved.txt').at(-1)?.headers.authorization, undefined, 'not sent to the other origin');
 });
 
+t.test('redirects into the appliance\'s own network are refused on every hop (issue 22, finding 9)', async (t) => {
+  const trap = await startOrigin({ ca: origin.ca });
+  t.teardown(() => trap.close());
+  trap.put('/internal-admin', listOf(3, 'trap'));
+  const port = new URL(trap.url('/')).port;
+  // The configured source is on 127.0.0.1 (the operator's own choice, so its own host is exempt);
+  // every other host below is loopback, private or link-local by literal or by name.
+  const targets = [`https://localhost:${port}/internal-admin`, `https://[::1]:${port}/internal-admin`, `https://127.0.0.2:${port}/internal-admin`, 'https://10.0.0.1/x', 'https://169.254.169.254/latest/meta-data', 'https://[::ffff:192.168.0.1]/x', 'https://[fd00::1]/x'];
+  for (const [i, to] of targets.entries()) {
+    origin.put(`/hop${i}.txt`, '', { redirectTo: to });
+    const err = await refusal(fetchSource(source({ source: origin.url(`/hop${i}.txt`) }), opts()));
+    t.equal(err.reason, 'http', `${to}: refused`);
+    t.match(err.message, /refused a redirect into the appliance's own network/, `${to}: says why`);
+  }
+  // A second hop is checked too: first to the same host (allowed), then away from it.
+  origin.put('/first.txt', '', { redirectTo: origin.url('/second.txt') });
+  origin.put('/second.txt', '', { redirectTo: `https://localhost:${port}/internal-admin` });
+  const err = await refusal(fetchSource(source({ source: origin.url('/first.txt') }), opts()));
+  t.match(err.message, /own network: localhost resolves to a/, 'the second hop refused');
+  t.equal(trap.requestsFor('/internal-admin').length, 0, 'the trap was never asked');
+});
+
 t.test('file sources: read, integrity, size bound, missing file', async (t) => {
   const body = listOf(9, 'file');
   const path = join(dir, 'local.txt');
