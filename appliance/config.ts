@@ -192,6 +192,8 @@ export const configSchema = z
       .extend({
         /** Extra CA certificates (PEM file) trusted for intercepted upstream servers, beside the system roots (private PKIs, tests). Top level only. */
         upstreamCa: z.string().min(1).optional(),
+        /** New leaves one client may have minted per minute (names not cached); past it the connection is refused, counted mint_budget. Top level only. */
+        mintsPerMinute: z.number().int().positive().default(120),
       })
       .prefault({}),
     images: z

@@ -89,6 +89,6 @@ export async function setupInterception(c: Readonly<Config>): Promise<InterceptS
   }
   const routes = serveCa ? caRoutes(caInstallInfo(ca)) : {};
   if (users.length === 0) return { routes, warnings: ca.warnings };
-  const edge: InterceptEdgeOptions = { minter: new LeafMinter(ca, { cacheSize: 1000 }), upstreamCa: upstreamTrust(c) };
+  const edge: InterceptEdgeOptions = { minter: new LeafMinter(ca, { cacheSize: 1000 }), upstreamCa: upstreamTrust(c), mintsPerMinute: c.intercept.mintsPerMinute };
   return { edge, routes, warnings: ca.warnings };
 }

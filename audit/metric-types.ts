@@ -50,7 +50,7 @@ export type LimitName = (typeof LIMITS)[number];
  * with a minted certificate, spliced because the host is excluded, refused because no certificate
  * could be minted, or ended because the client did not accept ours (a device without the CA).
  */
-export const INTERCEPT_OUTCOMES = ['intercepted', 'excluded', 'mint_failed', 'client_handshake_failed'] as const;
+export const INTERCEPT_OUTCOMES = ['intercepted', 'excluded', 'mint_failed', 'client_handshake_failed', 'mint_budget'] as const;
 export type InterceptOutcome = (typeof INTERCEPT_OUTCOMES)[number];
 /** Why a list refresh failed (the reason label of safespot_policy_refresh_failures_total). */
 export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;

@@ -239,6 +239,18 @@ export class LeafMinter {
     };
   }
 
+  /** Whether getSecureContext(host) would be answered without a mint (fresh, or being minted). */
+  cached(host: string): boolean {
+    let key: string;
+    try {
+      key = normalizeHost(host).name;
+    } catch {
+      return true; // refused without a mint either way
+    }
+    const found = this.#cache.get(key);
+    return found !== undefined && this.#now() < found.renewAt;
+  }
+
   /**
    * A TLS context presenting a leaf for `host`: cached, shared while in flight, re-minted near
    * expiry. Rejects with ERR_CERT for a name no certificate can carry or a failed mint.

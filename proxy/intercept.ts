@@ -27,6 +27,7 @@ import type { Decision } from '../policy/decision.js';
 import { blockPage } from './block-page.js';
 import type { ClientHelloInfo, ConnInfo, Verdict } from './hooks.js';
 import { bareHost, parseAuthority, requestPath, type HttpForwarder, type HttpRoute } from './http-forward.js';
+import { clientKey } from './limits.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { refuseTls, type TlsTarget } from './tls-passthrough.js';
@@ -35,6 +36,8 @@ import { UpstreamTls } from './upstream-tls.js';
 /** What mints the per-host certificates (certs/LeafMinter). */
 export interface CertMinter {
   getSecureContext(host: string): Promise<SecureContext>;
+  /** Whether getSecureContext(host) would be served without minting (a cached, fresh leaf). */
+  cached?(host: string): boolean;
 }
 
 /** ProxyOptions.intercept: present when serve loaded a CA because some profile intercepts. */
@@ -42,6 +45,37 @@ export interface InterceptEdgeOptions {
   readonly minter: CertMinter;
   /** PEM root certificates trusted for upstream servers (system roots plus `intercept.upstreamCa`); empty = Node's bundled roots. */
   readonly upstreamCa: readonly string[];
+  /**
+   * New leaves (names not cached) one client may have minted per minute (intercept.mintsPerMinute):
+   * a mint is ~2 ms of CPU, so one guest sending thousands of made-up SNIs would take a core from
+   * everyone. Past it the connection is refused (TLS alert), counted `mint_budget`. Absent: no limit.
+   */
+  readonly mintsPerMinute?: number;
+}
+
+/** Per-client token buckets for new mints, bounded in size (the oldest client is forgotten first). */
+class MintBudget {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(
+    private readonly perMinute: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Take one mint for this client; false when its budget is spent. */
+  take(client: string): boolean {
+    const t = this.now();
+    let b = this.#buckets.get(client);
+    if (b === undefined) {
+      if (this.#buckets.size >= 4096) this.#buckets.delete(this.#buckets.keys().next().value as string);
+      b = { tokens: this.perMinute, at: t };
+    } else this.#buckets.delete(client); // re-inserted below: the most recent at the end
+    b.tokens = Math.min(this.perMinute, b.tokens + ((t - b.at) * this.perMinute) / 60_000);
+    b.at = t;
+    this.#buckets.set(client, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
 }
 
 /** One intercepted connection. */
@@ -85,6 +119,7 @@ export class Interception {
   readonly upstreamTls: UpstreamTls;
   readonly #server: Server;
   readonly #sessions = new WeakMap<Socket, Session>();
+  readonly #mintBudget: MintBudget | undefined;
 
   constructor(
     private readonly ctx: EdgeContext,
@@ -92,6 +127,7 @@ export class Interception {
     private readonly opts: InterceptEdgeOptions,
   ) {
     this.upstreamTls = new UpstreamTls({ ca: opts.upstreamCa, idleTimeoutMs: ctx.opts.limits.idleTimeout });
+    this.#mintBudget = opts.mintsPerMinute === undefined ? undefined : new MintBudget(opts.mintsPerMinute);
     const { limits } = ctx.opts;
     this.#server = createServer({ maxHeaderSize: limits.maxHeaderBytes, keepAlive: true, requestTimeout: 0 });
     this.#server.timeout = limits.idleTimeout;
@@ -119,6 +155,11 @@ export class Interception {
       refuseTls(socket, 'unrecognized_name', hello.legacyVersion);
       return;
     }
+    if (this.#mintBudget && this.opts.minter.cached?.(name) === false && !this.#mintBudget.take(clientKey(conn.client, this.ctx.opts.limits.clientIpv6Prefix ?? 64))) {
+      observer.interception?.('mint_budget');
+      refuseTls(socket, 'internal_error', hello.legacyVersion);
+      return;
+    }
     let secureContext: SecureContext;
     try {
       secureContext = await this.opts.minter.getSecureContext(name);
@@ -132,11 +173,19 @@ export class Interception {
     const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
     handleErrors(tls);
     let secured = false;
+    // The handshake is bounded like the ClientHello (tls.clientHelloTimeout), not by the idle
+    // timeout: a guest that reads our flight and stalls must not hold the connection for minutes.
+    const handshake = setTimeout(() => {
+      observer.limitHit('client_hello_timeout');
+      tls.destroy();
+    }, this.ctx.opts.tls.clientHelloTimeout);
     tls.once('secure', () => {
       secured = true;
+      clearTimeout(handshake);
       observer.interception?.('intercepted');
     });
     tls.once('close', () => {
+      clearTimeout(handshake);
       if (!secured) observer.interception?.('client_handshake_failed');
       socket.destroy();
     });

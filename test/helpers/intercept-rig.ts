@@ -43,7 +43,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return 0;
 }
 
-export async function startInterceptRig(t: { teardown(fn: () => unknown): void }, extraConfig: string[] = []): Promise<InterceptRig> {
+export async function startInterceptRig(t: { teardown(fn: () => unknown): void }, extraConfig: string[] = [], interceptExtra = ''): Promise<InterceptRig> {
   const dir = mkdtempSync(join(tmpdir(), 'safespot-intercept-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const caDir = join(dir, 'ca');
@@ -81,7 +81,7 @@ export async function startInterceptRig(t: { teardown(fn: () => unknown): void }
       'lists:',
       `  - { id: demo-hotline, category: csam, kind: hashed-urls, source: ${join(DEMO, 'hotline.txt')} }`,
       `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
-      `intercept: { enabled: true, exclude: [excluded.test], upstreamCa: ${upstreamCaFile} }`,
+      `intercept: { enabled: true, exclude: [excluded.test], upstreamCa: ${upstreamCaFile}${interceptExtra} }`,
       'profiles:',
       '  - { name: guests, clients: [127.0.0.2/32], intercept: { enabled: false } }',
       `ca: { dir: ${caDir} }`,

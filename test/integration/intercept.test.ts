@@ -12,7 +12,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { ProxyAgent, request } from 'undici';
 import { clientHello } from '../helpers/client-hello-builder.js';
-import { exchange, isAlert, runCmd } from '../helpers/clients.js';
+import { captureClientHello, exchange, isAlert, openSocket, readAll, runCmd } from '../helpers/clients.js';
 import { metricValue, startInterceptRig } from '../helpers/intercept-rig.js';
 
 /** CONNECT host:443 through the proxy, then TLS with `ca`; what the client saw. */
@@ -205,6 +205,45 @@ t.test('a burst of 100 new hosts is minted in bounded memory', async (t) => {
   t.equal(metricValue(text, 'safespot_intercept_connections_total', { outcome: 'mint_failed' }), 0);
   const grew = metricValue(text, 'process_resident_memory_bytes') - rss0;
   t.ok(grew < 64 * 1024 * 1024, `resident memory grew by ${(grew / 1048576).toFixed(1)} MiB for 100 hosts`);
+});
+
+t.test('intercept.mintsPerMinute: one client\'s made-up names are refused past its budget, others go on (issue 22, finding 11)', async (t) => {
+  const rig = await startInterceptRig(t, [], ', mintsPerMinute: 5');
+  const handshake = (name: string, localAddress = '127.0.0.1') =>
+    new Promise<string>((resolve) => {
+      const options = { host: '127.0.0.1', port: rig.tls, servername: name, ca: rig.caPem, localAddress }; // localAddress reaches net.connect
+      const s = tlsConnect(options);
+      s.on('error', (e) => resolve(`error ${e.message}`));
+      s.once('secureConnect', () => {
+        s.once('close', () => resolve('ok'));
+        s.end();
+      });
+    });
+  const results: string[] = [];
+  for (let i = 0; i < 8; i++) results.push(await handshake(`m${i}.budget.test`));
+  t.same(results.slice(0, 5), ['ok', 'ok', 'ok', 'ok', 'ok'], 'the first five new names are minted');
+  t.ok(results.slice(5).every((r) => r.startsWith('error')), `the next three are refused: ${results.slice(5).join('; ')}`);
+  t.equal(await handshake('m0.budget.test'), 'ok', 'a name already minted needs no budget');
+  t.equal(await handshake('other.budget.test', '127.0.0.3'), 'ok', 'another client has its own budget');
+  const text = await rig.metrics();
+  t.equal(metricValue(text, 'safespot_intercept_connections_total', { outcome: 'mint_budget' }), 3, 'counted mint_budget');
+  t.equal(metricValue(text, 'safespot_intercept_connections_total', { outcome: 'intercepted' }), 7);
+});
+
+t.test('a guest that stalls mid-handshake is closed after tls.clientHelloTimeout, not the idle timeout', async (t) => {
+  const rig = await startInterceptRig(t, ['tls: { clientHelloTimeout: 1s }', 'limits: { idleTimeout: 120s }']);
+  const hello = await captureClientHello('node', 'allowed.test');
+  const s = await openSocket(rig.tls);
+  s.write(hello);
+  const started = Date.now();
+  // The server's flight comes back; then the guest says nothing more.
+  const got = await readAll(s, 20_000);
+  t.ok(got.length > 0 && got[0] === 0x16, 'the server flight (a TLS handshake record) came back');
+  t.ok(s.destroyed || s.readableEnded, 'the appliance closed the connection');
+  t.ok(Date.now() - started < 20_000, `closed after ${Date.now() - started} ms, long before the 120 s idle timeout`);
+  const text = await rig.metrics();
+  t.ok(metricValue(text, 'safespot_limits_hit_total', { limit: 'client_hello_timeout' }) >= 1, 'counted as client_hello_timeout');
+  t.equal(metricValue(text, 'safespot_intercept_connections_total', { outcome: 'client_handshake_failed' }), 1, 'and as a failed handshake');
 });
 
 t.test('interception enabled without a CA: serve refuses to start and names certs init', async (t) => {
