@@ -41,6 +41,8 @@ function bundleAsList(b: NonNullable<Config['bundle']>): ListConfig {
     mode: 'enforce',
     ...(b.sha256 !== undefined ? { sha256: b.sha256 } : {}),
     ...(b.publicKey !== undefined ? { publicKey: b.publicKey } : {}),
+    signedName: b.signedName ?? BUNDLE_LIST_ID,
+    bareSignature: b.bareSignature,
     ...(b.headers !== undefined ? { headers: b.headers } : {}),
     maxBytes: b.maxBytes,
     maxShrinkPercent: b.maxShrinkPercent,
@@ -106,6 +108,7 @@ export async function metricLabels(config: Readonly<Config>, log: Logger): Promi
       fetchedAt: now,
       ...(res.etag !== undefined ? { etag: res.etag } : {}),
       ...(res.lastModified !== undefined ? { lastModified: res.lastModified } : {}),
+      ...(res.signedVersion !== undefined ? { signedVersion: res.signedVersion } : {}),
       source: src.display,
     });
     return policyLabels(policy);

@@ -24,6 +24,7 @@ const COMMANDS: Record<string, Entry> = {
   audit: { summary: 'period report from the audit journal (audit report --config FILE --from ISO --to ISO --format json|csv|html)', load: () => import('./cmd-audit.js') },
   check: { summary: 'verdicts for URLs/hosts as JSON lines on stdin (check --config FILE [--bundle FILE])', load: () => import('./cmd-check.js') },
   compile: { summary: 'compile the lists of a config into a policy bundle (compile --config FILE -o FILE)', load: () => import('./cmd-compile.js') },
+  sign: { summary: 'sign a list for its publishers: FILE.sig naming the list and a version (sign --key KEY.pem --name NAME [--version N] FILE)', load: () => import('./cmd-sign.js') },
   healthcheck: { summary: 'container health: /readyz and one canary decision through the proxy (healthcheck [--config FILE])', load: () => import('./cmd-healthcheck.js') },
 };
 

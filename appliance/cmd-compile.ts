@@ -5,46 +5,22 @@
  * URL list with malformed lines and one per image list (line numbers only: a hashed list's text
  * never leaves it).
  *
- * `--sign KEY.pem` (an Ed25519 private key) also writes `OUT.sig`: the detached signature over the
- * bundle bytes, 64 raw bytes, the form list-source.ts verifies against a `bundle.publicKey`. The key
- * is checked before anything is compiled; a bad key path or a key of another type is bad usage (exit 2).
+ * `--sign KEY.pem` (an Ed25519 private key) also writes `OUT.sig`: the signed statement naming the
+ * bundle (`--name`, default `bundle`: the appliance's bundle.signedName) and a version (milliseconds
+ * since the epoch) over its SHA-256 (appliance/list-signature.ts), which list-source.ts verifies against a
+ * `bundle.publicKey`. The key is checked before anything is compiled; a bad key path or a key of
+ * another type is bad usage (exit 2).
  */
-import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { encodeBundle } from '../policy/bundle.js';
 import { compilePolicy, type Policy } from '../policy/policy.js';
 import { loadConfigFile } from './config.js';
 import type { Command, Io } from './io.js';
-import { parseCommandArgs } from './io.js';
+import { parseCommandArgs, readSigningKey, writeAtomic } from './io.js';
+import { signList } from './list-signature.js';
 import { compileInputFromConfig } from './lists-load.js';
 import { SafespotError } from '../policy/errors.js';
 
-const USAGE = 'safespot compile --config FILE -o FILE [--sign KEY.pem]';
-
-/** The Ed25519 private key of `--sign`; ERR_USAGE (exit 2) when it cannot be read or is not one. */
-function readSigningKey(path: string): KeyObject {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (err) {
-    throw new SafespotError('ERR_USAGE', `--sign: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})\nusage: ${USAGE}`);
-  }
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(pem);
-  } catch {
-    // No detail from the parser: the file is a secret.
-    throw new SafespotError('ERR_USAGE', `--sign: ${path} is not a PEM private key\nusage: ${USAGE}`);
-  }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SafespotError('ERR_USAGE', `--sign: ${path} is a ${key.asymmetricKeyType ?? 'unknown'} key, not Ed25519\nusage: ${USAGE}`);
-  return key;
-}
-
-function writeAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes, { mode: 0o644 });
-  renameSync(tmp, path);
-}
+const USAGE = 'safespot compile --config FILE -o FILE [--sign KEY.pem [--name NAME]]';
 
 /** The per-list notes and the summary line of a compiled policy. */
 export function describeCompile(policy: Policy, io: Io, output?: string): void {
@@ -88,18 +64,19 @@ export function describeCompile(policy: Policy, io: Io, output?: string): void {
 export const run: Command = async (args, io) => {
   const { values } = parseCommandArgs(
     args,
-    { config: { type: 'string', short: 'c' }, output: { type: 'string', short: 'o' }, sign: { type: 'string' } },
+    { config: { type: 'string', short: 'c' }, output: { type: 'string', short: 'o' }, sign: { type: 'string' }, name: { type: 'string' } },
     USAGE,
   );
   if (!values.config || !values.output) throw new SafespotError('ERR_USAGE', `--config and -o are required\nusage: ${USAGE}`);
-  const key = values.sign === undefined ? null : readSigningKey(values.sign);
+  const key = values.sign === undefined ? null : readSigningKey(values.sign, '--sign', USAGE);
   const config = loadConfigFile(values.config);
   const policy = compilePolicy(compileInputFromConfig(config));
   const bytes = encodeBundle(policy);
   // The bundle first, then its signature: a reader between the two sees a signature that fails
   // (refused, retried), never an unsigned new bundle accepted. Publishers should upload in the same order.
   writeAtomic(values.output, bytes);
-  if (key) writeAtomic(`${values.output}.sig`, sign(null, bytes, key));
+  // The signed statement names the bundle and a version (milliseconds now) that must not go back.
+  if (key) writeAtomic(`${values.output}.sig`, Buffer.from(signList(bytes, values.name ?? 'bundle', Date.now(), key)));
   describeCompile(policy, io, values.output);
   if (key) io.stderr.write(`safespot compile: Ed25519 signature -> ${values.output}.sig\n`);
   return 0;

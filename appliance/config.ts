@@ -60,6 +60,10 @@ const listSchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
   /** Ed25519 public key (PEM file path) for a detached signature at `${source}.sig`. */
   publicKey: z.string().min(1).optional(),
+  /** The name the signed statement must carry (`safespot sign --name`); default: the list id. */
+  signedName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/, 'signed names are 1-128 letters, digits and . _ : / -').optional(),
+  /** Also accept a bare signature over the bytes, which names no list or version (swaps and rollbacks pass). */
+  bareSignature: z.boolean().default(false),
   /** HTTP request headers for URL sources; values `env:NAME` or `file:PATH` are read at start and never printed. */
   headers: z.record(z.string(), z.string()).optional(),
   /** Largest body accepted from a source, in bytes. */
@@ -162,6 +166,10 @@ export const configSchema = z
         refresh: duration.optional(),
         /** Ed25519 public key (PEM file path) for the detached signature at `${source}.sig`. */
         publicKey: z.string().min(1).optional(),
+        /** The name the signed statement must carry (`safespot compile --sign`); default `bundle`. */
+        signedName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/, 'signed names are 1-128 letters, digits and . _ : / -').optional(),
+        /** Also accept a bare signature over the bytes (names no bundle or version). */
+        bareSignature: z.boolean().default(false),
         /** Expected SHA-256 (hex) of the bundle bytes (pins one version). */
         sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
         /** HTTP request headers; values `env:NAME` or `file:PATH` are read at start and never printed. */

@@ -32,6 +32,8 @@ export interface CacheMeta {
   readonly checkedAt: number;
   readonly etag?: string;
   readonly lastModified?: string;
+  /** The version of its signed statement (appliance/list-signature.ts): later ones must not go below it. */
+  readonly signedVersion?: number;
   /** Printable source (no credentials, no query). */
   readonly source: string;
 }
@@ -48,6 +50,7 @@ export interface CacheWriteInfo {
   readonly checkedAt?: number;
   readonly etag?: string;
   readonly lastModified?: string;
+  readonly signedVersion?: number;
   readonly source: string;
 }
 
@@ -139,6 +142,7 @@ export class ListCache {
       checkedAt: info.checkedAt ?? info.fetchedAt,
       ...(info.etag !== undefined ? { etag: info.etag } : {}),
       ...(info.lastModified !== undefined ? { lastModified: info.lastModified } : {}),
+      ...(info.signedVersion !== undefined ? { signedVersion: info.signedVersion } : {}),
       source: info.source,
     };
     await this.writeAtomic(this.bodyPath(id, sha256), body);
@@ -149,12 +153,12 @@ export class ListCache {
   }
 
   /** After a 304: record the new check time and validators; the body stays. No-op without metadata. */
-  touch(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<CacheMeta | null> {
+  touch(id: string, update: { checkedAt: number; etag?: string; lastModified?: string; signedVersion?: number }): Promise<CacheMeta | null> {
     checkId(id);
     return this.serial(id, () => this.touchNow(id, update));
   }
 
-  private async touchNow(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<CacheMeta | null> {
+  private async touchNow(id: string, update: { checkedAt: number; etag?: string; lastModified?: string; signedVersion?: number }): Promise<CacheMeta | null> {
     const meta = await this.readMeta(id);
     if (meta === null) return null;
     const next: CacheMeta = {
@@ -162,6 +166,7 @@ export class ListCache {
       checkedAt: update.checkedAt,
       ...(update.etag !== undefined ? { etag: update.etag } : {}),
       ...(update.lastModified !== undefined ? { lastModified: update.lastModified } : {}),
+      ...(update.signedVersion !== undefined ? { signedVersion: update.signedVersion } : {}),
     };
     await this.writeAtomic(this.metaPath(id), Buffer.from(`${JSON.stringify(next, null, 1)}\n`));
     await this.syncDir();
@@ -257,6 +262,7 @@ function metaProblem(doc: unknown, id: string): string | null {
     if (typeof m[k] !== 'number' || !Number.isFinite(m[k]) || (m[k] as number) < 0) return `has no valid ${k}`;
   }
   for (const k of ['etag', 'lastModified'] as const) if (m[k] !== undefined && typeof m[k] !== 'string') return `has an invalid ${k}`;
+  if (m.signedVersion !== undefined && (typeof m.signedVersion !== 'number' || !Number.isSafeInteger(m.signedVersion) || m.signedVersion < 0)) return 'has an invalid signedVersion';
   if (typeof m.source !== 'string') return 'has no source';
   return null;
 }

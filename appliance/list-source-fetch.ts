@@ -17,6 +17,7 @@ import type { RefreshFailureReason } from '../audit/metrics.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
 import { privateAddressReason } from '../proxy/resolver.js';
 import type { Config } from './config.js';
+import type { SignedBefore } from './list-signature.js';
 import { displaySource, type PreparedSource } from './list-source-prepare.js';
 
 type Undici = typeof import('undici');
@@ -34,6 +35,8 @@ function undici(): Undici {
 export interface CachedValidators {
   readonly etag?: string;
   readonly lastModified?: string;
+  /** The signed version last accepted, and its bytes' SHA-256: a new statement must not go below it. */
+  readonly signed?: SignedBefore;
 }
 
 export interface FetchOptions {

@@ -24,6 +24,10 @@ export interface PreparedSource {
   readonly sha256: string | undefined;
   /** Ed25519 key for the detached signature at `${location}.sig`. */
   readonly publicKey: KeyObject | undefined;
+  /** The name its signed statement must carry (appliance/list-signature.ts). */
+  readonly signedName: string;
+  /** A bare signature over the bytes is accepted too (lists[].bareSignature). */
+  readonly bareSignature: boolean;
   /** Request headers with their values read (never print these). */
   readonly headers: Readonly<Record<string, string>>;
   readonly maxBytes: number;
@@ -125,6 +129,8 @@ function prepareOne(l: ListConfig, env: NodeJS.ProcessEnv, problems: string[]): 
     refreshMs: l.refresh,
     sha256: l.sha256?.toLowerCase(),
     publicKey,
+    signedName: l.signedName ?? l.id,
+    bareSignature: l.bareSignature ?? false,
     headers: Object.freeze(headers),
     maxBytes: l.maxBytes,
     maxShrinkPercent: l.maxShrinkPercent,

@@ -25,6 +25,7 @@
 import { createHash, verify } from 'node:crypto';
 import { fetchUrlOnce, ListSourceError, readFileSource, withRetries, type CachedValidators, type FetchOptions } from './list-source-fetch.js';
 import type { PreparedSource } from './list-source-prepare.js';
+import { isStatement, verifyStatement, type SignedBefore } from './list-signature.js';
 
 export {
   createSourceDispatcher,
@@ -36,7 +37,15 @@ export {
 export { displaySource, isUrlSource, prepareSource, prepareSources, type PreparedSource } from './list-source-prepare.js';
 
 export type FetchResult =
-  | { readonly status: 'updated'; readonly body: Uint8Array; readonly sha256: string; readonly etag?: string; readonly lastModified?: string }
+  | {
+      readonly status: 'updated';
+      readonly body: Uint8Array;
+      readonly sha256: string;
+      readonly etag?: string;
+      readonly lastModified?: string;
+      /** The version its signed statement carries (absent: no signature, or a bare one). */
+      readonly signedVersion?: number;
+    }
   | { readonly status: 'not-modified' };
 
 const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -60,14 +69,39 @@ export async function fetchSource(src: PreparedSource, opts: FetchOptions, cache
         : fetchUrlOnce(src, opts, sigSource, 4096, undefined, 'signature'),
     );
     if (raw.status !== 'updated') throw new ListSourceError(src.id, 'signature', 'the signature request answered 304');
-    verifySignature(src, result.body, raw.body);
+    const signedVersion = verifySignature(src, result.body, raw.body, cached?.signed);
+    if (signedVersion !== undefined) return { ...result, sha256, signedVersion };
   }
   return { ...result, sha256 };
 }
 
-/** Check a detached Ed25519 signature: raw 64 bytes, or base64 text of them. Throws reason 'signature'. */
-export function verifySignature(src: Pick<PreparedSource, 'id' | 'display' | 'publicKey'>, body: Uint8Array, sigBytes: Uint8Array): void {
-  if (src.publicKey === undefined) return;
+/**
+ * Check the detached signature at `${source}.sig`. The signed statement (appliance/list-signature.ts)
+ * must name this list (`signedName`) and a version not below `before`; its version is returned. A
+ * bare Ed25519 signature over the bytes (raw 64 bytes, or base64 text of them) names neither, and
+ * is accepted only with `bareSignature` (then undefined is returned). Throws reason 'signature'.
+ */
+export function verifySignature(
+  src: Pick<PreparedSource, 'id' | 'display' | 'publicKey'> & Partial<Pick<PreparedSource, 'signedName' | 'bareSignature'>>,
+  body: Uint8Array,
+  sigBytes: Uint8Array,
+  before?: SignedBefore,
+): number | undefined {
+  if (src.publicKey === undefined) return undefined;
+  if (isStatement(sigBytes)) {
+    try {
+      return verifyStatement(sigBytes, body, src.publicKey, src.signedName ?? src.id, before);
+    } catch (err) {
+      throw new ListSourceError(src.id, 'signature', `${src.display}.sig: ${(err as Error).message}`);
+    }
+  }
+  if (src.bareSignature !== true) {
+    throw new ListSourceError(
+      src.id,
+      'signature',
+      `${src.display}.sig is a bare signature, which names no list and no version (a mirror could swap or roll back signed lists); sign with \`safespot sign\`, or set bareSignature: true`,
+    );
+  }
   let sig: Buffer = Buffer.from(sigBytes);
   if (sig.length !== 64) {
     const text = sig.toString('latin1').trim();
@@ -81,4 +115,5 @@ export function verifySignature(src: Pick<PreparedSource, 'id' | 'display' | 'pu
     ok = false;
   }
   if (!ok) throw new ListSourceError(src.id, 'signature', `the Ed25519 signature at ${src.display}.sig does not verify against the configured publicKey`);
+  return undefined;
 }

@@ -111,6 +111,8 @@ interface Good {
   checkedAt: number;
   etag?: string;
   lastModified?: string;
+  /** The version of the accepted signed statement: a refresh must not go below it. */
+  signedVersion?: number;
 }
 
 interface State {
@@ -305,7 +307,11 @@ export class ListRefresher {
     st.controller = controller;
     try {
       const validators: CachedValidators | undefined = st.good
-        ? { ...(st.good.etag ? { etag: st.good.etag } : {}), ...(st.good.lastModified ? { lastModified: st.good.lastModified } : {}) }
+        ? {
+            ...(st.good.etag ? { etag: st.good.etag } : {}),
+            ...(st.good.lastModified ? { lastModified: st.good.lastModified } : {}),
+            ...(st.good.signedVersion !== undefined ? { signed: { version: st.good.signedVersion, sha256: st.good.sha256 } } : {}),
+          }
         : undefined;
       const res = await this.#o.fetch(src, validators, controller.signal);
       if (this.#stopped) return { id, status: 'skipped', message: 'stopped' };
@@ -321,7 +327,13 @@ export class ListRefresher {
         st.good.checkedAt = at;
         if (res.etag !== undefined) st.good.etag = res.etag;
         if (res.lastModified !== undefined) st.good.lastModified = res.lastModified;
-        await this.#touchCache(id, { checkedAt: at, ...(res.etag ? { etag: res.etag } : {}), ...(res.lastModified ? { lastModified: res.lastModified } : {}) });
+        if (res.signedVersion !== undefined) st.good.signedVersion = res.signedVersion;
+        await this.#touchCache(id, {
+          checkedAt: at,
+          ...(res.etag ? { etag: res.etag } : {}),
+          ...(res.lastModified ? { lastModified: res.lastModified } : {}),
+          ...(res.signedVersion !== undefined ? { signedVersion: res.signedVersion } : {}),
+        });
         return this.#succeeded(st, 'not-modified', at);
       }
       let entries: number;
@@ -347,10 +359,18 @@ export class ListRefresher {
         checkedAt: at,
         ...(res.etag !== undefined ? { etag: res.etag } : {}),
         ...(res.lastModified !== undefined ? { lastModified: res.lastModified } : {}),
+        ...(res.signedVersion !== undefined ? { signedVersion: res.signedVersion } : {}),
       };
       st.good = good;
       try {
-        await this.#o.cache.write(id, res.body, { entries, fetchedAt: at, etag: res.etag, lastModified: res.lastModified, source: src.display });
+        await this.#o.cache.write(id, res.body, {
+          entries,
+          fetchedAt: at,
+          etag: res.etag,
+          lastModified: res.lastModified,
+          ...(res.signedVersion !== undefined ? { signedVersion: res.signedVersion } : {}),
+          source: src.display,
+        });
       } catch (err) {
         this.#warn(`list "${id}": the update is in force but its last-good copy could not be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
       }
@@ -393,7 +413,7 @@ export class ListRefresher {
     }
   }
 
-  async #touchCache(id: string, update: { checkedAt: number; etag?: string; lastModified?: string }): Promise<void> {
+  async #touchCache(id: string, update: { checkedAt: number; etag?: string; lastModified?: string; signedVersion?: number }): Promise<void> {
     try {
       await this.#o.cache.touch(id, update);
     } catch (err) {
@@ -436,6 +456,7 @@ function goodOf(meta: CacheMeta): Good {
     checkedAt: meta.checkedAt,
     ...(meta.etag !== undefined ? { etag: meta.etag } : {}),
     ...(meta.lastModified !== undefined ? { lastModified: meta.lastModified } : {}),
+    ...(meta.signedVersion !== undefined ? { signedVersion: meta.signedVersion } : {}),
   };
 }
 

@@ -8,6 +8,7 @@ import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signList } from '../../appliance/list-signature.js';
 import { validateConfig } from '../../appliance/config.js';
 import {
   createSourceDispatcher,
@@ -108,7 +109,7 @@ t.test('expected SHA-256: a match is accepted, anything else refused as checksum
   t.match(err.message, /SHA-256/);
 });
 
-t.test('Ed25519 detached signatures: good (raw and base64) accepted; wrong, garbled or missing refused', async (t) => {
+t.test('bare Ed25519 signatures (bareSignature: true): good (raw and base64) accepted; wrong, garbled or missing refused', async (t) => {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const other = generateKeyPairSync('ed25519');
   const keyFile = join(dir, 'list.pub.pem');
@@ -118,9 +119,12 @@ t.test('Ed25519 detached signatures: good (raw and base64) accepted; wrong, garb
 
   origin.put('/signed.txt', body);
   origin.put('/signed.txt.sig', sig);
-  const src = source({ source: origin.url('/signed.txt'), publicKey: keyFile });
+  const src = source({ source: origin.url('/signed.txt'), publicKey: keyFile, bareSignature: true });
   const ok = await fetchSource(src, opts());
   t.equal(ok.status, 'updated', 'raw 64-byte signature');
+  const strict = await refusal(fetchSource(source({ source: origin.url('/signed.txt'), publicKey: keyFile }), opts()));
+  t.equal(strict.reason, 'signature', 'without bareSignature a bare signature is refused');
+  t.match(strict.message, /bare signature, which names no list and no version/);
 
   origin.put('/signed.txt.sig', `${sig.toString('base64')}\n`);
   t.equal((await fetchSource(src, opts())).status, 'updated', 'base64 signature');
@@ -272,6 +276,61 @@ t.test('credentials: env: and file: header values reach the origin and appear in
   }
 });
 
+t.test('signed statements name the list and a version: no swap, no rollback (issue 22, finding 10)', async (t) => {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const other = generateKeyPairSync('ed25519');
+  const keyFile = join(dir, 'statement.pub.pem');
+  writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  const body = listOf(30, 'hotline');
+  const otherBody = listOf(30, 'adult');
+  const put = (path: string, b: string, sig: string | Buffer): void => {
+    origin.put(path, b);
+    origin.put(`${path}.sig`, sig);
+  };
+  const src = (path: string, more: Record<string, unknown> = {}) => source({ source: origin.url(path), publicKey: keyFile, ...more });
+
+  put('/hotline.txt', body, signList(Buffer.from(body), 'l1', 100, privateKey));
+  const ok = await fetchSource(src('/hotline.txt'), opts());
+  t.equal(ok.status, 'updated', 'a statement for this list verifies');
+  t.equal(ok.status === 'updated' ? ok.signedVersion : null, 100, 'and its version is returned');
+  const named = await fetchSource(src('/hotline.txt', { signedName: 'l1' }), opts());
+  t.equal(named.status, 'updated', 'signedName set to the same name');
+
+  const cases: [string, string, string | Buffer, Record<string, unknown>, RegExp, { version: number; sha256: string }?][] = [
+    ['another list\'s body and statement (a swap)', otherBody, signList(Buffer.from(otherBody), 'adult-list', 200, privateKey), {}, /is for the list "adult-list", this list is "l1"/],
+    ['signedName differs', body, signList(Buffer.from(body), 'l1', 100, privateKey), { signedName: 'hotline-urls' }, /this list is "hotline-urls"/],
+    ['an older version (a rollback)', body, signList(Buffer.from(body), 'l1', 99, privateKey), {}, /older than version 100 already accepted/, { version: 100, sha256: sha(body) }],
+    ['the same version with other bytes', otherBody, signList(Buffer.from(otherBody), 'l1', 100, privateKey), {}, /already accepted with other bytes/, { version: 100, sha256: sha(body) }],
+    ['the statement of other bytes', body, signList(Buffer.from(otherBody), 'l1', 101, privateKey), {}, /signs a body with SHA-256/],
+    ['signed by another key', body, signList(Buffer.from(body), 'l1', 101, other.privateKey), {}, /does not verify/],
+    ['a changed name line', body, signList(Buffer.from(body), 'l1', 101, privateKey).replace('name: l1', 'name: l2'), { signedName: 'l2' }, /does not verify/],
+    ['a changed version line', body, signList(Buffer.from(body), 'l1', 101, privateKey).replace('version: 101', 'version: 999'), {}, /does not verify/],
+    ['a garbled statement', body, 'safespot-signed-list v1\nname: l1\nversion: x\n', {}, /not a safespot-signed-list v1 statement|version line/],
+    ['CRLF line endings', body, signList(Buffer.from(body), 'l1', 101, privateKey).replace(/\n/g, '\r\n'), {}, /not a safespot-signed-list v1 statement/],
+    ['a truncated signature line', body, signList(Buffer.from(body), 'l1', 101, privateKey).slice(0, -20), {}, /signature line/],
+  ];
+  for (const [i, [what, b, sig, more, why, before]] of cases.entries()) {
+    put(`/case${i}.txt`, b, sig);
+    const err = await refusal(fetchSource(src(`/case${i}.txt`, more), opts(), before ? { signed: before } : undefined));
+    t.equal(err.reason, 'signature', `${what}: refused`);
+    t.match(err.message, why, `${what}: says why`);
+  }
+  // A newer version, and the same version with the same bytes (a re-fetch), are accepted.
+  put('/newer.txt', otherBody, signList(Buffer.from(otherBody), 'l1', 101, privateKey));
+  t.equal((await fetchSource(src('/newer.txt'), opts(), { signed: { version: 100, sha256: sha(body) } })).status, 'updated', 'a newer version');
+  put('/same.txt', body, signList(Buffer.from(body), 'l1', 100, privateKey));
+  t.equal((await fetchSource(src('/same.txt'), opts(), { signed: { version: 100, sha256: sha(body) } })).status, 'updated', 'the same version and bytes');
+  // Byte by byte: every truncation of a good statement is refused, none throws anything but a ListSourceError.
+  const good = signList(Buffer.from(body), 'l1', 100, privateKey);
+  let refused = 0;
+  for (let n = 0; n < good.length - 1; n++) {
+    put('/cut.txt', body, good.slice(0, n));
+    const r = await fetchSource(src('/cut.txt'), opts()).then(() => 'accepted', (e: unknown) => (e instanceof ListSourceError && e.reason === 'signature' ? 'refused' : `threw ${String(e)}`));
+    if (r === 'refused') refused++;
+  }
+  t.equal(refused, good.length - 1, 'every truncation refused as a signature failure');
+});
+
 t.test('redirects: followed over https; credentials dropped on a cross-origin hop', async (t) => {
   const other = await startOrigin({ ca: origin.ca });
   t.teardown(() => other.close());
@@ -322,7 +381,7 @@ t.test('file sources: read, integrity, size bound, missing file', async (t) => {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const keyFile = join(dir, 'file.pub.pem');
   writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
-  writeFileSync(`${path}.sig`, sign(null, Buffer.from(body), privateKey));
+  writeFileSync(`${path}.sig`, signList(Buffer.from(body), 'l1', 1, privateKey));
   t.equal((await fetchSource(source({ source: path, publicKey: keyFile }), opts())).status, 'updated', 'signed file');
   writeFileSync(path, `${body}extra.blocked.test\n`);
   err = await refusal(fetchSource(source({ source: path, publicKey: keyFile }), opts()));

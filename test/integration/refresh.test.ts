@@ -6,13 +6,14 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RefreshFailureReason } from '../../audit/metrics.js';
 import { validateConfig } from '../../appliance/config.js';
 import { ListCache } from '../../appliance/list-cache.js';
+import { signList } from '../../appliance/list-signature.js';
 import { createSourceDispatcher, fetchSource, prepareSources, type PreparedSource } from '../../appliance/list-source.js';
 import { ListRefresher, shrinkRefused, type ListRefresherOptions, type SourceFetcher, type SuccessInfo } from '../../appliance/refresh.js';
 import { SafespotError } from '../../policy/errors.js';
@@ -228,9 +229,15 @@ t.test('refused updates keep the last good version in force and on disk, each wi
   const keyFile = join(root, 'refresh.pub.pem');
   writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
   const good = listOf(100, 'good');
+  let version = 1;
   const publish = (body: string, opts: Parameters<typeof origin.put>[2] = {}, sigOf = body): void => {
     origin.put('/guarded.txt', body, opts);
-    origin.put('/guarded.txt.sig', sign(null, Buffer.from(sigOf), privateKey));
+    origin.put('/guarded.txt.sig', signList(Buffer.from(sigOf), 'guarded', version++, privateKey));
+  };
+  /** A body with a statement of our choosing: another list's name, or an old version. */
+  const publishAs = (body: string, name: string, v: number): void => {
+    origin.put('/guarded.txt', body);
+    origin.put('/guarded.txt.sig', signList(Buffer.from(body), name, v, privateKey));
   };
   publish(good);
   const rec = recorder();
@@ -258,6 +265,8 @@ t.test('refused updates keep the last good version in force and on disk, each wi
     ['origin answers 500', () => publish(listOf(100, 'x'), { failNext: 1 }), 'http'],
     ['unparsable body', () => publish(`GARBAGE\n${listOf(100, 'y')}`), 'invalid'],
     ['signature of other bytes', () => publish(listOf(100, 'z'), {}, 'other bytes'), 'signature'],
+    ['an older signed version (a rollback)', () => publishAs(listOf(100, 'old'), 'guarded', 0), 'signature'],
+    ['another list\'s signed statement (a swap)', () => publishAs(listOf(100, 'swap'), 'other-list', 1000), 'signature'],
     ['over maxBytes', () => publish(listOf(5000, 'big')), 'too_large'],
     ['truncated body', () => publish(listOf(100, 't'), { truncateBy: 50 }), 'http'],
     ['slow trickle', () => publish(listOf(300, 's'), { trickle: { bytes: 20, everyMs: 40 } }), 'timeout'],
@@ -289,6 +298,18 @@ t.test('refused updates keep the last good version in force and on disk, each wi
   t.same(applied, [better]);
   t.equal(r.status()[0]?.consecutiveFailures, 0);
   t.equal(text((await cache.read('guarded'))!.body), better);
+  const accepted = version - 1;
+  t.equal((await cache.read('guarded'))!.meta.signedVersion, accepted, 'the accepted signed version is on disk');
+
+  // After a restart the accepted version is still the floor: an older signed copy is refused.
+  await r.stop();
+  const again = new ListRefresher({ sources: sources([{ id: 'guarded', source: origin.url('/guarded.txt'), publicKey: keyFile, maxShrinkPercent: 50, maxBytes: 100_000 }]), fetch: fetcher, cache: ListCache.forStateDir(state), countEntries, ...recorder() });
+  t.teardown(() => again.stop());
+  await again.loadInitial();
+  publishAs(listOf(120, 'rolled-back'), 'guarded', accepted - 1);
+  const [back] = await again.refreshNow();
+  t.equal(back?.reason, 'signature', 'after a restart, an older signed version is refused');
+  t.equal(text((await cache.read('guarded'))!.body), better, 'the last good copy stays');
 });
 
 t.test('a file list whose file breaks starts from its cached copy', async (t) => {

@@ -6,7 +6,7 @@
  * /metrics), and one real Prometheus sees the same policy version on all of them.
  */
 import t, { type Test } from 'tap';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,7 +128,9 @@ t.test('compile --sign: a bad key is bad usage (exit 2), nothing written', async
   t.throws(() => readFileSync(join(s.dir, 'x.bundle')), 'no bundle written on bad usage');
   const ok = await runCli(['compile', '--config', join(s.dir, 'p.yaml'), '-o', join(s.dir, 'x.bundle'), '--sign', s.key]);
   t.equal(ok.code, 0, ok.stderr);
-  t.equal(readFileSync(join(s.dir, 'x.bundle.sig')).length, 64, 'a raw 64-byte Ed25519 signature');
+  const sig = readFileSync(join(s.dir, 'x.bundle.sig'), 'utf8');
+  t.match(sig, /^safespot-signed-list v1\nname: bundle\nversion: \d+\nsha256: [0-9a-f]{64}\nsignature: [A-Za-z0-9+/]{86}==\n$/, 'a signed statement naming the bundle and a version');
+  t.match(sig, `sha256: ${createHash('sha256').update(readFileSync(join(s.dir, 'x.bundle'))).digest('hex')}`, 'over the bundle\'s SHA-256');
 });
 
 t.test('config: bundle with local lists is refused (exit 2)', async (t) => {
