@@ -2,16 +2,17 @@
  * The node:http servers of the explicit proxy (`forward`) and of the transparent HTTP listener
  * (`http`), and the unlistened one that serves plain HTTP found inside CONNECT tunnels.
  *
- * Limits applied here: header size (`maxHeaderSize` -> 431), headers timeout (408), idle timeout
- * (close), and the admission gate (client networks 403, connection limits 503) which runs before
- * the HTTP parser sees a byte.
+ * Limits applied here: the admission gate (client networks 403, connection limits 503), which runs
+ * before the HTTP parser sees a byte; the parser's own (header size, headers timeout, idle timeout)
+ * are proxy/guest-http.ts's, shared with interception.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { handleConnect, type TunnelHttp } from './connect.js';
 import type { ConnInfo, ListenerName } from './hooks.js';
 import { HttpForwarder, routeAbsolute, type HttpRoute } from './http-forward.js';
 import { adoptSockets, createForwardListener } from './forward-listener.js';
+import { createGuestHttpServer } from './guest-http.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import type { TlsTarget } from './tls-passthrough.js';
@@ -22,57 +23,6 @@ const REFUSALS = {
   connections: { status: 503, body: 'safespot: too many connections, try again shortly\n' },
   connections_per_client: { status: 503, body: 'safespot: too many connections from this device, try again shortly\n' },
 } as const;
-
-function serverOptions(ctx: EdgeContext) {
-  const { limits } = ctx.opts;
-  return {
-    maxHeaderSize: limits.maxHeaderBytes,
-    headersTimeout: limits.headersTimeout,
-    requestTimeout: 0, // slow bodies are bounded by the idle timeout instead
-    // Node checks the headers timeout on this interval; keep it well under the timeout itself.
-    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeout / 4))),
-    // `keepAlive` here is TCP keepalive (HTTP keep-alive is always on). With no initial delay the
-    // kernel's two hours apply, far past limits.idleTimeout, which already ends a quiet
-    // connection: it only cost two setsockopt calls per connection (one refused: TCP_KEEPIDLE 0).
-    keepAlive: false,
-  };
-}
-
-/** 431 / 408 / 400 for what the parser refused, counted; a dead socket is just destroyed. */
-function onClientError(ctx: EdgeContext, err: NodeJS.ErrnoException, socket: Socket): void {
-  const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
-  if (err.code === 'ECONNRESET' || !socket.writable || busy) {
-    socket.destroy();
-    return;
-  }
-  switch (err.code) {
-    case 'HPE_HEADER_OVERFLOW':
-      ctx.observer.limitHit('header_size');
-      endWith(socket, rawHttpResponse(431, 'safespot: request headers too large\n'));
-      return;
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      ctx.observer.limitHit('headers_timeout');
-      endWith(socket, rawHttpResponse(408, 'safespot: request headers not received in time\n'));
-      return;
-    default:
-      endWith(socket, rawHttpResponse(400, 'safespot: malformed request\n'));
-  }
-}
-
-function common(ctx: EdgeContext, server: Server): void {
-  // Node keeps only the first 2000 entries of rawHeaders by default and drops the rest silently: the
-  // request forwarded would not be the one received. The head is bounded in bytes (maxHeaderSize).
-  server.maxHeadersCount = 0;
-  server.timeout = ctx.opts.limits.idleTimeout;
-  server.on('timeout', (socket: Socket) => {
-    // A keep-alive connection waiting for its next request is closed quietly (normal operation);
-    // one with a request in progress that went silent is a limit hit.
-    if ((socket as Socket & { _httpMessage?: unknown })._httpMessage) ctx.observer.limitHit('idle_timeout');
-    socket.destroy();
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(ctx, err, socket));
-  server.on('error', () => {}); // listen errors are reported by listen(); nothing else may crash us
-}
 
 /** Loopback clients may mark a request as a self-test / health check (never a guest: guests are not on loopback). */
 function selftestConn(conn: ConnInfo, req: IncomingMessage): ConnInfo {
@@ -93,8 +43,7 @@ export function refuseAdmission(socket: Socket, why: keyof typeof REFUSALS): voi
  * CONNECT without node:http (proxy/forward-listener.ts), handing everything else to this server.
  */
 export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerName, 'tls'>, forwarder: HttpForwarder, tunnelHttp: TunnelHttp): ListenerServers {
-  const server = createServer(serverOptions(ctx));
-  common(ctx, server);
+  const server = createGuestHttpServer(ctx);
   const refused = new WeakSet<Socket>();
   if (listener === 'http') {
     // Runs before node:http's own connection listener, so a refused client never reaches the parser.
@@ -161,8 +110,7 @@ export interface ListenerServers {
  * it with the bytes already read pushed back. Requests go to the tunnel's authority.
  */
 export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): { serve: TunnelHttp; server: Server } {
-  const server = createServer(serverOptions(ctx));
-  common(ctx, server);
+  const server = createGuestHttpServer(ctx);
   const targets = new WeakMap<Socket, { target: TlsTarget; conn: ConnInfo }>();
   const routeOf = (req: IncomingMessage): { route: HttpRoute | 'misdirected' | null; conn: ConnInfo } | null => {
     const t = targets.get(req.socket);

@@ -20,7 +20,7 @@
  * A request whose Host names another server than the TLS name gets 421 Misdirected Request
  * (RFC 9110 §15.5.20): one TLS connection is for one host, as the certificate says.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Decision } from '../policy/decision.js';
@@ -28,6 +28,7 @@ import { blockPage } from './block-page.js';
 import type { ClientHelloInfo, ConnInfo, Verdict } from './hooks.js';
 import { bareHost, parseAuthority, requestPath, type HttpForwarder, type HttpRoute } from './http-forward.js';
 import { clientKey } from './limits.js';
+import { createGuestHttpServer } from './guest-http.js';
 import type { EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
 import { refuseTls, type TlsTarget } from './tls-passthrough.js';
@@ -128,20 +129,15 @@ export class Interception {
   ) {
     this.upstreamTls = new UpstreamTls({ ca: opts.upstreamCa, idleTimeoutMs: ctx.opts.limits.idleTimeout });
     this.#mintBudget = opts.mintsPerMinute === undefined ? undefined : new MintBudget(opts.mintsPerMinute);
-    const { limits } = ctx.opts;
-    this.#server = createServer({ maxHeaderSize: limits.maxHeaderBytes, keepAlive: true, requestTimeout: 0 });
-    this.#server.timeout = limits.idleTimeout;
-    this.#server.on('timeout', (socket: Socket) => {
-      if ((socket as Socket & { _httpMessage?: unknown })._httpMessage) ctx.observer.limitHit('idle_timeout');
-      socket.destroy();
-    });
-    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#clientError(err, socket));
+    // The same limits as every other guest HTTP layer; it never listens, so its connection tracking
+    // (the headers timeout checks) is started by hand, as proxy/forward-listener.ts adoptSockets does.
+    this.#server = createGuestHttpServer(ctx);
+    this.#server.emit('listening');
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#request(req, res));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('connect', (_req: IncomingMessage, socket: Socket) => {
       endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a TLS connection is not allowed\n'));
     });
-    this.#server.on('error', () => {});
   }
 
   /**
@@ -206,20 +202,6 @@ export class Interception {
 
   close(): void {
     this.upstreamTls.close();
-  }
-
-  #clientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
-    if (!socket.writable || busy || err.code === 'ECONNRESET' || (err.code ?? '').startsWith('ERR_SSL')) {
-      socket.destroy();
-      return;
-    }
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      this.ctx.observer.limitHit('header_size');
-      endWith(socket, rawHttpResponse(431, 'safespot: request headers too large\n'));
-      return;
-    }
-    endWith(socket, rawHttpResponse(400, 'safespot: malformed request\n'));
   }
 
   #request(req: IncomingMessage, res: ServerResponse): void {
