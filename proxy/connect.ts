@@ -35,8 +35,9 @@ const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', '
 /** `authority`: the request target of the CONNECT, as received. `head`: bytes after the request head. */
 export function handleConnect(ctx: EdgeContext, authority: string, socket: Socket, head: Buffer, conn: ConnInfo, tunnelHttp: TunnelHttp): void {
   handleErrors(socket);
+  // Default port 0 is out of range, so an authority without a port is refused here with the rest.
   const target = parseAuthority(authority, 0);
-  if (!target || target.port === 0 || !/:\d{1,5}$/.test(authority)) {
+  if (!target) {
     endWith(socket, rawHttpResponse(400, 'safespot: CONNECT needs host:port\n'));
     return;
   }

@@ -435,7 +435,6 @@ export function parseAuthorityByUrl(text: string, defaultPort: number): { host: 
   return { host, port };
 }
 
-/** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
 /**
  * The request target as sent upstream and decided on: without a fragment (never part of a request,
  * RFC 9112 §3.2; an origin may read `#` as a path byte while the decision drops what follows it),
@@ -450,6 +449,7 @@ export function requestPath(target: string): string | null {
   return path;
 }
 
+/** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
 export function routeAbsolute(target: string): HttpRoute | null {
   const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(target);
   if (!m) return null;

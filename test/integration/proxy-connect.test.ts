@@ -36,6 +36,16 @@ async function tunnel(authority: string) {
   return { s, head: head.toString('latin1') };
 }
 
+t.test('a CONNECT authority without a usable port is 400, before any decision', async (t) => {
+  const calls = hooks.calls.length;
+  for (const authority of ['allowed.test', 'allowed.test:', 'allowed.test:0', 'allowed.test:65536', 'allowed.test:443x', '[::1]', '127.0.0.1', 'allowed.test:-1', ':443']) {
+    const { s, head } = await tunnel(authority);
+    t.match(head, /^HTTP\/1\.1 400 [^]*CONNECT needs host:port/, `${authority}: 400`);
+    s.destroy();
+  }
+  t.equal(hooks.calls.length, calls, 'nothing was decided');
+});
+
 t.test('undici over CONNECT: allowed HTTPS passes byte-exact', async (t) => {
   const res = await request('https://allowed.test/hello', { dispatcher: agent });
   t.equal(res.statusCode, 200);
