@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { SafespotError } from '../policy/errors.js';
+import { ERRORS, SafespotError } from '../policy/errors.js';
 
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 /** A handler (token-protected like /metrics), or one marked public (no token, e.g. the CA download). */
@@ -116,7 +116,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
     const isPublic = path === '/healthz' || (route?.public ?? false);
     if (expected && !isPublic && !bearerMatches(req.headers.authorization, expected)) {
-      send(res, 401, 'text/plain; charset=utf-8', 'unauthorized\n', head, { 'www-authenticate': 'Bearer realm="safespot-admin"' });
+      send(res, ERRORS.ERR_UNAUTHORIZED.http, 'text/plain; charset=utf-8', 'unauthorized\n', head, { 'www-authenticate': 'Bearer realm="safespot-admin"' });
       return;
     }
     if (route) {

@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Decision } from '../policy/decision.js';
+import { ERRORS } from '../policy/errors.js';
 import type { UpstreamTlsStrings } from './upstream-tls.js';
 import { en } from './locales/en.js';
 import { sq } from './locales/sq.js';
@@ -152,7 +153,7 @@ ${paragraphs.map((p) => `<p>${p}</p>`).join('\n')}
 `;
   const body = Buffer.from(html, 'utf8');
   return {
-    status: noPolicy ? 503 : 403,
+    status: noPolicy ? ERRORS.ERR_NO_POLICY.http : ERRORS.ERR_BLOCKED.http,
     reference,
     body,
     headers: {
@@ -169,7 +170,7 @@ ${paragraphs.map((p) => `<p>${p}</p>`).join('\n')}
 
 /** The short plain-text body of a refused CONNECT (no page can be shown inside a TLS tunnel). */
 export function connectRefusal(decision: Decision): { status: number; body: string } {
-  if (decision.rule === 'no-policy') return { status: 503, body: 'safespot: filtering is not ready (no valid policy loaded)\n' };
+  if (decision.rule === 'no-policy') return { status: ERRORS.ERR_NO_POLICY.http, body: 'safespot: filtering is not ready (no valid policy loaded)\n' };
   const category = decision.category === null ? '' : ` (category ${decision.category.replace(/[^a-z0-9_-]/gi, '')})`;
-  return { status: 403, body: `safespot: blocked by the venue's filter${category}, reference ${referenceCode()}\n` };
+  return { status: ERRORS.ERR_BLOCKED.http, body: `safespot: blocked by the venue's filter${category}, reference ${referenceCode()}\n` };
 }

@@ -16,7 +16,7 @@ import { connectRefusal } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { parseAuthority } from './http-forward.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
+import { endWith, handleErrors, rawHttpResponse, refuseHttp } from './refuse.js';
 import { connectTarget, passTls, type TlsTarget } from './tls-passthrough.js';
 import { splice } from './tunnel.js';
 import type { Resolved } from './resolver.js';
@@ -38,12 +38,12 @@ export function handleConnect(ctx: EdgeContext, authority: string, socket: Socke
   // Default port 0 is out of range, so an authority without a port is refused here with the rest.
   const target = parseAuthority(authority, 0);
   if (!target) {
-    endWith(socket, rawHttpResponse(400, 'safespot: CONNECT needs host:port\n'));
+    refuseHttp(socket, 'ERR_BAD_REQUEST', 'CONNECT needs host:port');
     return;
   }
   if (!ctx.opts.upstream.ports.includes(target.port)) {
     ctx.observer.upstreamError('refused_destination');
-    endWith(socket, rawHttpResponse(403, `safespot: port ${target.port} is not allowed\n`));
+    refuseHttp(socket, 'ERR_DESTINATION_FORBIDDEN', `port ${target.port} is not allowed`);
     return;
   }
   let verdict: Verdict;
@@ -72,9 +72,8 @@ export function handleConnect(ctx: EdgeContext, authority: string, socket: Socke
   const refused = (err: unknown): void => {
     const reason = upstreamReason(err);
     ctx.observer.upstreamError(reason);
-    const status = reason === 'refused_destination' ? 403 : 502;
-    const text = reason === 'refused_destination' ? 'the destination is not allowed' : 'the destination could not be resolved';
-    endWith(socket, rawHttpResponse(status, `safespot: ${text}\n`));
+    const forbidden = reason === 'refused_destination';
+    refuseHttp(socket, forbidden ? 'ERR_DESTINATION_FORBIDDEN' : 'ERR_RESOLVE', forbidden ? 'the destination is not allowed' : 'the destination could not be resolved');
   };
   let now: Resolved | null;
   try {

@@ -16,7 +16,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { readConnectHead } from './connect-head.js';
 import type { ConnInfo } from './hooks.js';
 import type { EdgeContext } from './options.js';
-import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
+import { handleErrors, refuseHttp } from './refuse.js';
 
 /** Takes a CONNECT over: the authority text and the bytes the client sent after the head. */
 export type ConnectHandler = (socket: Socket, authority: string, rest: Buffer, conn: ConnInfo) => void;
@@ -91,19 +91,19 @@ function firstHead(
       case 'invalid':
         stop();
         if (head.status === 431) ctx.observer.limitHit('header_size');
-        endWith(socket, rawHttpResponse(head.status, `safespot: ${head.reason}\n`));
+        refuseHttp(socket, head.status === 431 ? 'ERR_HEADERS_TOO_LARGE' : 'ERR_BAD_REQUEST', head.reason);
         return;
     }
   };
   const onEnd = (): void => {
     stop();
     if (bytes.length === 0) socket.destroy();
-    else endWith(socket, rawHttpResponse(400, 'safespot: incomplete request head\n'));
+    else refuseHttp(socket, 'ERR_BAD_REQUEST', 'incomplete request head');
   };
   const timer = setTimeout(() => {
     stop();
     ctx.observer.limitHit('headers_timeout');
-    endWith(socket, rawHttpResponse(408, 'safespot: request headers not received in time\n'));
+    refuseHttp(socket, 'ERR_REQUEST_TIMEOUT', 'request headers not received in time');
   }, ctx.opts.limits.headersTimeout);
   socket.on('data', onData);
   socket.on('end', onEnd);

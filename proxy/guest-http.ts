@@ -10,7 +10,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { EdgeContext } from './options.js';
-import { endWith, rawHttpResponse } from './refuse.js';
+import { refuseHttp } from './refuse.js';
 
 function serverOptions(ctx: EdgeContext) {
   const { limits } = ctx.opts;
@@ -41,14 +41,14 @@ function onClientError(ctx: EdgeContext, err: NodeJS.ErrnoException, socket: Soc
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
       ctx.observer.limitHit('header_size');
-      endWith(socket, rawHttpResponse(431, 'safespot: request headers too large\n'));
+      refuseHttp(socket, 'ERR_HEADERS_TOO_LARGE', 'request headers too large');
       return;
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       ctx.observer.limitHit('headers_timeout');
-      endWith(socket, rawHttpResponse(408, 'safespot: request headers not received in time\n'));
+      refuseHttp(socket, 'ERR_REQUEST_TIMEOUT', 'request headers not received in time');
       return;
     default:
-      endWith(socket, rawHttpResponse(400, 'safespot: malformed request\n'));
+      refuseHttp(socket, 'ERR_BAD_REQUEST', 'malformed request');
   }
 }
 

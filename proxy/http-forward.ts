@@ -18,7 +18,7 @@ import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { clientRange, tapImage, wholeRequestHeaders, type ClientRange } from './image-tap.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
+import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseResponse } from './refuse.js';
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
 import { connectUpstream, failUpstreamTls, openUpstreamRequest, type UpstreamTlsRoute } from './upstream-tls.js';
@@ -104,16 +104,12 @@ export class HttpForwarder {
 
   /** A request that cannot be routed (bad URL or Host): 400 with a short reason, connection closed. */
   badRequest(res: ServerResponse, why: string): void {
-    res.shouldKeepAlive = false;
-    res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
-    res.end(`safespot: ${why}\n`);
+    refuseResponse(res, 'ERR_BAD_REQUEST', why);
   }
 
   /** A request for another host than its connection's (tunnel or intercepted TLS): 421, closed. */
   misdirected(req: IncomingMessage, res: ServerResponse): void {
-    res.shouldKeepAlive = false;
-    res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
-    res.end('safespot: this connection is for another host\n');
+    refuseResponse(res, 'ERR_MISDIRECTED', 'this connection is for another host');
     req.resume();
   }
 
@@ -271,8 +267,7 @@ export class HttpForwarder {
       up = await connectUpstream(this.ctx, route, verdict.connectHost ?? route.host);
     } catch (err) {
       this.ctx.observer.upstreamError(upstreamReason(err));
-      const status = err instanceof SafespotError ? ERRORS[err.code].http : 502;
-      endWith(socket, rawHttpResponse(status, 'safespot: the upstream server could not be reached\n'));
+      refuseHttp(socket, err instanceof SafespotError ? err.code : 'ERR_UPSTREAM', 'the upstream server could not be reached');
       return;
     }
     if (socket.destroyed) {
@@ -306,7 +301,7 @@ export class HttpForwarder {
         // A 101 for a protocol not asked for, a head past the bound, garbage, or a client that sent
         // bytes before the switch: refuse, and never splice.
         up.destroy();
-        endWith(socket, rawHttpResponse(502, 'safespot: the upstream server did not accept this upgrade\n'));
+        refuseHttp(socket, 'ERR_UPSTREAM', 'the upstream server did not accept this upgrade');
         return;
       }
       // Any other answer: relayed as it comes, then the connection ends. The upstream's write side

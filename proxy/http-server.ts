@@ -14,14 +14,14 @@ import { HttpForwarder, routeAbsolute, type HttpRoute } from './http-forward.js'
 import { adoptSockets, createForwardListener } from './forward-listener.js';
 import { createGuestHttpServer } from './guest-http.js';
 import type { EdgeContext } from './options.js';
-import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
+import { handleErrors, refuseHttp } from './refuse.js';
 import type { TlsTarget } from './tls-passthrough.js';
 import { transparentRoute, tunnelRoute } from './transparent-http.js';
 
 const REFUSALS = {
-  client_forbidden: { status: 403, body: 'safespot: this network is not allowed to use the proxy\n' },
-  connections: { status: 503, body: 'safespot: too many connections, try again shortly\n' },
-  connections_per_client: { status: 503, body: 'safespot: too many connections from this device, try again shortly\n' },
+  client_forbidden: { code: 'ERR_CLIENT_FORBIDDEN', text: 'this network is not allowed to use the proxy' },
+  connections: { code: 'ERR_LIMIT', text: 'too many connections, try again shortly' },
+  connections_per_client: { code: 'ERR_LIMIT', text: 'too many connections from this device, try again shortly' },
 } as const;
 
 /** Loopback clients may mark a request as a self-test / health check (never a guest: guests are not on loopback). */
@@ -34,7 +34,7 @@ function selftestConn(conn: ConnInfo, req: IncomingMessage): ConnInfo {
 /** Answer a socket refused at admission (client networks 403, connection limits 503). */
 export function refuseAdmission(socket: Socket, why: keyof typeof REFUSALS): void {
   const r = REFUSALS[why];
-  endWith(socket, rawHttpResponse(r.status, r.body));
+  refuseHttp(socket, r.code, r.text);
 }
 
 /**
@@ -77,7 +77,7 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
     if (!conn) return; // refused at admission; already answered
     const route = listener === 'forward' ? routeAbsolute(req.url ?? '') : transparentRoute(req);
     if (!route) {
-      endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
+      refuseHttp(socket, 'ERR_BAD_REQUEST', 'cannot route this upgrade request');
       return;
     }
     void forwarder.upgrade(req, socket, head, conn, route).catch(() => socket.destroy());
@@ -86,7 +86,7 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
     const conn = connOf(socket);
     if (!conn) return; // refused at admission; already answered
     if (listener !== 'forward') {
-      endWith(socket, rawHttpResponse(405, 'safespot: CONNECT is served on the explicit proxy listener only\n'));
+      refuseHttp(socket, 'ERR_METHOD_NOT_ALLOWED', 'CONNECT is served on the explicit proxy listener only');
       return;
     }
     // A CONNECT that follows other requests on a keep-alive connection.
@@ -125,12 +125,12 @@ export function createTunnelHttp(ctx: EdgeContext, forwarder: HttpForwarder): { 
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const r = routeOf(req);
-    if (!r || !r.route) return endWith(socket, rawHttpResponse(400, 'safespot: cannot route this upgrade request\n'));
-    if (r.route === 'misdirected') return endWith(socket, rawHttpResponse(421, 'safespot: this tunnel is for another host\n'));
+    if (!r || !r.route) return refuseHttp(socket, 'ERR_BAD_REQUEST', 'cannot route this upgrade request');
+    if (r.route === 'misdirected') return refuseHttp(socket, 'ERR_MISDIRECTED', 'this tunnel is for another host');
     void forwarder.upgrade(req, socket, head, r.conn, r.route).catch(() => socket.destroy());
   });
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
-    endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a tunnel is not allowed\n'));
+    refuseHttp(socket, 'ERR_METHOD_NOT_ALLOWED', 'CONNECT inside a tunnel is not allowed');
   });
   const adopt = adoptSockets(server);
   const serve: TunnelHttp = (socket, bytes, target, conn) => {

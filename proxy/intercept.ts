@@ -30,8 +30,8 @@ import { bareHost, parseAuthority, requestPath, type HttpForwarder, type HttpRou
 import { clientKey } from './limits.js';
 import { createGuestHttpServer } from './guest-http.js';
 import type { EdgeContext } from './options.js';
-import { endWith, handleErrors, rawHttpResponse } from './refuse.js';
-import { refuseTls, type TlsTarget } from './tls-passthrough.js';
+import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseTls } from './refuse.js';
+import type { TlsTarget } from './tls-passthrough.js';
 import { UpstreamTls } from './upstream-tls.js';
 
 /** What mints the per-host certificates (certs/LeafMinter). */
@@ -136,7 +136,7 @@ export class Interception {
     this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#request(req, res));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('connect', (_req: IncomingMessage, socket: Socket) => {
-      endWith(socket, rawHttpResponse(405, 'safespot: CONNECT inside a TLS connection is not allowed\n'));
+      refuseHttp(socket, 'ERR_METHOD_NOT_ALLOWED', 'CONNECT inside a TLS connection is not allowed');
     });
   }
 
@@ -148,12 +148,12 @@ export class Interception {
     const { observer } = this.ctx;
     const name = hello.sni ?? (target ? bare(target.host) : null);
     if (name === null) {
-      refuseTls(socket, 'unrecognized_name', hello.legacyVersion);
+      refuseTls(socket, 'ERR_NO_SNI', hello.legacyVersion);
       return;
     }
     if (this.#mintBudget && this.opts.minter.cached?.(name) === false && !this.#mintBudget.take(clientKey(conn.client, this.ctx.opts.limits.clientIpv6Prefix ?? 64))) {
       observer.interception?.('mint_budget');
-      refuseTls(socket, 'internal_error', hello.legacyVersion);
+      refuseTls(socket, 'ERR_LIMIT', hello.legacyVersion);
       return;
     }
     let secureContext: SecureContext;
@@ -161,7 +161,7 @@ export class Interception {
       secureContext = await this.opts.minter.getSecureContext(name);
     } catch {
       observer.interception?.('mint_failed');
-      refuseTls(socket, 'internal_error', hello.legacyVersion);
+      refuseTls(socket, 'ERR_CERT', hello.legacyVersion);
       return;
     }
     if (socket.destroyed) return;
@@ -232,7 +232,7 @@ export class Interception {
     }
     const route = interceptedRoute(req.url ?? '', req.headers.host, s);
     if (route === null || route === 'misdirected') {
-      endWith(socket, rawHttpResponse(route === null ? 400 : 421, 'safespot: cannot route this upgrade request\n'));
+      refuseHttp(socket, route === null ? 'ERR_BAD_REQUEST' : 'ERR_MISDIRECTED', 'cannot route this upgrade request');
       return;
     }
     void this.forwarder.upgrade(req, socket, head, s.conn, route).catch(() => socket.destroy());

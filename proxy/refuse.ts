@@ -6,7 +6,9 @@
  * destroys it if the client never closes: a refusal is fast and never hangs.
  */
 import type { Socket } from 'node:net';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { ERRORS, type ErrorCode } from '../policy/errors.js';
+import { tlsAlertRecord } from './tls-alert.js';
 
 const GRACE_MS = 2000;
 
@@ -47,4 +49,25 @@ export function rawHttpResponse(status: number, body: string | Buffer, headers: 
   };
   for (const [k, v] of Object.entries(all)) lines.push(`${k}: ${v}`);
   return Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), bodyBytes]);
+}
+
+// ---- refusals from the error table ----------------------------------------------------------------
+// Every refusal at the edge goes through one of these three, so the status or alert a guest gets is
+// the one policy/errors.ts (and docs/errors.md, kept equal by a test) says for its code.
+
+/** Refuse on a raw socket: the table's HTTP status for `code`, `message` as the body, then close. */
+export function refuseHttp(socket: Socket, code: ErrorCode, message: string, headers: Readonly<Record<string, string>> = {}): void {
+  endWith(socket, rawHttpResponse(ERRORS[code].http, `safespot: ${message}\n`, headers));
+}
+
+/** Refuse a node:http exchange: the table's status for `code`, `message` as the body, no keep-alive. */
+export function refuseResponse(res: ServerResponse, code: ErrorCode, message: string): void {
+  res.shouldKeepAlive = false;
+  res.writeHead(ERRORS[code].http, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+  res.end(`safespot: ${message}\n`);
+}
+
+/** Refuse a TLS connection before its handshake: the table's alert for `code`, then close. */
+export function refuseTls(socket: Socket, code: ErrorCode, legacyVersion?: number): void {
+  endWith(socket, tlsAlertRecord(ERRORS[code].tls, legacyVersion));
 }

@@ -5,12 +5,11 @@
  * for a policy block, decode_error for malformed bytes, handshake_failure on timeout) and close.
  */
 import type { Socket } from 'node:net';
-import { ERRORS, SafespotError, type TlsAlertName } from '../policy/errors.js';
+import { SafespotError } from '../policy/errors.js';
 import type { ClientHelloInfo, ConnInfo } from './hooks.js';
 import { readClientHello, type HelloOutcome } from './hello-reader.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
-import { endWith, handleErrors } from './refuse.js';
-import { tlsAlertRecord } from './tls-alert.js';
+import { endWith, handleErrors, refuseTls } from './refuse.js';
 import { splice } from './tunnel.js';
 import { upstreamReason, type EarlyConnect } from './upstream.js';
 import type { Resolved } from './resolver.js';
@@ -40,9 +39,6 @@ export function connectTarget(ctx: EdgeContext, host: string, port: number, targ
 /** When the bytes are not TLS: return true when the caller took the socket over. */
 export type NotTlsHandler = (bytes: Buffer) => boolean;
 
-export function refuseTls(socket: Socket, alert: TlsAlertName, legacyVersion?: number): void {
-  endWith(socket, tlsAlertRecord(alert, legacyVersion));
-}
 
 function decide(ctx: EdgeContext, hello: ClientHelloInfo, conn: ConnInfo, target: TlsTarget | undefined): Verdict {
   try {
@@ -95,17 +91,17 @@ function refuseHello(ctx: EdgeContext, socket: Socket, outcome: Exclude<HelloOut
     case 'timeout':
       observer.clientHello('timeout');
       observer.limitHit('client_hello_timeout');
-      refuseTls(socket, 'handshake_failure');
+      refuseTls(socket, 'ERR_CLIENT_HELLO_TIMEOUT');
       return;
     case 'malformed':
     case 'too-large':
       observer.clientHello('malformed');
-      refuseTls(socket, 'decode_error');
+      refuseTls(socket, 'ERR_CLIENT_HELLO_MALFORMED');
       return;
     case 'not-tls':
       observer.clientHello('not_tls');
       if (onNotTls?.(outcome.bytes)) return;
-      refuseTls(socket, 'decode_error');
+      refuseTls(socket, 'ERR_CLIENT_HELLO_MALFORMED');
       return;
   }
 }
@@ -121,13 +117,13 @@ function afterHello(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo, by
     return;
   }
   if (verdict.decision.action === 'block') {
-    refuseTls(socket, hello.sni === null ? 'unrecognized_name' : 'access_denied', hello.legacyVersion);
+    refuseTls(socket, hello.sni === null ? 'ERR_NO_SNI' : 'ERR_BLOCKED', hello.legacyVersion);
     return;
   }
   const host = verdict.connectHost ?? target?.host ?? hello.sni;
   if (host === null) {
     // No SNI on the transparent listener: there is nowhere to route (no SO_ORIGINAL_DST by design).
-    refuseTls(socket, 'unrecognized_name', hello.legacyVersion);
+    refuseTls(socket, 'ERR_NO_SNI', hello.legacyVersion);
     return;
   }
   connectTarget(ctx, host, target?.port ?? 443, target, (err, upstream) => {
@@ -145,8 +141,7 @@ function spliceOrRefuse(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo
   const { observer } = ctx;
   if (err || upstream === undefined) {
     observer.upstreamError(upstreamReason(err));
-    const alert = err instanceof SafespotError ? ERRORS[err.code].tls : 'internal_error';
-    refuseTls(socket, alert, hello.legacyVersion);
+    refuseTls(socket, err instanceof SafespotError ? err.code : 'ERR_UPSTREAM', hello.legacyVersion);
     return;
   }
   if (socket.destroyed) {

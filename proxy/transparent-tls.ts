@@ -5,7 +5,8 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { EdgeContext } from './options.js';
-import { refuseTls, passTls } from './tls-passthrough.js';
+import { refuseTls } from './refuse.js';
+import { passTls } from './tls-passthrough.js';
 import { handleErrors } from './refuse.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -18,9 +19,8 @@ export function createTransparentTlsServer(ctx: EdgeContext): Server {
     handleErrors(socket);
     const admission = ctx.gate.admit(socket, 'tls');
     if (!admission.ok) {
-      // Over a limit: just close. Outside the client networks: the alert says why.
-      if (admission.why === 'client_forbidden') refuseTls(socket, 'access_denied');
-      else socket.destroy();
+      // The alert says why: outside the client networks, or over a connection limit.
+      refuseTls(socket, admission.why === 'client_forbidden' ? 'ERR_CLIENT_FORBIDDEN' : 'ERR_LIMIT');
       return;
     }
     passTls(ctx, socket, EMPTY, admission.conn, undefined);

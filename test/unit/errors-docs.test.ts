@@ -23,3 +23,20 @@ t.test('docs/errors.md lists every error code with its HTTP status, TLS alert an
   }
   for (const code of rows.keys()) t.ok(code in ERRORS, `${code} in docs/errors.md exists in policy/errors.ts`);
 });
+
+t.test('every error code is raised or read somewhere: no dead codes in the table', async (t) => {
+  const { readdirSync, statSync } = await import('node:fs');
+  const sources: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith('.ts') && !p.endsWith('.d.ts')) sources.push(readFileSync(p, 'utf8'));
+    }
+  };
+  for (const floor of ['policy', 'proxy', 'audit', 'certs', 'appliance']) walk(join(ROOT, floor));
+  const all = sources.filter((s) => !s.includes('export const ERRORS = {')).join('\n');
+  for (const code of Object.keys(ERRORS)) {
+    t.ok(all.includes(`'${code}'`) || all.includes(`ERRORS.${code}`), `${code} is raised (SafespotError('${code}', …)) or read (ERRORS.${code}) outside the table`);
+  }
+});
