@@ -9,12 +9,14 @@ import { pacRoute } from './pac.js';
 import type { ReloadResult } from './policy-manager.js';
 
 export function applianceRoutes(
-  config: Readonly<Config>,
+  config: () => Readonly<Config>,
   reloadFromFile: () => Promise<ReloadResult>,
   forwardPort: () => number | undefined,
   extra: Readonly<Record<string, Route>> = {},
 ): Record<string, Route> {
-  const pac = { handler: pacRoute(config.admin?.pacProxy, forwardPort, config.listeners.forward?.host), public: true };
+  // Read on each request: admin.pacProxy follows a reload (the listener's address is as started).
+  const forwardHost = config().listeners.forward?.host;
+  const pac = { handler: pacRoute(() => config().admin?.pacProxy, forwardPort, forwardHost), public: true };
   return {
     ...extra,
     '/proxy.pac': pac,

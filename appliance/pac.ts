@@ -46,10 +46,10 @@ function FindProxyForURL(url, host) {
  * depends on the Host header, so it is never cached (no-store, Vary: Host): a cache in between must
  * not hand one client's PAC, naming whatever Host it sent, to another.
  */
-export function pacRoute(explicit: string | undefined, forwardPort: () => number | undefined, forwardHost?: string) {
+export function pacRoute(explicit: () => string | undefined, forwardPort: () => number | undefined, forwardHost?: string) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const port = forwardPort();
-    const proxy = port === undefined ? null : pacProxyAddress(explicit, req.headers.host, port, forwardHost);
+    const proxy = port === undefined ? null : pacProxyAddress(explicit(), req.headers.host, port, forwardHost);
     if (!proxy) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no forward listener to advertise\n');
       return;

@@ -47,6 +47,8 @@ export interface ReloadResult {
   readonly ok: boolean;
   readonly version?: string;
   readonly error?: string;
+  /** Changed settings that are read only at start (appliance/reload-scope.ts): in force after a restart. */
+  readonly notApplied?: readonly string[];
 }
 
 const errorText = (err: unknown): string => (err instanceof SafespotError ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err));

@@ -28,6 +28,7 @@ import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { reloadConfigFile } from './reload.js';
+import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
 import { runSelftest, startEvidence } from './serve.js';
 import { isFromWorker, type Addresses, type FromWorker, type ToWorker } from './worker-ipc.js';
@@ -160,7 +161,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
         port: config.admin.port,
         ...(token ? { token } : {}),
         registry: exposition,
-        extraRoutes: applianceRoutes(config, reloadFromFile, () => bound?.forward?.port, interception.routes),
+        extraRoutes: applianceRoutes(() => config, reloadFromFile, () => bound?.forward?.port, interception.routes),
         isReady: () => {
           const reasons: string[] = [];
           const current = holder.current;
@@ -336,8 +337,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   // --- self-test, reload, close ----------------------------------------------------------------------
   const selftest = (): Promise<void> => runSelftest({ config, holder, forward: bound?.forward, metrics, journal, log });
   await selftest();
-  const timer = setInterval(() => void selftest(), config.selftest.interval);
-  timer.unref();
+  const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 
   /** Wait until every serving worker holds `version` (bounded); the pids that do not. */
   async function workersAt(version: string | null): Promise<number[]> {
@@ -354,8 +354,14 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   }
 
   async function reload(next?: Readonly<Config>): Promise<ReloadResult> {
-    const result = next ? await manager.reconfigure(next) : await manager.refreshNow();
+    let result = next ? await manager.reconfigure(next) : await manager.refreshNow();
     if (result.ok && next) {
+      const notApplied = startOnlyChanges(initial, next); // against what started: those are what is in force
+      if (notApplied.length > 0) {
+        log.warn('reloaded, but these settings are read at start only and take a restart', { notApplied });
+        result = { ...result, notApplied };
+      }
+      timer.reschedule(next.selftest.interval);
       config = next;
       // Listener addresses stay as started (as with one process).
       broadcast({ type: 'safespot:config', config: { ...next, listeners: initial.listeners } });
@@ -380,7 +386,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     reloadFromFile,
     selftest,
     async close() {
-      clearInterval(timer);
+      timer.stop();
       await stopWorkers(config.limits.drainTimeout);
       await admin?.close();
       await manager.stop();

@@ -24,6 +24,7 @@ import { scanImage } from './image-scan.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from './log.js';
 import { reloadConfigFile } from './reload.js';
+import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
 import { metricLabels } from './bundle-source.js';
 import { probeForwardListener, runCanaries } from './selftest.js';
@@ -157,7 +158,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
         port: config.admin.port,
         ...(token ? { token } : {}),
         registry: metrics.registry,
-        extraRoutes: applianceRoutes(config, reloadFromFile, () => forwardPort, interception.routes),
+        extraRoutes: applianceRoutes(() => config, reloadFromFile, () => forwardPort, interception.routes),
         isReady: () => {
           const reasons: string[] = [];
           if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
@@ -180,18 +181,23 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
 
   const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
   await selftest();
-  const timer = setInterval(() => void selftest(), config.selftest.interval);
-  timer.unref();
+  const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 
   async function reloadFromFile(): Promise<ReloadResult> {
     return reloadConfigFile(opts.configPath, reload, log);
   }
 
   async function reload(next?: Readonly<Config>): Promise<ReloadResult> {
-    const result = next ? await manager.reconfigure(next) : await manager.refreshNow();
+    let result = next ? await manager.reconfigure(next) : await manager.refreshNow();
     if (result.ok && next) {
+      const notApplied = startOnlyChanges(initial, next); // against what started: those are what is in force
       config = next;
       proxy.setHooks(createPolicyHooks(holder, observer, hookOptions(next)));
+      timer.reschedule(next.selftest.interval);
+      if (notApplied.length > 0) {
+        log.warn('reloaded, but these settings are read at start only and take a restart', { notApplied });
+        result = { ...result, notApplied };
+      }
     }
     if (result.ok) log.info('reloaded', { version: result.version ?? null });
     else log.error('reload refused; the previous policy keeps serving', { error: result.error ?? null });
@@ -210,7 +216,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     reloadFromFile,
     selftest,
     async close() {
-      clearInterval(timer);
+      timer.stop();
       await proxy.close(config.limits.drainTimeout);
       await admin?.close();
       await manager.stop();
