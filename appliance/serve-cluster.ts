@@ -21,15 +21,14 @@ import type { Metrics } from '../audit/metrics.js';
 import { encodeBundle } from '../policy/bundle.js';
 import { SafespotError, type ErrorCode } from '../policy/errors.js';
 import type { Policy, PolicyHolder } from '../policy/policy.js';
-import { boundEndpoint, type Endpoint } from '../proxy/upstream.js';
-import { applianceRoutes } from './admin-routes.js';
-import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
+import type { AdminHandle } from './admin.js';
 import { WorkerMetrics, type MetricJson } from './cluster-metrics.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { reloadConfigFile } from './reload.js';
 import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
+import { startApplianceAdmin } from './serve-admin.js';
 import { runSelftest, startEvidence } from './serve.js';
 import { isFromWorker, type Addresses, type FromWorker, type ToWorker } from './worker-ipc.js';
 
@@ -153,35 +152,28 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
 
   // --- admin ---------------------------------------------------------------------------------------
   let bound: Addresses | null = null;
-  const tokenFile = config.admin?.tokenFile ?? process.env.SAFESPOT_ADMIN_TOKEN_FILE;
-  const token = config.admin && tokenFile ? readTokenFile(tokenFile) : undefined;
-  const admin = config.admin
-    ? await startAdmin({
-        host: config.admin.host,
-        port: config.admin.port,
-        ...(token ? { token } : {}),
-        registry: exposition,
-        extraRoutes: applianceRoutes(() => config, reloadFromFile, () => bound?.forward?.port, interception.routes),
-        isReady: () => {
-          const reasons: string[] = [];
-          const current = holder.current;
-          if (!current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
-          const serving = [...states.values()].filter((s) => s.listening);
-          if (serving.length === 0) reasons.push('no worker is serving');
-          for (const s of serving) {
-            if (current && s.policy !== current.version) reasons.push(`worker ${s.pid} does not hold policy ${current.version} yet`);
-          }
-          return { ready: reasons.length === 0, reasons };
-        },
-      }).catch(async (err: unknown) => {
-        await manager.stop();
-        journal.close();
-        throw err;
-      })
-    : null;
-  // The admin listener is never a destination, not even with upstream.allowPrivate. Its bound
-  // address, not the configured text: `localhost` is no address a destination compares equal to.
-  const ownEndpoints: Endpoint[] = admin ? [boundEndpoint(admin.server)] : [];
+  const { admin, ownEndpoints } = await startApplianceAdmin({
+    config: () => config,
+    registry: exposition,
+    reloadFromFile,
+    forwardPort: () => bound?.forward?.port,
+    routes: interception.routes,
+    isReady: () => {
+      const reasons: string[] = [];
+      const current = holder.current;
+      if (!current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
+      const serving = [...states.values()].filter((s) => s.listening);
+      if (serving.length === 0) reasons.push('no worker is serving');
+      for (const s of serving) {
+        if (current && s.policy !== current.version) reasons.push(`worker ${s.pid} does not hold policy ${current.version} yet`);
+      }
+      return { ready: reasons.length === 0, reasons };
+    },
+    cleanup: async () => {
+      await manager.stop();
+      journal.close();
+    },
+  });
 
   // --- workers ---------------------------------------------------------------------------------------
   let stopping = false;

@@ -16,9 +16,7 @@ import { CidrSet } from '../policy/ip.js';
 import type { PolicyHolder } from '../policy/policy.js';
 import { createPolicyHooks, type PolicyHookOptions } from '../proxy/policy-hooks.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../proxy/server.js';
-import { applianceRoutes } from './admin-routes.js';
-import { readTokenFile, startAdmin, type AdminHandle } from './admin.js';
-import { boundEndpoint } from '../proxy/upstream.js';
+import type { AdminHandle } from './admin.js';
 import type { Config } from './config.js';
 import { scanImage } from './image-scan.js';
 import { setupInterception } from './intercept-setup.js';
@@ -28,6 +26,7 @@ import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from './policy-manager.js';
 import { metricLabels } from './bundle-source.js';
 import { probeForwardListener, runCanaries } from './selftest.js';
+import { startApplianceAdmin } from './serve-admin.js';
 
 export interface Appliance {
   readonly holder: PolicyHolder;
@@ -148,27 +147,23 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
 
   const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
   const hookOptions = policyHookOptions;
-  // Secrets from `_FILE` variables (containers): SAFESPOT_ADMIN_TOKEN_FILE when the config names no file.
-  const tokenFile = config.admin?.tokenFile ?? process.env.SAFESPOT_ADMIN_TOKEN_FILE;
-  const token = config.admin && tokenFile ? readTokenFile(tokenFile) : undefined;
   let forwardPort: number | undefined; // bound port of the forward listener, for the PAC file
-  const admin = config.admin
-    ? await startAdmin({
-        host: config.admin.host,
-        port: config.admin.port,
-        ...(token ? { token } : {}),
-        registry: metrics.registry,
-        extraRoutes: applianceRoutes(() => config, reloadFromFile, () => forwardPort, interception.routes),
-        isReady: () => {
-          const reasons: string[] = [];
-          if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
-          return { ready: reasons.length === 0, reasons };
-        },
-      })
-    : null;
-  // The admin listener is never a destination, not even with upstream.allowPrivate. Its bound
-  // address, not the configured text: `localhost` is no address a destination compares equal to.
-  const ownEndpoints = admin ? [boundEndpoint(admin.server)] : [];
+  const { admin, ownEndpoints } = await startApplianceAdmin({
+    config: () => config,
+    registry: metrics.registry,
+    reloadFromFile,
+    forwardPort: () => forwardPort,
+    routes: interception.routes,
+    isReady: () => {
+      const reasons: string[] = [];
+      if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
+      return { ready: reasons.length === 0, reasons };
+    },
+    cleanup: async () => {
+      await manager.stop();
+      journal.close();
+    },
+  });
   const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints, ...(interception.edge ? { intercept: interception.edge } : {}) }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
     async (err: unknown) => {
       await admin?.close();
