@@ -10,35 +10,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Decision } from '../policy/decision.js';
 import { ERRORS } from '../policy/errors.js';
-import type { UpstreamTlsStrings } from './upstream-tls.js';
-import { en } from './locales/en.js';
-import { sq } from './locales/sq.js';
+import { escapeHtml, guestPage, pickLanguage, type BlockStrings } from './guest-page.js';
 
-/** Strings of one language (the block page's, and the other pages a guest may see). */
-export interface BlockStrings {
-  /** BCP 47 primary tag, for `lang` and Content-Language. */
-  readonly lang: string;
-  readonly title: string;
-  readonly heading: string;
-  readonly blocked: string;
-  readonly categoryLabel: string;
-  /** Names of the well-known categories; an operator's own category word is shown as it is. */
-  readonly categories: Readonly<Record<string, string>>;
-  readonly otherCategory: string;
-  readonly referenceLabel: string;
-  /** With `{contact}`. */
-  readonly contact: string;
-  readonly noContact: string;
-  /** Default hotline-style text for the csam category. */
-  readonly csamText: string;
-  readonly noPolicyHeading: string;
-  readonly noPolicy: string;
-  /** The explanatory 502 page for an intercepted upstream that fails TLS (proxy/upstream-tls.ts). */
-  readonly upstreamTls: UpstreamTlsStrings;
-}
 
-/** Every language with a strings file. Adding a language = one file under locales/ and one line here. */
-export const LOCALES: Readonly<Record<string, BlockStrings>> = { en, sq };
 
 export interface BlockPageOptions {
   /** Venue contact shown on the page (blockPage.contact); empty = "tell the venue staff". */
@@ -56,11 +30,7 @@ export interface BlockResponse {
   readonly reference: string;
 }
 
-const HTML_ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
-}
 
 /** Crockford base32 without ambiguous letters: readable over the phone. */
 const REF_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -76,35 +46,6 @@ export function referenceCode(): string {
   return s;
 }
 
-/**
- * Pick the language: the Accept-Language ranges by q (RFC 9110 §12.5.4; primary subtag match),
- * against `offered`; the first offered language with strings when nothing matches.
- */
-export function pickLanguage(acceptLanguage: string | undefined, offered: readonly string[]): BlockStrings {
-  const available = offered.filter((l) => LOCALES[l] !== undefined);
-  const fallback = LOCALES[available[0] ?? 'en']!;
-  if (!acceptLanguage) return fallback;
-  const ranges: { tag: string; q: number; i: number }[] = [];
-  acceptLanguage
-    .slice(0, 1024)
-    .split(',')
-    .forEach((part, i) => {
-      const [range, ...params] = part.trim().split(';');
-      const tag = (range ?? '').trim().toLowerCase().split('-')[0] ?? '';
-      let q = 1;
-      for (const p of params) {
-        const m = /^\s*q\s*=\s*([01](?:\.\d{0,3})?)\s*$/i.exec(p);
-        if (m) q = Number(m[1]);
-      }
-      if (tag && q > 0) ranges.push({ tag, q, i });
-    });
-  ranges.sort((a, b) => b.q - a.q || a.i - b.i);
-  for (const r of ranges) {
-    if (r.tag === '*') return fallback;
-    if (available.includes(r.tag)) return LOCALES[r.tag]!;
-  }
-  return fallback;
-}
 
 function contactLine(s: BlockStrings, contact: string): string {
   if (!contact) return escapeHtml(s.noContact);
@@ -128,44 +69,19 @@ export function blockPage(decision: Decision, acceptLanguage: string | undefined
   const rows: string[] = [];
   if (categoryName !== null && !noPolicy) rows.push(`<dt>${escapeHtml(s.categoryLabel)}</dt><dd>${escapeHtml(categoryName)}</dd>`);
   rows.push(`<dt>${escapeHtml(s.referenceLabel)}</dt><dd><code>${escapeHtml(reference)}</code></dd>`);
-  const html = `<!doctype html>
-<html lang="${escapeHtml(s.lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${escapeHtml(noPolicy ? s.noPolicyHeading : s.title)}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f6;color:#1d1d22}
-main{max-width:34rem;margin:10vh auto;padding:2rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px #0002}
-h1{font-size:1.4rem;margin-top:0}dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}
-</style>
-</head>
-<body>
-<main>
-<h1>${escapeHtml(noPolicy ? s.noPolicyHeading : s.heading)}</h1>
-${paragraphs.map((p) => `<p>${p}</p>`).join('\n')}
-<dl>${rows.join('')}</dl>
-<p>${contactLine(s, opts.contact)}</p>
-</main>
-</body>
-</html>
-`;
-  const body = Buffer.from(html, 'utf8');
-  return {
+  const page = guestPage({
+    lang: s.lang,
+    title: noPolicy ? s.noPolicyHeading : s.title,
+    css: 'dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}',
+    main: [
+      `<h1>${escapeHtml(noPolicy ? s.noPolicyHeading : s.heading)}</h1>`,
+      ...paragraphs.map((p) => `<p>${p}</p>`),
+      `<dl>${rows.join('')}</dl>`,
+      `<p>${contactLine(s, opts.contact)}</p>`,
+    ].join('\n'),
     status: noPolicy ? ERRORS.ERR_NO_POLICY.http : ERRORS.ERR_BLOCKED.http,
-    reference,
-    body,
-    headers: {
-      'content-type': 'text/html; charset=utf-8',
-      'content-length': String(body.length),
-      'content-language': s.lang,
-      'cache-control': 'no-store',
-      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
-      'x-content-type-options': 'nosniff',
-      'referrer-policy': 'no-referrer',
-    },
-  };
+  });
+  return { ...page, reference };
 }
 
 /** The short plain-text body of a refused CONNECT (no page can be shown inside a TLS tunnel). */

@@ -14,7 +14,7 @@
 import type { Socket } from 'node:net';
 import { connectRefusal } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
-import { parseAuthority } from './http-forward.js';
+import { parseAuthority } from './route.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse, refuseHttp } from './refuse.js';
 import { connectTarget, passTls, type TlsTarget } from './tls-passthrough.js';

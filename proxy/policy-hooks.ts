@@ -26,7 +26,7 @@ import { interceptChoice } from '../policy/intercept.js';
 import { BLOCK_NO_POLICY, type Policy, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
 import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
-import { bareHost } from './http-forward.js';
+import { bareHost } from './route.js';
 
 /**
  * Hashes of an image body: exact hashes always; `pdq` only when the bytes decode as an image

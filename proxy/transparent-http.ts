@@ -4,7 +4,7 @@
  * `http://{Host}{path}`. A request without a usable Host cannot be routed: 400.
  */
 import type { IncomingMessage } from 'node:http';
-import { bareHost, routeOrigin, type HttpRoute } from './http-forward.js';
+import { bareHost, routeOrigin, type HttpRoute } from './route.js';
 
 export function transparentRoute(req: IncomingMessage): HttpRoute | null {
   if (hostFields(req.rawHeaders) > 1) return null;

@@ -14,8 +14,8 @@ import { request as httpRequest, type ClientRequest, type RequestOptions, type S
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
-import { SafespotError } from '../policy/errors.js';
-import { escapeHtml, pickLanguage } from './block-page.js';
+import { ERRORS, SafespotError } from '../policy/errors.js';
+import { escapeHtml, guestPage, pickLanguage, type CertProblem } from './guest-page.js';
 import { en } from './locales/en.js';
 import type { EdgeContext } from './options.js';
 import { handleErrors } from './refuse.js';
@@ -77,38 +77,6 @@ export class UpstreamTls {
   }
 }
 
-/** The kinds of certificate failure the guest is told about; each locale words every one. */
-export type CertProblem =
-  | 'expired'
-  | 'notYetValid'
-  | 'wrongName'
-  | 'selfSigned'
-  | 'untrustedRoot'
-  | 'untrustedIssuer'
-  | 'untrusted'
-  | 'rejected'
-  | 'revoked'
-  | 'badSignature'
-  | 'invalidAuthority'
-  | 'wrongPurpose'
-  | 'chainTooLong'
-  | 'malformed';
-
-/** Strings of the explanatory page in one language (the `upstreamTls` part of a locale file). */
-export interface UpstreamTlsStrings {
-  /** Heading and title when the certificate failed verification. */
-  readonly certHeading: string;
-  /** Heading and title when the handshake failed for another reason. */
-  readonly tlsHeading: string;
-  /** With `{problem}`, one of `problems`. This and the next two end without a full stop: the page adds the OpenSSL code, then the stop. */
-  readonly certFailed: string;
-  /** A certificate failure of a kind not in the table. */
-  readonly certFailedUnknown: string;
-  readonly tlsFailed: string;
-  readonly problems: Readonly<Record<CertProblem, string>>;
-  /** Why the page was not loaded and what the guest can do. */
-  readonly explanation: string;
-}
 
 /** The kind of problem, per OpenSSL verification code (the codes Node puts on the error). */
 const CERT_PROBLEMS: Readonly<Record<string, CertProblem>> = {
@@ -178,42 +146,13 @@ export function upstreamTlsErrorPage(
   const problem = code === undefined ? undefined : CERT_PROBLEMS[code];
   const sentence = !cert ? s.tlsFailed : problem === undefined ? s.certFailedUnknown : s.certFailed.split('{problem}').join(s.problems[problem]);
   const reason = code === undefined ? `${sentence}.` : `${sentence} (${code}).`;
-  const html = `<!doctype html>
-<html lang="${escapeHtml(locale.lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${escapeHtml(heading)}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f6;color:#1d1d22}
-main{max-width:34rem;margin:10vh auto;padding:2rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px #0002}
-h1{font-size:1.4rem;margin-top:0}
-</style>
-</head>
-<body>
-<main>
-<h1>${escapeHtml(heading)}</h1>
-<p>${escapeHtml(reason)}</p>
-<p>${escapeHtml(s.explanation)}</p>
-</main>
-</body>
-</html>
-`;
-  const body = Buffer.from(html, 'utf8');
-  return {
-    status: 502,
-    body,
-    headers: {
-      'content-type': 'text/html; charset=utf-8',
-      'content-length': String(body.length),
-      'content-language': locale.lang,
-      'cache-control': 'no-store',
-      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
-      'x-content-type-options': 'nosniff',
-      connection: 'close',
-    },
-  };
+  return guestPage({
+    lang: locale.lang,
+    title: heading,
+    main: [`<h1>${escapeHtml(heading)}</h1>`, `<p>${escapeHtml(reason)}</p>`, `<p>${escapeHtml(s.explanation)}</p>`].join('\n'),
+    status: ERRORS.ERR_UPSTREAM_CERT.http,
+    headers: { connection: 'close' },
+  });
 }
 
 /**

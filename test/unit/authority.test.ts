@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import t from 'tap';
-import { parseAuthority, parseAuthorityByUrl } from '../../proxy/http-forward.js';
+import { parseAuthority, parseAuthorityByUrl } from '../../proxy/route.js';
 
 t.test('parseAuthority: a table of authorities', async (t) => {
   const cases: [string, number, { host: string; port: number } | null][] = [

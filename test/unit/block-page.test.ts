@@ -1,7 +1,8 @@
 /** The block page: language choice, escaping, csam text, reference codes, headers, no personal data. */
 import t from 'tap';
 import type { Decision } from '../../policy/decision.js';
-import { blockPage, connectRefusal, escapeHtml, LOCALES, pickLanguage, referenceCode } from '../../proxy/block-page.js';
+import { blockPage, connectRefusal, referenceCode } from '../../proxy/block-page.js';
+import { escapeHtml, LOCALES, pickLanguage } from '../../proxy/guest-page.js';
 
 const block = (category: string | null, rule: Decision['rule'] = 'domain'): Decision => ({ action: 'block', category, list: 'l', rule, reason: 'r' });
 const opts = { contact: 'staff@venue.test', languages: ['en', 'sq'] };
