@@ -8,7 +8,7 @@ import type { CidrSet } from '../policy/ip.js';
 import type { BlockPageOptions } from './block-page.js';
 import type { Hooks, Observer } from './hooks.js';
 import type { InterceptEdgeOptions, Interception } from './intercept.js';
-import type { HeldBytes } from './image-tap.js';
+import type { HeldBytes } from './held-bytes.js';
 import type { ConnectionGate } from './limits.js';
 import type { Endpoint, Upstream } from './upstream.js';
 

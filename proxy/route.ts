@@ -3,7 +3,11 @@
  * targets (absolute-form and origin-form, RFC 9112 §3.2) and the route made of them, for the plain
  * HTTP forwarder, CONNECT, the transparent listener and interception alike. Pure: no sockets.
  */
-import type { UpstreamTlsRoute } from './upstream-tls.js';
+/** Set on an HttpRoute of an intercepted request: the upstream is TLS and must prove `servername`. */
+export interface UpstreamTlsRoute {
+  /** The name the server's certificate must carry (the guest's SNI, else the CONNECT host). */
+  readonly servername: string;
+}
 
 /** Where a request goes and what is decided on. */
 export interface HttpRoute {

@@ -8,7 +8,7 @@ import { combineObservers } from '../audit/metrics.js';
 import type { Server } from 'node:net';
 import type { Hooks, ListenerName, Observer } from './hooks.js';
 import { HttpForwarder } from './http-forward.js';
-import { HeldBytes } from './image-tap.js';
+import { HeldBytes } from './held-bytes.js';
 import { createHttpListener, createTunnelHttp } from './http-server.js';
 import { ConnectionGate } from './limits.js';
 import type { EdgeContext, ProxyOptions } from './options.js';

@@ -18,13 +18,9 @@ import { ERRORS, SafespotError } from '../policy/errors.js';
 import { escapeHtml, guestPage, pickLanguage, type CertProblem } from './guest-page.js';
 import { en } from './locales/en.js';
 import type { EdgeContext } from './options.js';
+import type { UpstreamTlsRoute } from './route.js';
 import { handleErrors } from './refuse.js';
 
-/** Set on an HttpRoute of an intercepted request: the upstream is TLS and must prove `servername`. */
-export interface UpstreamTlsRoute {
-  /** The name the server's certificate must carry (the guest's SNI, else the CONNECT host). */
-  readonly servername: string;
-}
 
 export interface UpstreamTlsOptions {
   /** PEM certificates trusted as roots; empty = Node's bundled Mozilla roots. */

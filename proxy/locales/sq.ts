@@ -1,5 +1,5 @@
 /** Albanian (shqip) strings of the block page and the bad-certificate page. `{contact}` is replaced by the venue contact (escaped). */
-import type { BlockStrings } from '../guest-page.js';
+import type { BlockStrings } from './strings.js';
 
 export const sq: BlockStrings = {
   lang: 'sq',
