@@ -8,7 +8,8 @@
 import { connect, type Socket } from 'node:net';
 import { CidrSet } from '../../policy/ip.js';
 import { startProxy } from '../../proxy/server.js';
-import { recordingObserver, testHooks, testOptions } from './clients.js';
+import { recordingObserver, testHooks } from './hooks.js';
+import { testOptions } from './proxy-rig.js';
 
 const [prefix, max, ...from] = process.argv.slice(2);
 const obs = recordingObserver();

@@ -6,7 +6,8 @@
  */
 import { makeTestPki, type TestPki } from './pki.js';
 import { startHttpsUpstream, type TestUpstream } from './upstream.js';
-import { recordingObserver, startTestProxy, testHooks, testOptions, type RecordingObserver } from './clients.js';
+import { recordingObserver, testHooks, type RecordingObserver } from './hooks.js';
+import { startTestProxy, testOptions } from './proxy-rig.js';
 
 export interface TlsProxyRigOptions {
   /** The proxy's static hosts, given the HTTPS upstream's port. */

@@ -11,7 +11,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { captureClientHello, isAlert, openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { captureClientHello } from '../helpers/hello-capture.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 
 interface Accepted {
   bytes: Buffer;

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_DEMO_DIR as DEMO, runCli, serve } from '../helpers/appliance.js';
-import { exchange } from '../helpers/clients.js';
+import { exchange } from '../helpers/sockets.js';
 import { startHttpUpstream } from '../helpers/upstream.js';
 
 const TOKEN = 'hardening-admin-token-0123456789';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openJournal } from '../../audit/journal.js';
 import { CLI_DEMO_DIR as DEMO, runCli, serve } from '../helpers/appliance.js';
-import { exchange } from '../helpers/clients.js';
+import { exchange } from '../helpers/sockets.js';
 
 function setup(t: { teardown(fn: () => unknown): void }, name: string): { dir: string; config: string; journal: string } {
   const dir = mkdtempSync(join(tmpdir(), `safespot-${name}-`));

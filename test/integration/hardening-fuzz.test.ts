@@ -14,7 +14,10 @@ import t from 'tap';
 import fc from 'fast-check';
 import { parseClientHello } from '../../proxy/client-hello.js';
 import { records } from '../helpers/client-hello-builder.js';
-import { captureClientHello, exchange, openSocket, recordingObserver, startTestProxy, testHooks, testOptions, type HelloClient } from '../helpers/clients.js';
+import { captureClientHello, type HelloClient } from '../helpers/hello-capture.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, openSocket } from '../helpers/sockets.js';
 import { startHttpUpstream } from '../helpers/upstream.js';
 
 const KINDS = new Set(['need-more', 'parsed', 'invalid']);

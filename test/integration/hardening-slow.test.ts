@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { CLI_DEMO_DIR as DEMO, serve } from '../helpers/appliance.js';
 import { clientHello } from '../helpers/client-hello-builder.js';
-import { exchange, isAlert, openSocket, readAll } from '../helpers/clients.js';
+import { exchange, isAlert, openSocket, readAll } from '../helpers/sockets.js';
 import { startHttpUpstream } from '../helpers/upstream.js';
 
 const HANDSHAKE_FAILURE = 40;

@@ -10,7 +10,9 @@
  */
 import t from 'tap';
 import { createServer, type Socket } from 'node:net';
-import { exchange, openSocket, readAll, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, openSocket, readAll } from '../helpers/sockets.js';
 
 interface Arrived {
   method: string;

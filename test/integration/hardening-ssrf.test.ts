@@ -19,7 +19,9 @@ import { join } from 'node:path';
 import { CidrSet } from '../../policy/ip.js';
 import { CLI_DEMO_DIR as DEMO, serve } from '../helpers/appliance.js';
 import { clientHello } from '../helpers/client-hello-builder.js';
-import { exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { startTestDns } from '../helpers/dns.js';
 import { startHttpUpstream } from '../helpers/upstream.js';
 

@@ -13,7 +13,9 @@ import { ProxyAgent, request } from 'undici';
 import type { Hooks, ImageVerdict } from '../../proxy/hooks.js';
 import { completeLength, pickRange, PLACEHOLDER_PNG } from '../../proxy/image-tap.js';
 import type { ProxyOptions } from '../../proxy/options.js';
-import { allow, block, exchange, recordingObserver, startTestProxy, testHooks, testOptions, type RecordingObserver } from '../helpers/clients.js';
+import { allow, block, recordingObserver, testHooks, type RecordingObserver } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange } from '../helpers/sockets.js';
 
 type T = import('tap').Test;
 

@@ -11,7 +11,8 @@ import { ProxyAgent, request } from 'undici';
 import type { Hooks, ImageVerdict } from '../../proxy/hooks.js';
 import { PLACEHOLDER_PNG } from '../../proxy/image-tap.js';
 import type { ProxyOptions } from '../../proxy/options.js';
-import { allow, block, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { allow, block, recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
 
 type T = import('tap').Test;
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCmd } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
 import { startInterceptRig } from '../helpers/intercept-rig.js';
 
 const CHROMIUM_FLAGS = [

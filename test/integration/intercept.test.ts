@@ -12,7 +12,9 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { ProxyAgent, request } from 'undici';
 import { clientHello } from '../helpers/client-hello-builder.js';
-import { captureClientHello, exchange, isAlert, openSocket, readAll, runCmd } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
+import { captureClientHello } from '../helpers/hello-capture.js';
+import { exchange, isAlert, openSocket, readAll } from '../helpers/sockets.js';
 import { metricValue, startInterceptRig } from '../helpers/intercept-rig.js';
 
 /** CONNECT host:443 through the proxy, then TLS with `ca`; what the client saw. */

@@ -7,7 +7,11 @@ import t from 'tap';
 import { ProxyAgent, request } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BIG_SIZE, bigBody, sha256, startHttpUpstream } from '../helpers/upstream.js';
-import { captureClientHello, exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
+import { captureClientHello } from '../helpers/hello-capture.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { startTlsProxyRig } from '../helpers/tls-proxy-rig.js';
 
 const http = await startHttpUpstream();

@@ -7,7 +7,10 @@ import t from 'tap';
 import { ProxyAgent, request } from 'undici';
 import { Readable } from 'node:stream';
 import { BIG_SIZE, bigBody, sha256, startHttpUpstream } from '../helpers/upstream.js';
-import { exchange, openSocket, readUntil, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, openSocket, readUntil } from '../helpers/sockets.js';
 
 const up = await startHttpUpstream();
 t.teardown(() => up.close());

@@ -5,7 +5,9 @@
 import t from 'tap';
 import { createServer } from 'node:net';
 import { bigBody, sha256, startHttpUpstream } from '../helpers/upstream.js';
-import { exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { clientHello } from '../helpers/client-hello-builder.js';
 
 const up = await startHttpUpstream();

@@ -6,7 +6,10 @@
 import t from 'tap';
 import { request } from 'undici';
 import { bigBody, sha256, startHttpUpstream } from '../helpers/upstream.js';
-import { exchange, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange } from '../helpers/sockets.js';
 
 const up = await startHttpUpstream();
 t.teardown(() => up.close());

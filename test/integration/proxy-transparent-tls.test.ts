@@ -9,7 +9,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseClientHello } from '../../proxy/client-hello.js';
 import { CidrSet } from '../../policy/ip.js';
 import { clientHello, records } from '../helpers/client-hello-builder.js';
-import { captureClientHello, exchange, isAlert, openSocket, readAll, readUntil, recordingObserver, runCmd, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { runCmd } from '../helpers/commands.js';
+import { captureClientHello } from '../helpers/hello-capture.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { startTlsProxyRig } from '../helpers/tls-proxy-rig.js';
 
 const { warnings, pki, hosts, observer, proxy } = await startTlsProxyRig(t, {

@@ -7,7 +7,9 @@
 import t from 'tap';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { clientHello } from '../helpers/client-hello-builder.js';
 
 const warnings: string[] = [];

@@ -14,7 +14,7 @@ import t from 'tap';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { serve, tempConfig } from '../helpers/appliance.js';
-import { openSocket, readUntil } from '../helpers/clients.js';
+import { openSocket, readUntil } from '../helpers/sockets.js';
 import { metricValue } from '../helpers/intercept-rig.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { startHttpsUpstream } from '../helpers/upstream.js';

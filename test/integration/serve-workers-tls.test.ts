@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { CLI_DEMO_DIR as DEMO, runCli, serve, tempConfig } from '../helpers/appliance.js';
 import { clientHello } from '../helpers/client-hello-builder.js';
-import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/clients.js';
+import { exchange, isAlert, openSocket, readAll, readUntil } from '../helpers/sockets.js';
 import { metricValue } from '../helpers/intercept-rig.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { startHttpsUpstream, startHttpUpstream } from '../helpers/upstream.js';

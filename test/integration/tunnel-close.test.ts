@@ -7,7 +7,9 @@
  */
 import t from 'tap';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { openSocket, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { openSocket, readUntil } from '../helpers/sockets.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { startHttpsUpstream } from '../helpers/upstream.js';
 

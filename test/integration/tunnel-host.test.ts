@@ -8,7 +8,9 @@
 import { createServer } from 'node:http';
 import t from 'tap';
 import type { Hooks } from '../../proxy/hooks.js';
-import { allow, block, openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { allow, block, recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { openSocket, readAll, readUntil } from '../helpers/sockets.js';
 
 const seen: { host: string | undefined; url: string | undefined }[] = [];
 const origin = createServer((req, res) => {

@@ -7,7 +7,9 @@
  */
 import t from 'tap';
 import { createServer, type Socket } from 'node:net';
-import { openSocket, readAll, readUntil, recordingObserver, startTestProxy, testHooks, testOptions } from '../helpers/clients.js';
+import { recordingObserver, testHooks } from '../helpers/hooks.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { openSocket, readAll, readUntil } from '../helpers/sockets.js';
 
 /** A plain-TCP origin that answers each request head with a 200 and keeps the connection open. */
 async function startNeverUpgrades(): Promise<{ port: number; received: () => string; close: () => Promise<void> }> {

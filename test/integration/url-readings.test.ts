@@ -10,7 +10,8 @@ import t from 'tap';
 import { nullObserver } from '../../audit/metrics.js';
 import { compilePolicy, PolicyHolder } from '../../policy/policy.js';
 import { createPolicyHooks } from '../../proxy/policy-hooks.js';
-import { exchange, startTestProxy, testOptions } from '../helpers/clients.js';
+import { startTestProxy, testOptions } from '../helpers/proxy-rig.js';
+import { exchange } from '../helpers/sockets.js';
 
 const SECRET = 'SECRET-BODY-7f3a';
 
