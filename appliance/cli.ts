@@ -8,7 +8,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ERRORS, SafespotError } from '../policy/errors.js';
-import type { Command, Io } from './io.js';
+import { HelpRequested, type Command, type Io } from './io.js';
 
 interface Entry {
   readonly summary: string;
@@ -27,6 +27,9 @@ const COMMANDS: Record<string, Entry> = {
   sign: { summary: 'sign a list for its publishers: FILE.sig naming the list and a version (sign --key KEY.pem --name NAME [--version N] FILE)', load: () => import('./cmd-sign.js') },
   healthcheck: { summary: 'container health: /readyz and one canary decision through the proxy (healthcheck [--config FILE])', load: () => import('./cmd-healthcheck.js') },
 };
+
+/** The command names, in the order `safespot --help` lists them. */
+export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, e]) => `  ${name.padEnd(14)}${e.summary}`);
@@ -57,8 +60,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-/** Print an error (with every detail line) and give its exit status. */
+/** Print an error (with every detail line) and give its exit status; a help request prints its usage on stdout (0). */
 export function reportError(err: unknown, io: Io): number {
+  if (err instanceof HelpRequested) {
+    io.stdout.write(`usage: ${err.usage}\n`);
+    return 0;
+  }
   if (err instanceof SafespotError) {
     io.stderr.write(`safespot: ${err.code}: ${err.message}\n`);
     for (const d of err.details) io.stderr.write(`  - ${d}\n`);

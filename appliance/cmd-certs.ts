@@ -10,7 +10,7 @@ import { SafespotError } from '../policy/errors.js';
 import { CA_CERT_FILE, caInstallInfo, initCa, loadCa, type Ca, type KeyKind } from '../certs/index.js';
 import { loadConfigFile } from './config.js';
 import { defaultConfig } from './default-config.js';
-import { parseCommandArgs, writeOut, type Command, type Io } from './io.js';
+import { asksForHelp, HelpRequested, parseCommandArgs, writeOut, type Command, type Io } from './io.js';
 
 const USAGE = `safespot certs init   [--dir DIR | --config FILE] [--force] [--key-type ecdsa-p256|rsa-2048]
        safespot certs export [--dir DIR | --config FILE] [--der] [--out FILE]
@@ -111,11 +111,9 @@ export const run: Command = async (args, io) => {
       return exportCert(rest, io);
     case 'show':
       return show(rest, io);
-    case '--help':
-    case '-h':
-      await writeOut(io.stdout, `usage: ${USAGE}\n`);
-      return 0;
     default:
+      // `certs --help`, `certs -h`, also after other words; a subcommand's own args answer it in parseCommandArgs.
+      if (asksForHelp(args)) throw new HelpRequested(USAGE);
       throw new SafespotError('ERR_USAGE', `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\nusage: ${USAGE}`);
   }
 };
