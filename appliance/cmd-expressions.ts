@@ -2,20 +2,20 @@
  * `safespot expressions [--json]`: URLs on stdin, one per line (JSON strings with --json); for each,
  * one line on stdout with the JSON array of its Safe Browsing suffix/prefix expressions, most
  * specific first. A line that cannot be canonicalised gives `null` and a one-line note on stderr.
+ * Lines are read as bytes, and --json strings stand for bytes, exactly as for `canonicalize`
+ * (cmd-canonicalize.ts says how).
  */
-import { canonicalize } from '../policy/canonicalize.js';
 import { urlExpressions } from '../policy/expressions.js';
-import { inputUrls } from './cmd-canonicalize.js';
+import { inputCanonical } from './cmd-canonicalize.js';
 import type { Command } from './io.js';
 import { parseCommandArgs, writeOut } from './io.js';
 
+const USAGE = `safespot expressions [--json] < urls
+  one URL per line, read as bytes; --json: each line a JSON string, read as for canonicalize --json`;
+
 export const run: Command = async (args, io) => {
-  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 'safespot expressions [--json] < urls');
-  let lineNo = 0;
-  for await (const url of inputUrls(io, values.json === true, 'expressions')) {
-    lineNo++;
-    const c = url === null ? null : canonicalize(url);
-    if (c === null && url !== null) io.stderr.write(`safespot expressions: line ${lineNo}: cannot be canonicalised\n`);
+  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, USAGE);
+  for await (const c of inputCanonical(io, values.json === true, 'expressions')) {
     await writeOut(io.stdout, `${c === null ? 'null' : JSON.stringify(urlExpressions(c))}\n`);
   }
   return 0;

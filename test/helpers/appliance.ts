@@ -56,8 +56,8 @@ export async function serve(config: string, opts: { nodeArgs?: readonly string[]
   });
 }
 
-/** Run one command of the built binary to completion. */
-export function runCli(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Run one command of the built binary to completion; `input` (text or raw bytes) is its stdin. */
+export function runCli(args: string[], input?: string | Uint8Array): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((r) => {
     const c = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
