@@ -21,8 +21,6 @@ import type { Journal } from '../audit/journal.js';
 import type { Metrics } from '../audit/metrics.js';
 import { decodeBundle, encodeBundle } from '../policy/bundle.js';
 import { SafespotError } from '../policy/errors.js';
-import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from '../policy/image-list-parse.js';
-import { parseUrlList, type UrlListKind } from '../policy/lists.js';
 import { PolicyHolder, type Policy } from '../policy/policy.js';
 import { CompileWorker } from './compile-worker.js';
 import type { Config } from './config.js';
@@ -43,6 +41,13 @@ export interface ManagerDeps {
   readonly onInstall?: (policy: Policy) => void;
 }
 
+/** Entries in a list body, by its kind, counted in the compile worker (rejects when it does not parse: the refresher refuses it). */
+function countInWorker(config: Readonly<Config>, compiler: CompileWorker, body: Uint8Array, id: string): Promise<number> {
+  const list = config.lists.find((l) => l.id === id);
+  if (!list) return Promise.reject(new SafespotError('ERR_INTERNAL', `no list "${id}"`));
+  return compiler.count({ kind: list.kind, body, listId: id, pdqMinQuality: config.images.pdqMinQuality });
+}
+
 export interface ReloadResult {
   readonly ok: boolean;
   readonly version?: string;
@@ -52,16 +57,6 @@ export interface ReloadResult {
 }
 
 const errorText = (err: unknown): string => (err instanceof SafespotError ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err));
-
-/** Entries in a list body, by its kind (throws when it does not parse: the refresher refuses it). */
-function countEntries(config: Readonly<Config>, body: Uint8Array, id: string): number {
-  const list = config.lists.find((l) => l.id === id);
-  if (!list) throw new SafespotError('ERR_INTERNAL', `no list "${id}"`);
-  if ((IMAGE_LIST_KINDS as readonly string[]).includes(list.kind)) {
-    return parseImageList(Buffer.from(body).toString('utf8'), list.kind as ImageListKind, { pdqMinQuality: config.images.pdqMinQuality }).count;
-  }
-  return parseUrlList(list.kind as UrlListKind, body, id).report.entries;
-}
 
 /** Write the bundle atomically: temp file, then rename over the old one. */
 function saveBundle(dir: string, bytes: Uint8Array): void {
@@ -80,7 +75,7 @@ class ListSet {
   constructor(
     readonly config: Readonly<Config>,
     onUpdate: (set: ListSet, id: string, body: Uint8Array) => Promise<void>,
-    deps: ManagerDeps,
+    deps: ManagerDeps & { readonly compiler: CompileWorker },
   ) {
     const { metrics, journal, log } = deps;
     const sources = config.bundle ? [prepareBundleSource(config.bundle)] : prepareSources(config.lists);
@@ -92,7 +87,8 @@ class ListSet {
       fetch: (src, cached, signal) => fetchSource(src, { ...fetchOpts, signal }, cached),
       cache: ListCache.forStateDir(config.state.dir, { warn: (m) => log.warn(m) }),
       // Bundle mode: decodeBundle is the parse (checksum, length, sections); a refusal keeps the last good bundle.
-      countEntries: (body, id) => (config.bundle ? bundleEntries(loadBundle(body)) : countEntries(config, body, id)),
+      // Lists: parsed in the compile worker, whose garbage goes with it (compile-worker.ts).
+      countEntries: (body, id) => (config.bundle ? bundleEntries(loadBundle(body)) : countInWorker(config, deps.compiler, body, id)),
       startup: config.sources.startup,
       onUpdate: (id, body) => onUpdate(this, id, body),
       onFailure: (id, reason, message) => {
@@ -188,7 +184,7 @@ export class PolicyManager {
   }
 
   #newSet(config: Readonly<Config>): ListSet {
-    return new ListSet(config, (set, id, body) => this.#onUpdate(set, id, body), this.#deps);
+    return new ListSet(config, (set, id, body) => this.#onUpdate(set, id, body), { ...this.#deps, compiler: this.#compiler });
   }
 
   /** Enforce the last good bundle at once when it was built from the same lists. */

@@ -48,7 +48,7 @@ export interface ListRefresherOptions {
   readonly fetch: SourceFetcher;
   readonly cache: ListCache;
   /** Entries in a body (from the parse); throw when the body does not parse (reason 'invalid'). */
-  readonly countEntries: (body: Uint8Array, listId: string) => number;
+  readonly countEntries: (body: Uint8Array, listId: string) => number | Promise<number>;
   /** Apply a new body (compile and swap). A throw refuses the update (reason: the error's `reason`; ERR_LIST_INVALID/ERR_BUNDLE_CORRUPT: 'invalid'; else 'other'). */
   readonly onUpdate: (listId: string, body: Uint8Array, info: UpdateInfo) => Promise<void>;
   readonly onFailure?: (listId: string, reason: RefreshFailureReason, message: string) => void;
@@ -338,7 +338,7 @@ export class ListRefresher {
       }
       let entries: number;
       try {
-        entries = this.#o.countEntries(res.body, id);
+        entries = await this.#o.countEntries(res.body, id);
       } catch (err) {
         throw new ListSourceError(id, 'invalid', `${src.display} does not parse: ${(err as Error).message}`);
       }

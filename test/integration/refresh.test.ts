@@ -460,4 +460,10 @@ t.test('wired end to end: refresher → compile in a worker thread → atomic sw
     'a compile error crosses the thread with its code',
   );
   t.ok(compiler.lastStats && compiler.lastStats.ms >= 0, 'compile time recorded');
+  // The thread ends when no job is left (its heap, several times the policy's size, goes with it),
+  // and the next job starts another.
+  t.equal(compiler.running, false, 'no worker thread is kept once the jobs are done');
+  t.equal(await compiler.count({ kind: 'domains', body: Buffer.from('a.test\nb.test\n#c\n'), listId: 'x', pdqMinQuality: 50 }), 2, 'a list is counted in a new worker');
+  t.equal(compiler.running, false, 'which is gone again');
+  await t.rejects(compiler.count({ kind: 'md5', body: Buffer.from('not a hash\n'.repeat(5)), listId: 'x', pdqMinQuality: 50 }), { name: 'SafespotError' }, 'a list that does not parse: the parser\'s error');
 });
