@@ -8,8 +8,12 @@
  * that intercepts without a CA would otherwise silently pass HTTPS unfiltered at page level.
  *
  * Upstream trust (full verification of every intercepted upstream): the system's CA bundle (the
- * first of the usual paths that exists), else Node's bundled Mozilla roots; plus
- * `intercept.upstreamCa` when set.
+ * first of the usual paths that exists), else Node's bundled Mozilla roots; plus the PEM file
+ * named by `NODE_EXTRA_CA_CERTS` when set (Node's own convention, e.g. behind a TLS-inspecting egress:
+ * Node applies it only to its default trust store, which an explicit `ca` list replaces, so it is
+ * read here); plus `intercept.upstreamCa` when set. A NODE_EXTRA_CA_CERTS file that cannot be read
+ * or holds no certificate stops the start (ERR_CONFIG_READ / ERR_CONFIG_INVALID, exit 2), where Node
+ * itself would only warn: ignoring it would turn every intercepted site into a 502.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
@@ -61,10 +65,12 @@ function readPemCertificates(path: string, what: string): string {
   return blocks.join('\n');
 }
 
-/** The trust anchors for intercepted upstreams. */
-export function upstreamTrust(c: Readonly<Config>, bundles: readonly string[] = SYSTEM_CA_BUNDLES): string[] {
+/** The trust anchors for intercepted upstreams (`env` gives NODE_EXTRA_CA_CERTS). */
+export function upstreamTrust(c: Readonly<Config>, bundles: readonly string[] = SYSTEM_CA_BUNDLES, env: NodeJS.ProcessEnv = process.env): string[] {
   const system = bundles.find((p) => existsSync(p));
   const roots = system ? [readPemCertificates(system, 'the system CA bundle')] : [...rootCertificates];
+  const extra = env.NODE_EXTRA_CA_CERTS;
+  if (extra) roots.push(readPemCertificates(extra, 'NODE_EXTRA_CA_CERTS'));
   if (c.intercept.upstreamCa) roots.push(readPemCertificates(c.intercept.upstreamCa, 'intercept.upstreamCa'));
   return roots;
 }
