@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import { ERRORS, SafespotError } from '../policy/errors.js';
 import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
+import { pipeResponse } from './pipe-response.js';
 import { clientRange, tapImage, wholeRequestHeaders, type ClientRange } from './image-tap.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseResponse } from './refuse.js';
@@ -222,20 +223,7 @@ export class HttpForwarder {
       if (tapImage(ctx, { req, upReq, upRes, res, headers: resHeaders, conn, url: route.url, ...(again ? { again } : {}), ...(whole ? { range: whole } : {}) })) return;
       if (upRes.statusMessage) res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, resHeaders);
       else res.writeHead(upRes.statusCode ?? 502, resHeaders);
-      // pipe, not stream.pipeline (its AbortController and error stacks cost a few % per response,
-      // see proxy/tunnel.ts); the rest of pipeline's handling written out: an upstream body that
-      // fails or stops short destroys the response (the client sees a cut body, never a complete-
-      // looking one), and a client that goes away stops the upstream request (res 'close' above).
-      const cut = (): void => {
-        upReq.destroy();
-        res.destroy();
-      };
-      upRes.on('error', cut);
-      res.on('error', cut); // pipe re-emits a destination error that has no other listener: a throw
-      upRes.once('close', () => {
-        if (!upRes.readableEnded) cut();
-      });
-      upRes.pipe(res);
+      pipeResponse(upReq, upRes, res);
     });
   }
 

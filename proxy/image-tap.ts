@@ -35,6 +35,7 @@ import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerRespons
 import { brotliDecompress, deflateSync, gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'node:zlib';
 import type { ConnInfo, ImageVerdict } from './hooks.js';
 import type { EdgeContext } from './options.js';
+import { pipeResponse } from './pipe-response.js';
 
 export type SniffedImage = 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp';
 
@@ -464,19 +465,7 @@ class ImageHold {
     else res.writeHead(status, this.a.headers);
     upRes.pause();
     for (const c of this.chunks) res.write(c);
-    // pipe with pipeline's error handling written out, as proxy/http-forward.ts does: pipeline's
-    // AbortSignal and DOMException cost ~10% of the CPU of a plain request (a sniffed non-image
-    // passes here on every response).
-    const cut = (): void => {
-      upReq.destroy();
-      res.destroy();
-    };
-    upRes.on('error', cut);
-    res.on('error', cut);
-    upRes.once('close', () => {
-      if (!upRes.readableEnded) cut();
-    });
-    upRes.pipe(res);
+    pipeResponse(upReq, upRes, res);
   }
 
   /** The client's range of the scanned whole: 206 or 416 written (true), or false for the whole. */
