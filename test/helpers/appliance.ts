@@ -52,7 +52,10 @@ export async function serve(config: string, opts: { nodeArgs?: readonly string[]
         return;
       }
     });
-    void exited.then((code) => reject(new Error(`serve exited ${code}:\n${log}`)));
+    void exited.then((code) => {
+      clearTimeout(timer); // a serve that exits before serving must not keep the test alive 20 s more
+      reject(new Error(`serve exited ${code}:\n${log}`));
+    });
   });
 }
 
