@@ -226,6 +226,16 @@ export const configSchema = z
         recordUrls: z.boolean().default(false),
         /** Record the client address of blocked requests (off by default: guest privacy). */
         recordClients: z.boolean().default(false),
+        /**
+         * Blocks and image matches per minute and key (category, list, listener, protocol, action,
+         * client when known) that get a row of their own; the rest of the minute are one row with a
+         * count (figures stay exact; no URL). 0 = counts only. audit/journal-budget.ts.
+         */
+        eventsPerMinute: z.number().int().min(0).max(1_000_000).default(600),
+        /** Size budget of the journal (pages in use + WAL), bytes; past it, only per-minute counts are kept. */
+        maxBytes: z.number().int().min(1_048_576).default(512 * 1024 * 1024),
+        /** Warn (log, and safespot_journal_alert_bytes for the alert rule) at this percentage of maxBytes. */
+        alertPercent: z.number().int().min(1).max(100).default(80),
       })
       .prefault({}),
     state: z.strictObject({ dir: z.string().default('safespot-state') }).prefault({}),

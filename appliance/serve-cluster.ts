@@ -214,7 +214,11 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
             log.warn('journal event from a worker refused', { worker: s.pid, error: String(err) });
           }
         }
-        if (m.dropped > 0) log.warn('a worker dropped journal events (its queue was full)', { worker: s.pid, dropped: m.dropped });
+        if (m.dropped > 0) {
+          // Counted in a journal_loss row and the metrics, so the report shows it (issue 22, finding 8).
+          journal.noteLost(m.dropped, 'worker_queue');
+          log.warn('a worker dropped journal events (its queue was full)', { worker: s.pid, dropped: m.dropped });
+        }
         return;
       case 'safespot:metrics': {
         workerMetrics.update(s.worker.id, m.metrics as MetricJson[]);

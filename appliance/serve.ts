@@ -132,7 +132,11 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
     retentionDays: config.journal.retentionDays,
     recordUrls: config.journal.recordUrls,
     recordClients: config.journal.recordClients,
+    eventsPerMinute: config.journal.eventsPerMinute,
+    maxBytes: config.journal.maxBytes,
+    alertPercent: config.journal.alertPercent,
   });
+  metrics.watchJournal(() => journal.stats());
   return { interception, labels, metrics, journal };
 }
 

@@ -21,6 +21,9 @@ export const JOURNAL_KINDS = [
   'stop',
   'filtering_inactive',
   'filtering_active',
+  // Events the journal could not keep (a worker's full queue, no room for one more aggregate);
+  // `count` says how many, `detail` why. See audit/journal-budget.ts.
+  'journal_loss',
 ] as const;
 export type JournalKind = (typeof JOURNAL_KINDS)[number];
 
@@ -38,15 +41,28 @@ export interface JournalRow {
   detail: string | null;
   url: string | null;
   client: string | null;
+  /**
+   * How many events the row stands for: 1 for an event of its own; more for a per-minute aggregate
+   * (detail `aggregate: …`, time = the start of its UTC minute) or a `journal_loss` row. Every
+   * figure of a report is a SUM of this column, never a COUNT of rows.
+   */
+  count: number;
 }
 
 export type Db = Database.Database;
 
 /** Insert one row of `events` (named parameters: a JournalRow without its id). */
-export const INSERT_EVENT_SQL = `INSERT INTO events (time, kind, listener, protocol, action, category, list, match, detail, url, client)
-  VALUES (@time, @kind, @listener, @protocol, @action, @category, @list, @match, @detail, @url, @client)`;
+export const INSERT_EVENT_SQL = `INSERT INTO events (time, kind, listener, protocol, action, category, list, match, detail, url, client, count)
+  VALUES (@time, @kind, @listener, @protocol, @action, @category, @list, @match, @detail, @url, @client, @count)`;
 
-const SCHEMA_VERSION = 1;
+/** Add n events to an aggregate row written earlier (audit/journal-budget.ts). */
+export const ADD_TO_ROW_SQL = 'UPDATE events SET count = count + ? WHERE id = ?';
+
+/**
+ * 2: the `count` column (issue 22, finding 8). A safespot that knows only version 1 refuses to
+ * write a version-2 file (see migrate), so no old writer adds rows it would count wrongly.
+ */
+const SCHEMA_VERSION = 2;
 
 function isCorruption(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -134,6 +150,19 @@ function migrate(db: Db, now: number): void {
       db.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(1, now);
     })();
   }
+  if (current < 2) {
+    db.transaction(() => {
+      // Existing rows are one event each; the CHECK holds for them by the default.
+      db.exec('ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1)');
+      db.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(2, now);
+    })();
+  }
+}
+
+/** Whether the file has the `count` column (a version-1 journal, read by a report, has not). */
+export function hasCountColumn(db: Db): boolean {
+  const cols = db.prepare('PRAGMA table_info(events)').all() as Array<{ name: string }>;
+  return cols.some((c) => c.name === 'count');
 }
 
 export interface OpenedFile {

@@ -22,9 +22,15 @@
  *
  * audit/ imports only policy/errors.ts from our code.
  */
-import { INSERT_EVENT_SQL, type Db, type JournalRow } from './journal-file.js';
+import type { JournalBudget, PendingRow } from './journal-budget.js';
+import { INSERT_EVENT_SQL, type Db } from './journal-file.js';
 
-/** Most events ever held in memory; past it, new events are counted as dropped (see stats()). */
+export type { PendingRow } from './journal-budget.js';
+
+/**
+ * Most rows ever held in memory; past it, verdicts and images go to per-minute aggregates
+ * (audit/journal-budget.ts) and other events are counted as lost (see stats()).
+ */
 export const MAX_QUEUE = 100_000;
 /** Longest time an event waits in memory before the flush that writes it starts. */
 export const FLUSH_INTERVAL_MS = 250;
@@ -43,7 +49,10 @@ export interface JournalStats {
   pending: number;
   /** Rows committed since open. */
   written: number;
-  /** Rows refused because MAX_QUEUE rows were already queued. */
+  /**
+   * Events that could not be kept at all, whatever the reason (the sum of `lost` of the journal's
+   * stats; each is counted in a journal_loss row).
+   */
   dropped: number;
   /** Transactions committed (a timer-driven flush of a large queue commits one per chunk). */
   flushes: number;
@@ -56,9 +65,6 @@ export interface JournalStats {
   lastFlushMs: number;
 }
 
-/** A row as queued: everything but the id SQLite assigns. */
-export type PendingRow = Omit<JournalRow, 'id'>;
-
 export interface WriterOptions {
   db: Db;
   /** The journal's file name, for warnings. */
@@ -68,11 +74,17 @@ export interface WriterOptions {
   warn: (message: string) => void;
   /** Run inside every write transaction, after the rows (the journal's last sign of life). */
   alsoInTransaction?: () => void;
+  /** The aggregate rows: every transaction also writes the cells with events not yet on disk. */
+  budget?: Pick<JournalBudget, 'dirty' | 'writeDirty' | 'committed' | 'rolledBack'>;
+  /** After each committed transaction (the journal measures its size). */
+  afterCommit?: () => void;
 }
 
 export interface JournalWriter {
-  /** Queue one row (counted as dropped when MAX_QUEUE rows are queued). */
-  push(row: PendingRow): void;
+  /** Queue one row; false (and nothing queued) when MAX_QUEUE rows are queued. */
+  push(row: PendingRow): boolean;
+  /** Aggregate cells have events to write: schedule a flush if none is. */
+  poke(): void;
   /** Write everything queued now, in one transaction, before returning. */
   flush(): void;
   /** Cancel any scheduled flush; nothing is written after this. */
@@ -86,6 +98,7 @@ export function createJournalWriter(o: WriterOptions): JournalWriter {
   const insert = db.prepare(INSERT_EVENT_SQL);
   const writeRows = db.transaction((rows: PendingRow[]) => {
     for (const r of rows) insert.run(r);
+    o.budget?.writeDirty();
     o.alsoInTransaction?.();
   });
 
@@ -105,10 +118,13 @@ export function createJournalWriter(o: WriterOptions): JournalWriter {
     const t0 = performance.now();
     try {
       writeRows(rows);
+      o.budget?.committed();
       stats.written += rows.length;
       stats.flushes++;
+      o.afterCommit?.();
       return true;
     } catch (err) {
+      o.budget?.rolledBack();
       stats.failedFlushes++;
       // Keep the rows for the next try (disk full, locked file). Nothing was queued while we wrote
       // (this is synchronous), so putting them back stays within MAX_QUEUE.
@@ -148,9 +164,9 @@ export function createJournalWriter(o: WriterOptions): JournalWriter {
   function step(): void {
     timer = null;
     immediate = null;
-    if (stopped || queue.length === 0) return;
+    if (stopped || !waiting()) return;
     const t = now();
-    const age = t - queuedAt[0]!;
+    const age = queue.length > 0 ? t - queuedAt[0]! : 0;
     let n = Math.min(FLUSH_CHUNK_ROWS, queue.length);
     if (age >= RUSH_AFTER_MS && age < LOSS_WINDOW_MS) {
       // A rush: every row that has waited RUSH_AFTER_MS goes now, in one transaction.
@@ -172,20 +188,26 @@ export function createJournalWriter(o: WriterOptions): JournalWriter {
     } else arm(dueIn);
   }
 
+  /** Rows queued, or aggregate cells with events not yet on disk. */
+  function waiting(): boolean {
+    return queue.length > 0 || (o.budget?.dirty() ?? false);
+  }
+
   return {
     push(row) {
-      if (stopped) return;
-      if (queue.length >= MAX_QUEUE) {
-        stats.dropped++;
-        return;
-      }
+      if (stopped) return true;
+      if (queue.length >= MAX_QUEUE) return false;
       queue.push(row);
       queuedAt.push(now());
       if (!timer && !immediate) arm(FLUSH_INTERVAL_MS);
+      return true;
+    },
+    poke() {
+      if (!stopped && !timer && !immediate) arm(FLUSH_INTERVAL_MS);
     },
     flush() {
       cancel();
-      if (stopped || queue.length === 0) return;
+      if (stopped || !waiting()) return;
       stats.lastFlushMs = 0;
       if (!write(queue.length)) arm(FLUSH_INTERVAL_MS);
     },

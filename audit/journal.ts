@@ -18,6 +18,11 @@
  * session never closed (a crash, kill -9, power cut), it writes the missing `stop` at the last sign
  * of life, so a report counts the time the appliance was down as down.
  *
+ * Budget (issue 22, finding 8; audit/journal-budget.ts): past `eventsPerMinute` per minute and key,
+ * past `maxBytes`, or with MAX_QUEUE rows waiting, blocks and image matches are added to per-minute
+ * aggregate rows (`count`), so a storm from one guest costs a row a minute and every figure stays
+ * exact; what cannot be kept at all is counted in `journal_loss` rows. Reports sum `count`.
+ *
  * Privacy: `url` and `client` are stored only when recordUrls / recordClients are on; `record()`
  * drops them otherwise, whoever calls it. `detail` is a short human note and must never hold list
  * clear text (callers pass list ids, counts and error codes).
@@ -25,19 +30,32 @@
  * audit/ imports only policy/errors.ts from our code.
  */
 import { SafespotError } from '../policy/errors.js';
-import { INSERT_EVENT_SQL, JOURNAL_KINDS, openJournalFile, type JournalKind, type JournalRow } from './journal-file.js';
-import { createJournalWriter, type JournalStats, type JournalWriter, type PendingRow } from './journal-writer.js';
+import { statSync } from 'node:fs';
+import { AGGREGATE_REASONS, aggregateDetail, createJournalBudget, type AggregateReason, type BudgetStats, type LossReason } from './journal-budget.js';
+import { hasCountColumn, INSERT_EVENT_SQL, JOURNAL_KINDS, openJournalFile, type JournalKind, type JournalRow } from './journal-file.js';
+import { createJournalWriter, MAX_QUEUE, type JournalStats as WriterStats, type JournalWriter, type PendingRow } from './journal-writer.js';
 import type { Observer } from './metrics.js';
 
 export { JOURNAL_KINDS, type JournalKind, type JournalRow } from './journal-file.js';
-export {
-  FLUSH_CHUNK_ROWS,
-  FLUSH_INTERVAL_MS,
-  LOSS_WINDOW_MS,
-  MAX_QUEUE,
-  RUSH_AFTER_MS,
-  type JournalStats,
-} from './journal-writer.js';
+export { FLUSH_CHUNK_ROWS, FLUSH_INTERVAL_MS, LOSS_WINDOW_MS, MAX_QUEUE, RUSH_AFTER_MS } from './journal-writer.js';
+export { AGGREGATE_REASONS, LOSS_REASONS, MAX_CELLS, type AggregateReason, type LossReason } from './journal-budget.js';
+
+/** The writer's figures, and the budget's (audit/journal-budget.ts). */
+export interface JournalStats extends WriterStats, BudgetStats {
+  /** Bytes the journal uses: its pages in use plus its WAL (measured at most once a second). */
+  sizeBytes: number;
+  /** journal.maxBytes; past it, verdicts and images are kept only as per-minute aggregates. */
+  budgetBytes: number;
+  /** journal.maxBytes × journal.alertPercent / 100: the size at which the journal warns. */
+  alertBytes: number;
+}
+
+/** Defaults of the budget options (appliance/config.ts has the same). */
+export const DEFAULT_EVENTS_PER_MINUTE = 600;
+export const DEFAULT_MAX_BYTES = 512 * 1024 * 1024;
+export const DEFAULT_ALERT_PERCENT = 80;
+/** How often the size is measured at most (after commits and with the heartbeat). */
+const MEASURE_EVERY_MS = 1_000;
 
 /** How often the session's last sign of life is written while nothing else is. */
 export const HEARTBEAT_MS = 10_000;
@@ -111,7 +129,20 @@ export interface Journal {
   count(q: CountQuery): CountRow[];
   /** The open session (if any): when it started and its last sign of life (ms). */
   session(): { open: boolean; started: number | null; lastAlive: number | null };
+  /** Aggregate rows and lost events in [from, to), for the report's "journal" section. */
+  keeping(from: number, to: number): JournalKeeping;
+  /** Count n events that could not be kept (e.g. a worker's queue was full): a journal_loss row. */
+  noteLost(n: number, reason: LossReason): void;
   stats(): JournalStats;
+}
+
+export interface JournalKeeping {
+  /** verdict and image rows that stand for more than their own event (per-minute aggregates). */
+  aggregateRows: number;
+  /** The events those rows stand for, by reason (they are in every figure, without URL or client). */
+  aggregatedEvents: Record<string, number>;
+  /** Events that could not be written, by reason (journal_loss rows): not in any figure. */
+  lostEvents: Record<string, number>;
 }
 
 export interface JournalOptions {
@@ -128,8 +159,18 @@ export interface JournalOptions {
    * While on, `record()` ignores start/stop events from callers: the journal owns them.
    */
   lifecycle?: boolean;
-  /** Where warnings go (corrupt file set aside, failed flush); default stderr. */
+  /** Where warnings go (corrupt file set aside, failed flush, size alerts); default stderr. */
   warn?: (message: string) => void;
+  /**
+   * Block/monitor verdicts and image matches per UTC minute and key (kind, listener, protocol,
+   * action, category, list, match, client when given) that get rows of their own; the rest of the
+   * minute are counted in one aggregate row (audit/journal-budget.ts). Default 600.
+   */
+  eventsPerMinute?: number;
+  /** Size budget in bytes (pages in use + WAL); past it, only aggregates. Default 512 MiB. */
+  maxBytes?: number;
+  /** Warn when the journal reaches this percentage of maxBytes. Default 80. */
+  alertPercent?: number;
 }
 
 const LIMITS = { short: 64, detail: 240, url: 2048, client: 64 } as const;
@@ -142,6 +183,8 @@ function cut(v: string | null | undefined, max: number): string | null {
 
 
 const KIND_SET = new Set<string>(JOURNAL_KINDS);
+/** The reason of an aggregate row, from its detail (journal-budget.ts writes them). */
+const AGGREGATE_BY_DETAIL = new Map<string, string>(AGGREGATE_REASONS.map((r) => [aggregateDetail(r), r]));
 
 export function openJournal(opts: JournalOptions): Journal {
   const now = opts.now ?? Date.now;
@@ -154,10 +197,60 @@ export function openJournal(opts: JournalOptions): Journal {
   const alive = readOnly ? null : db.prepare('UPDATE session SET last_alive = ? WHERE id = 1');
   const selectRange = db.prepare('SELECT * FROM events WHERE time >= ? AND time < ? ORDER BY time, id');
   // Every write transaction also moves the session's last sign of life (when the journal owns it).
-  const writer: JournalWriter | null = readOnly
+  let writer: JournalWriter | null = null;
+  const budget = readOnly
     ? null
-    : createJournalWriter({ db, path, now, warn, alsoInTransaction: lifecycle ? () => alive!.run(now()) : undefined });
+    : createJournalBudget({ db, eventsPerMinute: opts.eventsPerMinute ?? DEFAULT_EVENTS_PER_MINUTE, now, onDirty: () => writer?.poke() });
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  const alertBytes = Math.floor((maxBytes * (opts.alertPercent ?? DEFAULT_ALERT_PERCENT)) / 100);
+  let sizeBytes = 0;
+  let measuredAt = -Infinity;
+  let overBudget = false;
+  let alerting = false;
+  const pageSize = Number(db.pragma('page_size', { simple: true }));
+  /** Pages in use (free pages left by retention are reused first) plus the WAL. */
+  const measure = (force = false): void => {
+    if (readOnly || (!force && performance.now() - measuredAt < MEASURE_EVERY_MS)) return;
+    measuredAt = performance.now();
+    try {
+      const pages = Number(db.pragma('page_count', { simple: true })) - Number(db.pragma('freelist_count', { simple: true }));
+      let wal = 0;
+      try {
+        if (path !== ':memory:') wal = statSync(`${path}-wal`).size;
+      } catch {
+        // no WAL file yet
+      }
+      sizeBytes = pages * pageSize + wal;
+    } catch {
+      return; // a closed or broken file: the next flush reports it
+    }
+    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    if (sizeBytes >= maxBytes && !overBudget) {
+      warn(
+        `the audit journal ${path} uses ${mib(sizeBytes)}, its budget journal.maxBytes is ${mib(maxBytes)}: blocked requests and ` +
+          'images are now kept only as per-minute counts (figures stay exact; no URL or client is recorded). ' +
+          'Raise journal.maxBytes or lower journal.retentionDays.',
+      );
+    } else if (sizeBytes >= alertBytes && sizeBytes < maxBytes && !alerting) {
+      warn(`the audit journal ${path} uses ${mib(sizeBytes)}, ${Math.round((100 * sizeBytes) / maxBytes)}% of journal.maxBytes (${mib(maxBytes)})`);
+    }
+    overBudget = sizeBytes >= maxBytes;
+    alerting = sizeBytes >= alertBytes;
+  };
+  // Every write transaction also moves the session's last sign of life (when the journal owns it).
+  writer = readOnly
+    ? null
+    : createJournalWriter({
+        db,
+        path,
+        now,
+        warn,
+        alsoInTransaction: lifecycle ? () => alive!.run(now()) : undefined,
+        budget: budget!,
+        afterCommit: () => measure(),
+      });
   let closed = false;
+  const countSql = hasCountColumn(db) ? 'SUM(count)' : 'COUNT(*)';
 
   const toRow = (e: JournalEvent): PendingRow => ({
     time: Math.floor(e.time ?? now()),
@@ -171,10 +264,14 @@ export function openJournal(opts: JournalOptions): Journal {
     detail: cut(e.detail, LIMITS.detail),
     url: opts.recordUrls ? cut(e.url, LIMITS.url) : null,
     client: opts.recordClients ? cut(e.client, LIMITS.client) : null,
+    count: 1,
   });
 
   const flush = (): void => {
-    if (!closed) writer?.flush();
+    if (closed || !writer) return;
+    writer.flush();
+    // An explicit flush (close, drains, tests) also measures at once, whatever the last measure.
+    measure(true);
   };
 
   let internal = false;
@@ -185,7 +282,14 @@ export function openJournal(opts: JournalOptions): Journal {
     // With lifecycle on, the journal itself writes start (at open) and stop (at close, or at the next
     // open after a crash); a caller's own start/stop would only duplicate them.
     if (lifecycle && (e.kind === 'start' || e.kind === 'stop') && !internal) return;
-    writer.push(toRow(e));
+    if (e.kind === 'journal_loss') throw new SafespotError('ERR_JOURNAL', 'journal_loss rows are the journal\'s own: use noteLost()');
+    const row = toRow(e);
+    if (row.kind === 'verdict' || row.kind === 'image') {
+      // The client keys the budget even when it is not stored (it stays in memory, for a minute).
+      const forced: AggregateReason | null = overBudget ? 'budget' : writer.pending() >= MAX_QUEUE ? 'queue' : null;
+      if (!budget!.admit(row, cut(e.client, LIMITS.client), forced)) return;
+    }
+    if (!writer.push(row)) budget!.lose(1, 'queue_full', row.time);
   };
 
   let heartbeat: NodeJS.Timeout | null = null;
@@ -201,7 +305,11 @@ export function openJournal(opts: JournalOptions): Journal {
 
   if (!readOnly) {
     applyRetention();
-    retention = setInterval(applyRetention, DAY_MS);
+    measure(true);
+    retention = setInterval(() => {
+      applyRetention();
+      measure(true);
+    }, DAY_MS);
     retention.unref();
   }
   if (lifecycle) {
@@ -223,6 +331,7 @@ export function openJournal(opts: JournalOptions): Journal {
     })();
     heartbeat = setInterval(() => {
       // While events are queued, the flush that writes them moves the last sign of life itself.
+      measure();
       if (writer!.pending() > 0) return;
       try {
         alive!.run(now());
@@ -305,7 +414,8 @@ export function openJournal(opts: JournalOptions): Journal {
         where.push('(listener IS NULL OR listener <> ?)');
         params.push(q.excludeListener);
       }
-      const select = cols.map((c, i) => `${c} AS k${i}`).concat('COUNT(*) AS n').join(', ');
+      // Each row stands for `count` events (aggregates: audit/journal-budget.ts).
+      const select = cols.map((c, i) => `${c} AS k${i}`).concat(`${countSql} AS n`).join(', ');
       const group = cols.length ? ` GROUP BY ${cols.map((_, i) => `k${i}`).join(', ')} ORDER BY ${cols.map((_, i) => `k${i}`).join(', ')}` : '';
       const rows = db.prepare(`SELECT ${select} FROM events WHERE ${where.join(' AND ')}${group}`).all(...params) as Array<
         Record<string, string | number | null>
@@ -322,7 +432,35 @@ export function openJournal(opts: JournalOptions): Journal {
         });
     },
     session: sessionRow,
-    stats: () => writer?.stats() ?? { pending: 0, written: 0, dropped: 0, flushes: 0, failedFlushes: 0, lastFlushMs: 0 },
+    keeping(from, to) {
+      const out: JournalKeeping = { aggregateRows: 0, aggregatedEvents: {}, lostEvents: {} };
+      if (countSql === 'COUNT(*)') return out; // a version-1 journal has neither
+      const agg = db
+        .prepare(
+          `SELECT detail, COUNT(*) AS r, SUM(count) AS n FROM events WHERE kind IN ('verdict', 'image') AND detail LIKE 'aggregate:%' AND time >= ? AND time < ? GROUP BY detail`,
+        )
+        .all(from, to) as Array<{ detail: string; r: number; n: number }>;
+      for (const a of agg) {
+        out.aggregateRows += a.r;
+        const reason = AGGREGATE_BY_DETAIL.get(a.detail) ?? 'other';
+        out.aggregatedEvents[reason] = (out.aggregatedEvents[reason] ?? 0) + a.n;
+      }
+      const lost = db
+        .prepare(`SELECT detail, SUM(count) AS n FROM events WHERE kind = 'journal_loss' AND time >= ? AND time < ? GROUP BY detail`)
+        .all(from, to) as Array<{ detail: string | null; n: number }>;
+      for (const l of lost) out.lostEvents[l.detail ?? 'other'] = (out.lostEvents[l.detail ?? 'other'] ?? 0) + l.n;
+      return out;
+    },
+    noteLost(n, reason) {
+      if (!budget || closed) return;
+      budget.lose(n, reason, now());
+    },
+    stats() {
+      const w = writer?.stats() ?? { pending: 0, written: 0, dropped: 0, flushes: 0, failedFlushes: 0, lastFlushMs: 0 };
+      const b = budget?.stats() ?? { aggregated: { rate: 0, budget: 0, queue: 0 }, lost: { queue_full: 0, worker_queue: 0, overflow: 0 } };
+      const dropped = Object.values(b.lost).reduce((a, n) => a + n, 0);
+      return { ...w, ...b, dropped, sizeBytes, budgetBytes: readOnly ? 0 : maxBytes, alertBytes: readOnly ? 0 : alertBytes };
+    },
   };
 }
 

@@ -56,6 +56,21 @@ export type InterceptOutcome = (typeof INTERCEPT_OUTCOMES)[number];
 export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;
 export type RefreshFailureReason = (typeof REFRESH_FAILURE_REASONS)[number];
 
+/** Why journal events went into per-minute aggregate rows (audit/journal-budget.ts). */
+export const JOURNAL_AGGREGATE_REASONS = ['rate', 'budget', 'queue'] as const;
+/** Why journal events could not be kept (each counted in a journal_loss row). */
+export const JOURNAL_LOSS_REASONS = ['queue_full', 'worker_queue', 'overflow'] as const;
+
+/** The journal's own figures, read at every scrape (a plain shape: metrics do not import the journal). */
+export interface JournalFigures {
+  sizeBytes: number;
+  budgetBytes: number;
+  alertBytes: number;
+  /** Totals since the journal opened. */
+  aggregated: Readonly<Record<string, number>>;
+  lost: Readonly<Record<string, number>>;
+}
+
 /** Categories used when the caller names none (the ones DESIGN.md names). */
 export const DEFAULT_CATEGORIES = ['csam', 'adult', 'malware', 'bypass'] as const;
 /** Category label of a verdict that matched no list (allows, errors). */
@@ -107,6 +122,8 @@ export interface Metrics {
   readonly selftestLastRun: { set(unixSeconds: number): void };
   /** A worker process died unexpectedly and was started again (`workers` > 1; serve-cluster.ts). */
   readonly workerRestarts: { inc(): void };
+  /** The process that writes the journal hands its figures here once; every scrape reads them. */
+  watchJournal(figures: () => JournalFigures): void;
   /** Create every known label combination at 0 so that increase() works from the first event. */
   preinitialise(): void;
   /** Names of every metric in the registry (ours and the chosen default metrics). */

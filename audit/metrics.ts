@@ -35,6 +35,8 @@ import {
   DEFAULT_CATEGORIES,
   IMAGE_SCAN_RESULTS,
   INTERCEPT_OUTCOMES,
+  JOURNAL_AGGREGATE_REASONS,
+  JOURNAL_LOSS_REASONS,
   LIMITS,
   LISTENERS,
   MATCH_TYPES,
@@ -43,6 +45,7 @@ import {
   PROTOCOLS,
   REFRESH_FAILURE_REASONS,
   UPSTREAM_ERROR_REASONS,
+  type JournalFigures,
   type ListenerLabel,
   type Metrics,
   type ProtocolLabel,
@@ -284,6 +287,59 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     aggregator: 'max',
     registers,
   });
+  // The journal's figures (issue 22, finding 8): read from the journal at each scrape. Only the
+  // process that writes the journal watches it; elsewhere (workers) they stay 0, which the
+  // aggregation (sum for counters, max for the gauges) leaves as the writer's values.
+  let journalFigures: (() => JournalFigures) | null = null;
+  const journalGauge = (name: string, help: string, pick: (f: JournalFigures) => number) => {
+    const g: Gauge = new Gauge({
+      name,
+      help,
+      aggregator: 'max',
+      registers,
+      collect: () => {
+        if (journalFigures) g.set(pick(journalFigures()));
+      },
+    });
+    return g;
+  };
+  journalGauge('safespot_journal_size_bytes', 'Bytes the audit journal uses (its pages in use plus its WAL).', (f) => f.sizeBytes);
+  journalGauge('safespot_journal_budget_bytes', 'journal.maxBytes: past it, blocks are kept only as per-minute counts.', (f) => f.budgetBytes);
+  journalGauge('safespot_journal_alert_bytes', 'journal.maxBytes × journal.alertPercent / 100: the size at which the journal warns.', (f) => f.alertBytes);
+  /** A counter that follows a total kept elsewhere: each collect adds what grew since the last one. */
+  const journalCounter = (name: string, help: string, reasons: readonly string[], pick: (f: JournalFigures) => Readonly<Record<string, number>>) => {
+    const seen = new Map<string, number>();
+    const c: Counter<'reason'> = new Counter({
+      name,
+      help,
+      labelNames: ['reason'] as const,
+      registers,
+      collect: () => {
+        if (!journalFigures) return;
+        const totals = pick(journalFigures());
+        for (const reason of reasons) {
+          const now = totals[reason] ?? 0;
+          const grown = now - (seen.get(reason) ?? 0);
+          if (grown > 0) c.inc({ reason }, grown);
+          seen.set(reason, now);
+        }
+      },
+    });
+    return c;
+  };
+  const journalAggregated = journalCounter(
+    'safespot_journal_events_aggregated_total',
+    'Blocks and image matches the journal kept in per-minute aggregate rows (counted exactly, without URL or client), by reason.',
+    JOURNAL_AGGREGATE_REASONS,
+    (f) => f.aggregated,
+  );
+  const journalLost = journalCounter(
+    'safespot_journal_events_lost_total',
+    'Events the audit journal could not keep (each counted in a journal_loss row of the journal), by reason.',
+    JOURNAL_LOSS_REASONS,
+    (f) => f.lost,
+  );
+
   const version = opts.version !== undefined && VERSION_RE.test(opts.version) ? opts.version : safespotVersion();
   buildInfo.set({ version, node: process.versions.node }, 1);
   filteringActive.set(0);
@@ -345,7 +401,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     selftestSuccess: { set: (c, ok) => selftestSuccess.set({ category: cat(c) }, ok ? 1 : 0) },
     selftestLastRun: { set: (s) => selftestLastRun.set(Number.isFinite(s) ? s : 0) },
     workerRestarts: { inc: () => workerRestarts.inc() },
+    watchJournal(figures) {
+      journalFigures = figures;
+    },
     preinitialise() {
+      for (const reason of JOURNAL_AGGREGATE_REASONS) journalAggregated.inc({ reason }, 0);
+      for (const reason of JOURNAL_LOSS_REASONS) journalLost.inc({ reason }, 0);
       for (const listener of listeners) {
         for (const protocol of PROTOCOLS_OF[listener]) {
           requests.inc({ listener, protocol, action: 'allow', category: NO_CATEGORY }, 0);

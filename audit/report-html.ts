@@ -142,6 +142,18 @@ ${table(['category', 'requests', 'images'], mergeMonitored(r))}
 ${table(['list', 'loads', 'refreshes', 'failures', 'last success', 'largest gap', 'largest gap at'], listRows)}
 ${table(['time', 'list', 'event', 'detail'], history.slice(0, HISTORY_ROWS))}
 ${historyNote}
+<h2>How the journal kept these events</h2>
+${table(
+  ['', ''],
+  [
+    ['Blocks kept as per-minute counts (in the figures above, without URL or client)', fmt(r.journalKeeping.aggregatedEvents)],
+    ['Aggregate rows', fmt(r.journalKeeping.aggregateRows)],
+    ...Object.entries(r.journalKeeping.aggregatedByReason).map(([k, n]) => [`  reason: ${k}`, fmt(n)]),
+    ['Events that could not be written (in no figure above)', fmt(r.journalKeeping.lostEvents)],
+    ...Object.entries(r.journalKeeping.lostByReason).map(([k, n]) => [`  reason: ${k}`, fmt(n)]),
+  ],
+)}
+<p class="note">${esc(r.journalKeeping.note)}</p>
 <h2>Self-tests: ${esc(fmt(r.selftests.passed))} passed, ${esc(fmt(r.selftests.failed))} failed</h2>
 ${table(['category', 'passed', 'failed', 'last result'], selftestRows)}
 ${table(['time', 'category', 'detail'], r.selftests.failures.map((x) => [x.time, x.category ?? '', x.detail ?? '']), 'no failed self-tests')}

@@ -11,7 +11,7 @@
  *
  * audit/ imports only policy/errors.ts from our code.
  */
-import type { CountRow, Journal, JournalRow } from './journal.js';
+import type { CountRow, Journal, JournalKeeping, JournalRow } from './journal.js';
 
 const DAY_MS = 86_400_000;
 
@@ -40,6 +40,8 @@ export interface ReportInput {
   session: { open: boolean; lastAlive: number | null };
   /** selftest rows in the period. */
   selftests: JournalRow[];
+  /** Aggregate rows and lost events in the period (issue 22, finding 8). */
+  keeping: JournalKeeping;
 }
 
 export type FilteringState = 'active' | 'inactive' | 'down';
@@ -89,6 +91,17 @@ export interface Report {
     byCategory: Record<string, { passed: number; failed: number; last: { time: string; result: string } | null }>;
     failures: Array<{ time: string; category: string | null; detail: string | null }>;
   };
+  /** How the journal kept the period's events: what is in the figures only as counts, and what is in none. */
+  journalKeeping: {
+    /** Blocks and image matches counted in per-minute aggregate rows (in every figure above; no URL or client). */
+    aggregatedEvents: number;
+    aggregatedByReason: Record<string, number>;
+    aggregateRows: number;
+    /** Events that could not be written: in no figure above, which are short by at most this many. */
+    lostEvents: number;
+    lostByReason: Record<string, number>;
+    note: string;
+  };
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -123,6 +136,26 @@ export function loadReportInput(
     stateBefore: journal.lastBefore(from, stateKinds),
     session: journal.session(),
     selftests: journal.query(from, to, ['selftest']),
+    keeping: journal.keeping(from, to),
+  };
+}
+
+function keepingOver(input: ReportInput): Report['journalKeeping'] {
+  const k = input.keeping;
+  const sum = (m: Record<string, number>) => Object.values(m).reduce((a, n) => a + n, 0);
+  const lost = sum(k.lostEvents);
+  return {
+    aggregatedEvents: sum(k.aggregatedEvents),
+    aggregatedByReason: { ...k.aggregatedEvents },
+    aggregateRows: k.aggregateRows,
+    lostEvents: lost,
+    lostByReason: { ...k.lostEvents },
+    note:
+      'Past journal.eventsPerMinute per key and minute, past journal.maxBytes, or while the disk refused writes, ' +
+      'blocks are kept as one row per minute with a count: they are in every figure, without URL or client. ' +
+      (lost > 0
+        ? `${lost} event(s) could not be written at all (reasons above); the blocked figures may be short by at most that many.`
+        : 'No event was lost.'),
   };
 }
 
@@ -321,6 +354,7 @@ export function computeReport(input: ReportInput): Report {
     lists: listsOver(input, end),
     filtering: filteringOver(input, end),
     selftests: selftestsOver(input),
+    journalKeeping: keepingOver(input),
   };
 }
 
@@ -362,6 +396,11 @@ export function reportCsv(r: Report): string {
   rows.push(['filtering', 'down_seconds', '', f.downSeconds]);
   rows.push(['selftest', 'total', '', r.selftests.total], ['selftest', 'passed', '', r.selftests.passed], ['selftest', 'failed', '', r.selftests.failed]);
   for (const [c, v] of Object.entries(r.selftests.byCategory)) rows.push(['selftest', c, 'passed', v.passed], ['selftest', c, 'failed', v.failed]);
+  const j = r.journalKeeping;
+  rows.push(['journal', 'aggregated_events', '', j.aggregatedEvents], ['journal', 'aggregate_rows', '', j.aggregateRows]);
+  for (const [k, n] of Object.entries(j.aggregatedByReason)) rows.push(['journal', 'aggregated_events', k, n]);
+  rows.push(['journal', 'lost_events', '', j.lostEvents]);
+  for (const [k, n] of Object.entries(j.lostByReason)) rows.push(['journal', 'lost_events', k, n]);
   const lines = [['section', 'key', 'subkey', 'value'], ...rows].map((row) => row.map((v) => csvCell(v)).join(','));
   return `${lines.join('\r\n')}\r\n`;
 }

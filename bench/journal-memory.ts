@@ -41,7 +41,7 @@ function child(variant: Variant, events: number): void {
       for (let i = from; i < from + PER_TRANSACTION; i++) {
         insert.run({
           time: Date.now(), kind: 'verdict', listener: i % 3 ? 'forward' : 'tls', protocol: i % 2 ? 'http' : 'tls',
-          action: 'block', category: CATEGORIES[i % 3], list: 'demo-adult', match: null, detail: null, url: null, client: null,
+          action: 'block', category: CATEGORIES[i % 3], list: 'demo-adult', match: null, detail: null, url: null, client: null, count: 1,
         });
       }
     });

@@ -14,7 +14,9 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
   return dir;
 }
 
-const base = (path: string): JournalOptions => ({ path, retentionDays: 400, recordUrls: false, recordClients: false, warn: () => {} });
+// These tests are about the queue and its promises, one row per event: the per-minute budget that
+// aggregates a storm (journal-budget.test.ts) is set out of their way.
+const base = (path: string): JournalOptions => ({ path, retentionDays: 400, recordUrls: false, recordClients: false, warn: () => {}, eventsPerMinute: 1_000_000 });
 
 t.test('writes are queued and committed in one transaction per flush', async (t) => {
   const path = join(tempDir(t), 'journal.db');
@@ -56,7 +58,7 @@ t.test('kill -9 loses at most the last second, and the next open records the unc
   const path = join(tempDir(t), 'journal.db');
   const script = `
     import { openJournal } from ${JSON.stringify(journalModule)};
-    const j = openJournal({ path: ${JSON.stringify(path)}, retentionDays: 400, recordUrls: false, recordClients: false });
+    const j = openJournal({ path: ${JSON.stringify(path)}, retentionDays: 400, recordUrls: false, recordClients: false, eventsPerMinute: 1_000_000 });
     let seq = 0;
     setInterval(() => {
       const time = Date.now();

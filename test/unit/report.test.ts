@@ -8,7 +8,7 @@ const T0 = Date.UTC(2025, 5, 1); // 2025-06-01T00:00:00Z
 
 let nextId = 1;
 function row(kind: JournalKind, time: number, extra: Partial<JournalRow> = {}): JournalRow {
-  return { id: nextId++, time, kind, listener: null, protocol: null, action: null, category: null, list: null, match: null, detail: null, url: null, client: null, ...extra };
+  return { id: nextId++, time, kind, listener: null, protocol: null, action: null, category: null, list: null, match: null, detail: null, url: null, client: null, count: 1, ...extra };
 }
 
 function input(over: Partial<ReportInput>): ReportInput {
@@ -27,6 +27,7 @@ function input(over: Partial<ReportInput>): ReportInput {
     stateBefore: null,
     session: { open: false, lastAlive: null },
     selftests: [],
+    keeping: { aggregateRows: 0, aggregatedEvents: {}, lostEvents: {} },
     ...over,
   };
 }
