@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ProxyAgent, request } from 'undici';
 import { openJournal, type Journal, type JournalOptions, type JournalRow } from '../../audit/journal.js';
-import { computeReport, loadReportInput, reportCsv } from '../../audit/report.js';
+import { computeReport, loadReportInput, reportCsv, reportHtml } from '../../audit/report.js';
 import { createMetrics } from '../../audit/metrics.js';
 import { validateConfig } from '../../appliance/config.js';
 import { SafespotError } from '../../policy/errors.js';
@@ -100,6 +100,7 @@ t.test('a storm from one client: rows up to the rate, then one aggregate row a m
   t.equal(r.journalKeeping.lostEvents, 0);
   t.match(r.journalKeeping.note, /No event was lost/);
   t.match(reportCsv(r), /journal,aggregated_events,rate,5950/);
+  t.match(reportHtml(r), /How the journal kept these events[\s\S]*5,950/, 'the printable report says so too');
   t.same(j.stats().aggregated, { rate: 5950, budget: 0, queue: 0 });
 });
 
@@ -184,6 +185,7 @@ t.test('a full write queue folds into counts instead of dropping; what cannot be
   t.equal(r.journalKeeping.lostEvents, 7, 'the report shows the lost events');
   t.same(r.journalKeeping.lostByReason, { worker_queue: 7 });
   t.match(r.journalKeeping.note, /7 event\(s\) could not be written/);
+  t.match(reportCsv(r), /journal,lost_events,worker_queue,7/);
   t.equal(j.stats().dropped, 7);
   t.match(await metrics.text(), /^safespot_journal_events_lost_total\{reason="worker_queue"\} 7$/m);
   t.throws(() => j.record({ kind: 'journal_loss' }), /noteLost/, 'only the journal writes loss rows');
