@@ -82,6 +82,7 @@ export function policyHookOptions(c: Readonly<Config>): PolicyHookOptions {
     blockFronting: c.tls.blockFronting,
     noSni: c.tls.noSni,
     ech: c.tls.ech,
+    clientIpv6Prefix: c.limits.clientIpv6Prefix,
     scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
   };
 }

@@ -77,6 +77,8 @@ export interface JournalEvent {
   detail?: string | null;
   url?: string | null;
   client?: string | null;
+  /** The per-client budget's key when `client` is not given (never stored; see VerdictEvent.budgetKey). */
+  budgetKey?: string | null;
 }
 
 /** Columns a count can be grouped by; `day` is the UTC date (YYYY-MM-DD). */
@@ -287,7 +289,7 @@ export function openJournal(opts: JournalOptions): Journal {
     if (row.kind === 'verdict' || row.kind === 'image') {
       // The client keys the budget even when it is not stored (it stays in memory, for a minute).
       const forced: AggregateReason | null = overBudget ? 'budget' : writer.pending() >= MAX_QUEUE ? 'queue' : null;
-      if (!budget!.admit(row, cut(e.client, LIMITS.client), forced)) return;
+      if (!budget!.admit(row, cut(e.client ?? e.budgetKey, LIMITS.client), forced)) return;
     }
     if (!writer.push(row)) budget!.lose(1, 'queue_full', row.time);
   };
@@ -481,6 +483,7 @@ export function journalObserver(j: Pick<Journal, 'record'>): Observer {
         list: e.list,
         url: e.url ?? null,
         client: e.client ?? null,
+        budgetKey: e.budgetKey ?? null,
       });
     },
     imageBlocked(e) {

@@ -18,6 +18,11 @@ export interface VerdictEvent {
   url?: string;
   /** Client address; kept in the journal only when journal.recordClients is on, never in metrics. */
   client?: string;
+  /**
+   * Who the journal's per-client budget counts this under (an IPv4 address or an IPv6 /64), given
+   * even when recordClients is off: it stays in memory for a minute, is never stored or exported.
+   */
+  budgetKey?: string;
 }
 
 export interface ImageBlockedEvent {

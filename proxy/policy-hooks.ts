@@ -26,6 +26,7 @@ import { interceptChoice } from '../policy/intercept.js';
 import { BLOCK_NO_POLICY, type Policy, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
 import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
+import { clientKey } from './limits.js';
 import { bareHost } from './route.js';
 
 /**
@@ -42,6 +43,8 @@ export interface PolicyHookOptions {
   readonly ech: 'block' | 'allow-outer';
   /** The image scanner; absent = no onImage hook (the image tap is off). */
   readonly scanImage?: ImageScanner;
+  /** limits.clientIpv6Prefix: an IPv6 client's budget key is its prefix of this length (default 64). */
+  readonly clientIpv6Prefix?: number;
 }
 
 const BLOCK_NO_SNI: Decision = Object.freeze({
@@ -95,6 +98,7 @@ function urlHost(url: string): string | null {
 export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, opts: PolicyHookOptions): Hooks {
   // A failing observer must not turn into a failed (blocked) decision.
   const observer = combineObservers(rawObserver);
+  const clientIpv6Prefix = opts.clientIpv6Prefix ?? 64;
   const report = (
     conn: ConnInfo,
     protocol: 'connect' | 'tls' | 'http' | 'https',
@@ -112,6 +116,7 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     };
     if (opts.recordUrls) event.url = subject;
     if (opts.recordClients) event.client = conn.client;
+    else event.budgetKey = clientKey(conn.client, clientIpv6Prefix);
     observer.verdict(event);
   };
 

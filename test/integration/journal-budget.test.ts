@@ -287,3 +287,36 @@ t.test('serve: 2,000 blocked requests over one keep-alive connection stay a few 
   t.equal(r.journalKeeping.aggregatedEvents, N - rows.urls, 'and says how many are counts only (every row of its own has its URL)');
   t.equal(r.journalKeeping.lostEvents, 0);
 });
+
+t.test('serve, recordClients off: one guest\'s storm does not use up another guest\'s recorded URLs', async (t) => {
+  const { exchange } = await import('../helpers/sockets.js');
+  const { dir, config } = tempConfig(t, 'journal-budget-clients', [
+    'listeners: { forward: { host: 127.0.0.1, port: 0 } }',
+    'admin: { host: 127.0.0.1, port: 0 }',
+    'lists:',
+    `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
+  ]);
+  const journalPath = join(dir, 'journal.db');
+  writeFileSync(config, readFileSync(config, 'utf8').replace(`journal: { path: ${journalPath} }`, `journal: { path: ${journalPath}, eventsPerMinute: 20, recordUrls: true, recordClients: false }`));
+  const app = await serve(config);
+  t.teardown(() => void app.child.kill('SIGKILL'));
+  const burst = (tag: string, n: number): string =>
+    Array.from({ length: n }, (_, i) => `GET http://blocked.test/${tag}${i} HTTP/1.1\r\nHost: blocked.test\r\n${i === n - 1 ? 'Connection: close\r\n' : ''}\r\n`).join('');
+  const a = await exchange(app.forward, burst('storm', 200), '127.0.0.1');
+  t.equal(a.toString('latin1').match(/HTTP\/1\.1 403 /g)?.length, 200, 'guest A: 200 blocked');
+  const b = await exchange(app.forward, burst('quiet', 10), '127.0.0.2');
+  t.equal(b.toString('latin1').match(/HTTP\/1\.1 403 /g)?.length, 10, 'guest B: 10 blocked');
+  app.child.kill('SIGTERM');
+  t.equal(await app.exited, 0);
+  const db = new Database(journalPath, { readonly: true });
+  const q = (like: string) => db.prepare("SELECT COUNT(*) AS n FROM events WHERE kind = 'verdict' AND url LIKE ?").get(like) as { n: number };
+  const quiet = q('%/quiet%').n;
+  const storm = q('%/storm%').n;
+  const clients = (db.prepare("SELECT COUNT(*) AS n FROM events WHERE client IS NOT NULL").get() as { n: number }).n;
+  const total = (db.prepare("SELECT SUM(count) AS n FROM events WHERE kind = 'verdict' AND (listener IS NULL OR listener <> 'selftest')").get() as { n: number }).n;
+  db.close();
+  t.equal(quiet, 10, 'guest B\'s 10 URLs are all recorded: its budget is its own');
+  t.ok(storm <= 40, `guest A's storm recorded at most its own rate (${storm} URLs, ≤ 20 a minute)`);
+  t.equal(clients, 0, 'and no client address is stored (recordClients is off)');
+  t.equal(total, 210, 'every block counted');
+});
