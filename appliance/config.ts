@@ -204,6 +204,12 @@ export const configSchema = z
         mintsPerMinute: z.number().int().positive().default(120),
       })
       .prefault({}),
+    requests: z
+      .strictObject({
+        /** A path origins may read more than one way (escaped ? # / \ NUL or dot, dot segments beside escapes): refuse (400) or decide every reading. */
+        ambiguousPaths: z.enum(['refuse', 'decide']).default('refuse'),
+      })
+      .prefault({}),
     images: z
       .strictObject({
         enabled: z.boolean().default(true),

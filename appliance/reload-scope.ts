@@ -22,6 +22,7 @@ const START_ONLY: readonly string[] = [
   'tls',
   'limits',
   'blockPage',
+  'requests',
   'images.enabled',
   'images.maxBytes',
   'images.timeout',

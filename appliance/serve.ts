@@ -62,6 +62,7 @@ export function proxyOptions(c: Readonly<Config>): ProxyOptions {
     tls: c.tls,
     limits: c.limits,
     blockPage: c.blockPage,
+    requests: c.requests,
     images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned, maxHeldBytes: c.images.maxHeldBytes },
   };
 }

@@ -43,6 +43,7 @@ export const LIMITS = [
   'client_hello_timeout',
   'client_forbidden',
   'body_size',
+  'ambiguous_path',
 ] as const;
 export type LimitName = (typeof LIMITS)[number];
 /**

@@ -3,7 +3,7 @@
  * journal. `metricsObserver` (here) feeds the metrics, `journalObserver` (audit/journal.ts) the
  * journal, and `combineObservers` fans one event out to both, isolating a failing one.
  */
-import type { ImageScanResult, InterceptOutcome, Metrics } from './metric-types.js';
+import type { ImageScanResult, InterceptOutcome, LimitName, Metrics } from './metric-types.js';
 
 export interface VerdictEvent {
   listener: 'forward' | 'http' | 'tls' | 'selftest';
@@ -36,17 +36,7 @@ export interface Observer {
   verdict(e: VerdictEvent): void;
   clientHello(result: 'sni' | 'no_sni' | 'ech' | 'malformed' | 'timeout' | 'not_tls'): void;
   upstreamError(reason: 'connect' | 'timeout' | 'resolve' | 'refused_destination' | 'tls' | 'reset' | 'other'): void;
-  limitHit(
-    limit:
-      | 'connections'
-      | 'connections_per_client'
-      | 'header_size'
-      | 'headers_timeout'
-      | 'idle_timeout'
-      | 'client_hello_timeout'
-      | 'client_forbidden'
-      | 'body_size',
-  ): void;
+  limitHit(limit: LimitName): void;
   connectionOpened(listener: string): void;
   connectionClosed(listener: string): void;
   imageScanned(result: ImageScanResult): void;

@@ -23,7 +23,7 @@ import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseResponse } fr
 import { splice } from './tunnel.js';
 import { upstreamReason } from './upstream.js';
 import { connectUpstream, failUpstreamTls, openUpstreamRequest } from './upstream-tls.js';
-import type { HttpRoute } from './route.js';
+import { ambiguousPath, type HttpRoute } from './route.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -100,8 +100,22 @@ export class HttpForwarder {
     req.resume();
   }
 
+  /** A path origins may read more than one way, under requests.ambiguousPaths: refuse (the default): why, else null. */
+  ambiguous(route: HttpRoute): string | null {
+    if (this.ctx.opts.requests?.ambiguousPaths === 'decide') return null;
+    const why = ambiguousPath(route.path);
+    if (why !== null) this.ctx.observer.limitHit('ambiguous_path');
+    return why;
+  }
+
   /** Decide, then answer with the block page or forward. */
   handle(req: IncomingMessage, res: ServerResponse, conn: ConnInfo, route: HttpRoute): void {
+    const ambiguous = this.ambiguous(route);
+    if (ambiguous !== null) {
+      refuseResponse(res, 'ERR_BAD_REQUEST', `${ambiguous}: origins read it more than one way, so it is not forwarded`);
+      req.resume();
+      return;
+    }
     const verdict = this.decide(route.url, conn);
     if (this.ctx.draining) res.shouldKeepAlive = false;
     if (verdict.decision.action === 'block') {
@@ -230,6 +244,8 @@ export class HttpForwarder {
   /** An Upgrade request (WebSocket): decide, then splice the raw connection to the upstream server. */
   async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, conn: ConnInfo, route: HttpRoute): Promise<void> {
     handleErrors(socket);
+    const ambiguous = this.ambiguous(route);
+    if (ambiguous !== null) return refuseHttp(socket, 'ERR_BAD_REQUEST', `${ambiguous}: origins read it more than one way, so it is not forwarded`);
     const verdict = this.decide(route.url, conn);
     if (verdict.decision.action === 'block') {
       const page = blockPage(verdict.decision, req.headers['accept-language'], this.ctx.opts.blockPage);

@@ -55,6 +55,11 @@ export interface ProxyOptions {
     readonly drainTimeout: number;
   };
   readonly blockPage: BlockPageOptions;
+  /** Request targets (config `requests`); absent: ambiguous paths are refused. */
+  readonly requests?: {
+    /** `refuse`: 400 for a path origins may read more than one way (route.ts ambiguousPath); `decide`: every reading is decided. */
+    readonly ambiguousPaths: 'refuse' | 'decide';
+  };
   /** The image tap (proxy/image-tap.ts); absent or enabled false = off. Same names as config `images`. */
   readonly images?: {
     readonly enabled: boolean;

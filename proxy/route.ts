@@ -87,6 +87,24 @@ export function requestPath(target: string): string | null {
 }
 
 /** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
+/**
+ * Why a request path (before `?`) can be read more than one way by origins, or null: an escaped
+ * `?`, `#`, `/`, `\` or NUL (`%3F`, `%23`, `%2F`, `%5C`, `%00`: a byte to some origins, a delimiter
+ * to others), an escaped dot (`%2E`), or a dot segment in a path that also holds escapes (origins
+ * resolve `..` before or after decoding). The policy decides on every reading it knows
+ * (policy/readings.ts); `requests.ambiguousPaths: refuse` (the default) does not guess at all.
+ */
+export function ambiguousPath(path: string): string | null {
+  const q = path.indexOf('?');
+  const p = q === -1 ? path : path.slice(0, q);
+  if (!p.includes('%')) return null;
+  const m = /%(3f|23|2f|5c|00|2e)/i.exec(p);
+  if (m) return `an escaped ${({ '3f': '?', '23': '#', '2f': '/', '5c': '\\', '00': 'NUL', '2e': 'dot' } as Record<string, string>)[m[1]!.toLowerCase()]} in the path`;
+  if (/\/\.\.?(?:\/|$)/.test(p)) return 'a dot segment in a path that holds escapes';
+  return null;
+}
+
+/** Route of an absolute-form request target (`http://host[:port]/path?q`, RFC 9112 §3.2.2). */
 export function routeAbsolute(target: string): HttpRoute | null {
   const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(target);
   if (!m) return null;

@@ -49,6 +49,9 @@ const holder = new PolicyHolder();
 holder.swap(compilePolicy({ lists: [{ id: 'pages', category: 'malware', kind: 'urls', text: 'http://site.test/secret/page.html\n' }] }));
 const hooks = createPolicyHooks(holder, nullObserver, { recordUrls: false, recordClients: false, blockFronting: false, noSni: 'block', ech: 'allow-outer' });
 const proxy = await startTestProxy(t, testOptions({ 'site.test': `127.0.0.1:${port}` }), hooks, nullObserver);
+// requests.ambiguousPaths: decide: nothing refused for its escapes, every reading decided. The
+// differential below runs against both: neither may serve the secret page.
+const deciding = await startTestProxy(t, { ...testOptions({ 'site.test': `127.0.0.1:${port}` }), requests: { ambiguousPaths: 'decide' } }, hooks, nullObserver);
 
 const targets = [
   '/secret/page.html',
@@ -79,8 +82,9 @@ t.test('the origin serves a control page (the rig works)', async (t) => {
   t.match(res, /^HTTP\/1\.1 404/);
 });
 
-for (const target of targets) {
-  t.test(`never serves the secret page: ${target}`, async (t) => {
+for (const [name, p] of [['refuse', proxy], ['decide', deciding]] as const) for (const target of targets) {
+  t.test(`never serves the secret page (ambiguousPaths: ${name}): ${target}`, async (t) => {
+    const proxy = p;
     const res = (await exchange(proxy.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
     t.notOk(res.includes(SECRET), `served the secret page: ${res.split('\r\n')[0]}`);
     t.ok(res.startsWith('HTTP/1.1 '), 'got a response');
@@ -104,5 +108,26 @@ t.test('a backslash in the path is refused with 400 and never sent; a fragment i
     t.equal(asked.at(-1), '/other?a=\\b');
     await exchange(port, `GET ${form}/other#/../secret/page.html HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`);
     t.equal(asked.at(-1), '/other', 'the fragment was dropped before the origin');
+  }
+});
+
+t.test('ambiguous paths are refused with 400 and counted, never sent; with decide they are decided', async (t) => {
+  const { recordingObserver } = await import('../helpers/hooks.js');
+  const obs = recordingObserver();
+  const counting = await startTestProxy(t, testOptions({ 'site.test': `127.0.0.1:${port}` }), hooks, obs);
+  const ambiguous = ['/a%2Fb', '/a%2fb', '/%3F', '/a%23b', '/a%5Cb', '/a%00b', '/%2e%2e/x', '/x%41/../y', '/x/./y%20z'];
+  const clear = ['/other', '/a%20b', '/x/../other', '/q?a=%2F', '/caf%C3%A9'];
+  for (const target of ambiguous) {
+    const before = asked.length;
+    const res = (await exchange(counting.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.match(res, /^HTTP\/1\.1 400 [^]*origins read it more than one way/, `${target}: 400, and says why`);
+    t.equal(asked.length, before, `${target}: the origin was not asked`);
+    const decided = (await exchange(deciding.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.notMatch(decided, /^HTTP\/1\.1 400 /, `${target}: with decide, forwarded after the decision`);
+  }
+  t.equal(obs.count('limit ambiguous_path'), ambiguous.length, 'each refusal counted as ambiguous_path');
+  for (const target of clear) {
+    const res = (await exchange(counting.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+    t.notMatch(res, /^HTTP\/1\.1 400 /, `${target}: one reading only, forwarded`);
   }
 });
