@@ -18,6 +18,8 @@ have podman || need+=(podman)
 have runc || need+=(runc)
 have debootstrap || need+=(debootstrap)
 have xxd || need+=(xxd)
+# python3: a real origin parser (http.server) in the URL-readings differential, and a ClientHello client.
+have python3 || need+=(python3)
 have certutil || need+=(libnss3-tools)
 # jemalloc: the image's malloc; test/integration/hardening-soak.test.ts preloads it into a serve here too.
 compgen -G '/usr/lib/*-linux-gnu/libjemalloc.so.2' >/dev/null || need+=(libjemalloc2)

@@ -5,7 +5,7 @@
  * fails whenever the origin served the secret page through safespot (finding 12 a/b/d).
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { nullObserver } from '../../audit/metrics.js';
 import { compilePolicy, PolicyHolder } from '../../policy/policy.js';
@@ -129,5 +129,48 @@ t.test('ambiguous paths are refused with 400 and counted, never sent; with decid
   for (const target of clear) {
     const res = (await exchange(counting.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
     t.notMatch(res, /^HTTP\/1\.1 400 /, `${target}: one reading only, forwarded`);
+  }
+});
+
+t.test('differential against Python\'s http.server: never serves the listed page through safespot', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { createServer: netServer } = await import('node:net');
+  const root = mkdtempSync(join(tmpdir(), 'safespot-pyorigin-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'secret'));
+  writeFileSync(join(root, 'secret', 'page.html'), SECRET);
+  writeFileSync(join(root, 'other'), 'nothing');
+  const free = await new Promise<number>((r) => {
+    const s = netServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => r(p));
+    });
+  });
+  const py = spawn('python3', ['-m', 'http.server', String(free), '--bind', '127.0.0.1', '--directory', root], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => void py.kill('SIGKILL'));
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((r) => {
+      const c = netConnect(free, '127.0.0.1', () => (c.destroy(), r(true)));
+      c.on('error', () => r(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const direct = (await exchange(free, 'GET /secret/page.html HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n')).toString('latin1');
+  t.ok(direct.includes(SECRET), 'the rig works: Python serves the page directly');
+  for (const [name, opts] of [['refuse', {}], ['decide', { requests: { ambiguousPaths: 'decide' as const } }]] as const) {
+    const p = await startTestProxy(t, { ...testOptions({ 'site.test': `127.0.0.1:${free}` }), ...opts }, hooks, nullObserver);
+    let served = 0;
+    for (const target of [...targets, '/secret/page.html;x', '/secret//page.html', '/secret/page.html%3Fx', '/Secret/page.html']) {
+      const res = (await exchange(p.port('forward'), `GET http://site.test${target} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n`)).toString('latin1');
+      if (res.includes(SECRET)) {
+        served++;
+        t.fail(`${name}: Python served the listed page for ${target}: ${res.split('\r\n')[0]}`);
+      }
+    }
+    t.equal(served, 0, `${name}: no target got the listed page from Python through safespot`);
   }
 });
