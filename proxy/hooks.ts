@@ -7,7 +7,7 @@
  */
 import type { Decision } from '../policy/decision.js';
 
-export type { Observer } from '../audit/metrics.js';
+export type { Observer } from '../audit/observer.js';
 
 /** The listeners of the proxy: explicit proxy, transparent HTTP (from :80), transparent TLS (from :443). */
 export type ListenerName = 'forward' | 'http' | 'tls';

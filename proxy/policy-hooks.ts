@@ -18,7 +18,7 @@
  * policy's `decideImage` decides for the client's profile. It reports nothing itself: the image tap
  * counts, because only the tap knows whether the answer came in time.
  */
-import { combineObservers } from '../audit/metrics.js';
+import { combineObservers } from '../audit/observer.js';
 import type { VerdictEvent } from '../audit/observer.js';
 import type { Decision } from '../policy/decision.js';
 import type { ScannedImageHashes } from '../policy/image-lists.js';

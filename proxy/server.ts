@@ -4,7 +4,7 @@
  * hooks (proxy/policy-hooks.ts) and the observer (audit/), and calls this.
  */
 import { Agent, type Server as HttpServer } from 'node:http';
-import { combineObservers } from '../audit/metrics.js';
+import { combineObservers } from '../audit/observer.js';
 import type { Server } from 'node:net';
 import type { Hooks, ListenerName, Observer } from './hooks.js';
 import { HttpForwarder } from './http-forward.js';
