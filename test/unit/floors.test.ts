@@ -1,11 +1,11 @@
 /**
-* The floors, checked (issue 19, point 2): every source file's imports (static, `export … from` and
-* dynamic `import('…')`) against README.md's layout. policy/ is pure: nothing of ours, no sockets,
-* files, processes or threads; audit/ and certs/ take only policy/errors.ts of ours; proxy/ takes
-* policy/, audit/ and certs/, never appliance/, and its observers from audit/observer.ts, not the
-* audit/metrics.js barrel that loads prom-client; appliance/ anything below. The checker is tested on
-* made-up sources first, so a rule that could never fail would show.
-*/
+ * The floors, checked (issue 19, point 2): every source file's imports (static, `export … from` and
+ * dynamic `import('…')`) against README.md's layout. policy/ is pure: nothing of ours, no sockets,
+ * files, processes or threads; audit/ and certs/ take only policy/errors.ts of ours; proxy/ takes
+ * policy/, audit/ and certs/, never appliance/, and its observers from audit/observer.ts, not the
+ * audit/metrics.js barrel that loads prom-client; appliance/ anything below. The checker is tested on
+ * made-up sources first, so a rule that could never fail would show.
+ */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix, relative, resolve } from 'node:path';
 import t from 'tap';
