@@ -13,12 +13,12 @@ import type { Registry } from 'prom-client';
 // Closed label sets
 // ---------------------------------------------------------------------------------------------
 
-export const LISTENERS = ['forward', 'http', 'tls', 'selftest'] as const;
+export const LISTENERS = ['forward', 'http', 'tls', 'dns', 'selftest'] as const;
 export type ListenerLabel = (typeof LISTENERS)[number];
 /** Listeners that hold connections (the admin listener counts its own). */
-export const CONNECTION_LISTENERS = ['forward', 'http', 'tls', 'admin', 'other'] as const;
+export const CONNECTION_LISTENERS = ['forward', 'http', 'tls', 'dns', 'admin', 'other'] as const;
 export type ConnectionListener = (typeof CONNECTION_LISTENERS)[number];
-export const PROTOCOLS = ['http', 'connect', 'tls', 'https'] as const;
+export const PROTOCOLS = ['http', 'connect', 'tls', 'https', 'dns'] as const;
 export type ProtocolLabel = (typeof PROTOCOLS)[number];
 export const ACTIONS = ['allow', 'block', 'monitor', 'error'] as const;
 export type ActionLabel = (typeof ACTIONS)[number];
@@ -44,6 +44,7 @@ export const LIMITS = [
   'client_forbidden',
   'body_size',
   'ambiguous_path',
+  'dns_rate',
 ] as const;
 export type LimitName = (typeof LIMITS)[number];
 /**
@@ -53,6 +54,23 @@ export type LimitName = (typeof LIMITS)[number];
  */
 export const INTERCEPT_OUTCOMES = ['intercepted', 'excluded', 'mint_failed', 'client_handshake_failed', 'mint_budget'] as const;
 export type InterceptOutcome = (typeof INTERCEPT_OUTCOMES)[number];
+/**
+ * Counter-measures of the DNS listener against filter bypasses (safespot_bypass_total{kind};
+ * docs/dns.md says what each one does and does not stop).
+ */
+export const BYPASS_KINDS = [
+  'encrypted_dns_canary',
+  'private_relay',
+  'designated_resolver',
+  'ech_removed',
+  'encrypted_dns_endpoint',
+  'cname_cloaking',
+  'https_refused',
+] as const;
+export type BypassKind = (typeof BYPASS_KINDS)[number];
+/** DNS queries that could not be read: answered FORMERR (a header to answer to) or dropped. */
+export const DNS_MALFORMED_ACTIONS = ['formerr', 'dropped'] as const;
+export type DnsMalformedAction = (typeof DNS_MALFORMED_ACTIONS)[number];
 /** Why a list refresh failed (the reason label of safespot_policy_refresh_failures_total). */
 export const REFRESH_FAILURE_REASONS = ['read', 'http', 'timeout', 'invalid', 'checksum', 'signature', 'shrink', 'too_large', 'other'] as const;
 export type RefreshFailureReason = (typeof REFRESH_FAILURE_REASONS)[number];
@@ -110,6 +128,10 @@ export interface Metrics {
   readonly intercepts: { inc(outcome: InterceptOutcome): void };
   /** CONNECTs whose SNI named another host than the CONNECT authority (domain fronting), by the action taken. */
   readonly fronting: { inc(action: 'allow' | 'block'): void };
+  /** A DNS counter-measure applied (safespot_bypass_total). */
+  readonly bypass: { inc(kind: BypassKind): void };
+  /** A DNS query that could not be read (safespot_dns_malformed_total). */
+  readonly dnsMalformed: { inc(action: DnsMalformedAction): void };
   readonly policyEntries: { set(list: string, entries: number): void };
   /** Unix time in seconds of the last successful load or refresh of a list. */
   readonly policyLastRefresh: { set(list: string, unixSeconds: number): void };
@@ -121,7 +143,7 @@ export interface Metrics {
   readonly filteringActive: { set(active: boolean): void };
   readonly selftestSuccess: { set(category: string, ok: boolean): void };
   readonly selftestLastRun: { set(unixSeconds: number): void };
-  /** A worker process died unexpectedly and was started again (`workers` > 1; serve-cluster.ts). */
+  /** A worker process died unexpectedly and was started again (`workers` > 1; serve/cluster.ts). */
   readonly workerRestarts: { inc(): void };
   /** The process that writes the journal hands its figures here once; every scrape reads them. */
   watchJournal(figures: () => JournalFigures): void;

@@ -11,7 +11,7 @@
  * The proxy does not see prom-client: it calls the small `Observer` interface, and `serve` plugs in
  * `metricsObserver` (observer.ts) and `journalObserver` (audit/journal.ts) through `combineObservers`.
  *
- * With `workers` > 1 (appliance/serve-cluster.ts) the primary's /metrics merges its own registry
+ * With `workers` > 1 (appliance/serve/cluster.ts) the primary's /metrics merges its own registry
  * and every worker's with prom-client's AggregatorRegistry, which applies each metric's
  * `aggregator`: counters, histograms and connection gauges sum (each process counts its own
  * traffic); gauges that state one fact about the appliance take `max` (policy entries, refresh
@@ -44,6 +44,8 @@ import {
   OTHER,
   PROTOCOLS,
   REFRESH_FAILURE_REASONS,
+  BYPASS_KINDS,
+  DNS_MALFORMED_ACTIONS,
   UPSTREAM_ERROR_REASONS,
   type JournalFigures,
   type ListenerLabel,
@@ -95,6 +97,7 @@ const PROTOCOLS_OF: Record<ListenerLabel, readonly ProtocolLabel[]> = {
   forward: ['http', 'connect', 'tls', 'https'],
   http: ['http'],
   tls: ['tls', 'https'],
+  dns: ['dns'],
   selftest: ['http', 'tls'],
 };
 
@@ -139,6 +142,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const limitSet = new Set<string>(LIMITS);
   const interceptSet = new Set<string>(INTERCEPT_OUTCOMES);
   const refreshReasonSet = new Set<string>(REFRESH_FAILURE_REASONS);
+  const bypassSet = new Set<string>(BYPASS_KINDS);
+  const dnsMalformedSet = new Set<string>(DNS_MALFORMED_ACTIONS);
 
   const cat = (c: string | null | undefined): string => (c === null || c === undefined ? NO_CATEGORY : clamp(c, categorySet, OTHER));
   const list = (l: string): string => clamp(l, listSet, OTHER);
@@ -212,6 +217,18 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const fronting = new Counter({
     name: 'safespot_sni_mismatch_total',
     help: 'CONNECTs whose ClientHello SNI named another host than the CONNECT authority (domain fronting), by the action taken.',
+    labelNames: ['action'] as const,
+    registers,
+  });
+  const bypass = new Counter({
+    name: 'safespot_bypass_total',
+    help: 'Counter-measures of the DNS listener against filter bypasses, by kind (docs/dns.md).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const dnsMalformed = new Counter({
+    name: 'safespot_dns_malformed_total',
+    help: 'DNS queries that could not be read, by what was done: formerr (answered FORMERR) or dropped.',
     labelNames: ['action'] as const,
     registers,
   });
@@ -385,6 +402,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     limitsHit: { inc: (l) => limitsHit.inc({ limit: clamp(l, limitSet, OTHER) }) },
     intercepts: { inc: (o) => intercepts.inc({ outcome: clamp(o, interceptSet, OTHER) }) },
     fronting: { inc: (a) => fronting.inc({ action: a === 'block' ? 'block' : 'allow' }) },
+    bypass: { inc: (k) => bypass.inc({ kind: clamp(k, bypassSet, OTHER) }) },
+    dnsMalformed: { inc: (a) => dnsMalformed.inc({ action: clamp(a, dnsMalformedSet, OTHER) }) },
     policyEntries: { set: (l, n) => policyEntries.set({ list: list(l) }, Number.isFinite(n) && n >= 0 ? n : 0) },
     policyLastRefresh: { set: (l, s) => policyLastRefresh.set({ list: list(l) }, Number.isFinite(s) ? s : 0) },
     policyRefreshInterval: { set: (l, s) => policyRefreshInterval.set({ list: list(l) }, Number.isFinite(s) && s > 0 ? s : 0) },
@@ -429,6 +448,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       for (const limit of LIMITS) limitsHit.inc({ limit }, 0);
       for (const outcome of INTERCEPT_OUTCOMES) intercepts.inc({ outcome }, 0);
       for (const action of ['allow', 'block']) fronting.inc({ action }, 0);
+      for (const kind of BYPASS_KINDS) bypass.inc({ kind }, 0);
+      for (const action of DNS_MALFORMED_ACTIONS) dnsMalformed.inc({ action }, 0);
       for (const l of listList) {
         if (l === OTHER) continue;
         for (const reason of REFRESH_FAILURE_REASONS) policyRefreshFailures.inc({ list: l, reason }, 0);

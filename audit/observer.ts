@@ -3,11 +3,13 @@
  * journal. `metricsObserver` (here) feeds the metrics, `journalObserver` (audit/journal.ts) the
  * journal, and `combineObservers` fans one event out to both, isolating a failing one.
  */
-import type { ImageScanResult, InterceptOutcome, LimitName, Metrics } from './metric-types.js';
+import type { BypassKind, DnsMalformedAction, ImageScanResult, InterceptOutcome, LimitName, Metrics } from './metric-types.js';
+
+export type { BypassKind, DnsMalformedAction } from './metric-types.js';
 
 export interface VerdictEvent {
-  listener: 'forward' | 'http' | 'tls' | 'selftest';
-  protocol: 'http' | 'connect' | 'tls' | 'https';
+  listener: 'forward' | 'http' | 'tls' | 'dns' | 'selftest';
+  protocol: 'http' | 'connect' | 'tls' | 'https' | 'dns';
   action: 'allow' | 'block' | 'monitor' | 'error';
   /** Category of the matching list; null when no list matched. */
   category: string | null;
@@ -45,6 +47,10 @@ export interface Observer {
   interception?(outcome: InterceptOutcome): void;
   /** A CONNECT whose SNI disagrees with its authority (optional, like interception). */
   fronting?(action: 'allow' | 'block'): void;
+  /** A DNS counter-measure against a filter bypass was applied (optional, like interception). */
+  bypass?(kind: BypassKind): void;
+  /** A DNS query could not be read: answered FORMERR or dropped (optional). */
+  dnsMalformed?(action: DnsMalformedAction): void;
 }
 
 /** An Observer that does nothing (tests, and serve before evidence is wired). */
@@ -71,6 +77,8 @@ export function metricsObserver(m: Metrics): Observer {
     limitHit: (l) => m.limitsHit.inc(l),
     interception: (o) => m.intercepts.inc(o),
     fronting: (a) => m.fronting.inc(a),
+    bypass: (k) => m.bypass.inc(k),
+    dnsMalformed: (a) => m.dnsMalformed.inc(a),
     connectionOpened: (l) => m.connectionsActive.inc(l),
     connectionClosed: (l) => m.connectionsActive.dec(l),
     imageScanned: (r) => m.imagesScanned.inc(r),
@@ -131,6 +139,24 @@ export function combineObservers(...observers: Observer[]): Observer {
       for (const o of observers) {
         try {
           o.fronting?.(action);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+    bypass(kind) {
+      for (const o of observers) {
+        try {
+          o.bypass?.(kind);
+        } catch (err) {
+          onError(err);
+        }
+      }
+    },
+    dnsMalformed(action) {
+      for (const o of observers) {
+        try {
+          o.dnsMalformed?.(action);
         } catch (err) {
           onError(err);
         }
