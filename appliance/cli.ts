@@ -16,16 +16,16 @@ interface Entry {
 }
 
 const COMMANDS: Record<string, Entry> = {
-  serve: { summary: 'run the appliance (serve [--config FILE])', load: () => import('./cmd-serve.js') },
-  canonicalize: { summary: 'canonical Safe Browsing form of URLs on stdin ([--json])', load: () => import('./cmd-canonicalize.js') },
-  expressions: { summary: 'suffix/prefix expressions of URLs on stdin, a JSON array per line ([--json])', load: () => import('./cmd-expressions.js') },
-  certs: { summary: 'create, export or show the interception CA (certs init|export|show)', load: () => import('./cmd-certs.js') },
-  hash: { summary: 'exact and PDQ hashes of image files, a JSON line each (hash [--dihedral] FILE…)', load: () => import('./cmd-hash.js') },
-  audit: { summary: 'period report from the audit journal (audit report --config FILE --from ISO --to ISO --format json|csv|html)', load: () => import('./cmd-audit.js') },
-  check: { summary: 'verdicts for URLs/hosts as JSON lines on stdin (check --config FILE [--bundle FILE])', load: () => import('./cmd-check.js') },
-  compile: { summary: 'compile the lists of a config into a policy bundle (compile --config FILE -o FILE)', load: () => import('./cmd-compile.js') },
-  sign: { summary: 'sign a list for its publishers: FILE.sig naming the list and a version (sign --key KEY.pem --name NAME [--version N] FILE)', load: () => import('./cmd-sign.js') },
-  healthcheck: { summary: 'container health: /readyz and one canary decision through the proxy (healthcheck [--config FILE])', load: () => import('./cmd-healthcheck.js') },
+  serve: { summary: 'run the appliance (serve [--config FILE])', load: () => import('./commands/serve.js') },
+  canonicalize: { summary: 'canonical Safe Browsing form of URLs on stdin ([--json])', load: () => import('./commands/canonicalize.js') },
+  expressions: { summary: 'suffix/prefix expressions of URLs on stdin, a JSON array per line ([--json])', load: () => import('./commands/expressions.js') },
+  certs: { summary: 'create, export or show the interception CA (certs init|export|show)', load: () => import('./commands/certs.js') },
+  hash: { summary: 'exact and PDQ hashes of image files, a JSON line each (hash [--dihedral] FILE…)', load: () => import('./commands/hash.js') },
+  audit: { summary: 'period report from the audit journal (audit report --config FILE --from ISO --to ISO --format json|csv|html)', load: () => import('./commands/audit.js') },
+  check: { summary: 'verdicts for URLs/hosts as JSON lines on stdin (check --config FILE [--bundle FILE])', load: () => import('./commands/check.js') },
+  compile: { summary: 'compile the lists of a config into a policy bundle (compile --config FILE -o FILE)', load: () => import('./commands/compile.js') },
+  sign: { summary: 'sign a list for its publishers: FILE.sig naming the list and a version (sign --key KEY.pem --name NAME [--version N] FILE)', load: () => import('./commands/sign.js') },
+  healthcheck: { summary: 'container health: /readyz and one canary decision through the proxy (healthcheck [--config FILE])', load: () => import('./commands/healthcheck.js') },
 };
 
 /** The command names, in the order `safespot --help` lists them. */

@@ -155,7 +155,7 @@ export const configSchema = z
     lists: z.array(listSchema).default([]),
     /**
      * A compiled, signed policy bundle (`safespot compile --sign`) as the appliance's whole policy:
-     * URL and image lists, allowlist and profiles all come from it (appliance/bundle-source.ts,
+     * URL and image lists, allowlist and profiles all come from it (appliance/lists/bundle-source.ts,
      * docs/lists-fleet.md). With `bundle`, `lists`, `allow` and `profiles` must be empty.
      */
     bundle: z
@@ -180,7 +180,7 @@ export const configSchema = z
         maxShrinkPercent: z.number().min(0).max(100).default(50),
       })
       .optional(),
-    /** How list sources are fetched (appliance/list-source.ts) and what start-up does without them (appliance/refresh.ts). */
+    /** How list sources are fetched (appliance/lists/source.ts) and what start-up does without them (appliance/lists/refresh.ts). */
     sources: z
       .strictObject({
         /** Whole-request deadline for one fetch: headers AND body (a trickling origin is cut off). */

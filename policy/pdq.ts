@@ -2,7 +2,7 @@
  * PDQ, Meta's 256-bit perceptual image hash, computed the way the C++ reference in
  * facebook/ThreatExchange `pdq/cpp` computes it (hashing/pdqhashing.cpp, downscaling/downscaling.cpp,
  * io/pdqio.cpp). Pure: pixels in, hash out; no I/O, no clock. Decoding lives in
- * appliance/image-decode.ts.
+ * appliance/serve/image-decode.ts.
  *
  * The pipeline, each step as the reference does it (facts, not code, carried over):
  * 1. Images wider or taller than 512 px are first resized to exactly 512×512 (aspect ratio not kept)

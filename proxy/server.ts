@@ -1,6 +1,6 @@
 /**
  * startProxy: the listeners named in ProxyOptions, wired to the protocol steps, the admission gate,
- * the resolver and the hooks. appliance/serve.ts turns the config into ProxyOptions, builds the
+ * the resolver and the hooks. appliance/serve/serve.ts turns the config into ProxyOptions, builds the
  * hooks (proxy/policy-hooks.ts) and the observer (audit/), and calls this.
  */
 import { Agent, type Server as HttpServer } from 'node:http';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createMetrics, metricsObserver } from '../../audit/metrics.js';
-import { bearerMatches, isLoopbackHost, readTokenFile, startAdmin } from '../../appliance/admin.js';
+import { bearerMatches, isLoopbackHost, readTokenFile, startAdmin } from '../../appliance/admin/listener.js';
 import { createHash } from 'node:crypto';
 
 const TOKEN = 'admin-token-abcdefghijklmnop';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { openJournal } from '../../audit/journal.js';
-import { parseIsoTime } from '../../appliance/cmd-audit.js';
+import { parseIsoTime } from '../../appliance/commands/audit.js';
 
 const cli = fileURLToPath(new URL('../../appliance/cli.js', import.meta.url));
 const DAY = 86_400_000;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { validateConfig } from '../../appliance/config.js';
-import { fetchSource, ListSourceError, prepareSource } from '../../appliance/list-source.js';
+import { fetchSource, ListSourceError, prepareSource } from '../../appliance/lists/source.js';
 import { runCli } from '../helpers/appliance.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'safespot-sign-'));

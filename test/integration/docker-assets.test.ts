@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfigFile, validateConfig } from '../../appliance/config.js';
-import { pickCanary, planProbes, probeHost } from '../../appliance/cmd-healthcheck.js';
+import { pickCanary, planProbes, probeHost } from '../../appliance/commands/healthcheck.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const DOCKER = join(ROOT, 'docker');
@@ -385,7 +385,7 @@ t.test('router scripts: bash syntax, strict mode, documented interface, shellche
 });
 
 // ------------------------------------------------------------------------------------------------
-// the HEALTHCHECK's plan (appliance/cmd-healthcheck.ts)
+// the HEALTHCHECK's plan (appliance/commands/healthcheck.ts)
 // ------------------------------------------------------------------------------------------------
 
 t.test('healthcheck: wildcard binds are probed on loopback', async (t) => {

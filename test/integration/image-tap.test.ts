@@ -16,7 +16,7 @@ import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import t from 'tap';
 import { ProxyAgent, request } from 'undici';
-import { scanImage } from '../../appliance/image-scan.js';
+import { scanImage } from '../../appliance/serve/image-scan.js';
 import { PLACEHOLDER_PNG } from '../../proxy/image-tap.js';
 import { runCli, serve, type Running } from '../helpers/appliance.js';
 import { bigBody } from '../helpers/upstream.js';

@@ -8,7 +8,7 @@ import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signList } from '../../appliance/list-signature.js';
+import { signList } from '../../appliance/lists/signature.js';
 import { validateConfig } from '../../appliance/config.js';
 import {
   createSourceDispatcher,
@@ -19,7 +19,7 @@ import {
   prepareSources,
   type FetchOptions,
   type PreparedSource,
-} from '../../appliance/list-source.js';
+} from '../../appliance/lists/source.js';
 import { SafespotError } from '../../policy/errors.js';
 import { startOrigin } from '../helpers/origin.js';
 

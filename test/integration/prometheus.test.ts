@@ -6,7 +6,7 @@ import t from 'tap';
 import { journalObserver, openJournal } from '../../audit/journal.js';
 import { combineObservers, createMetrics, metricsObserver } from '../../audit/metrics.js';
 import { computeReport, loadReportInput } from '../../audit/report.js';
-import { startAdmin } from '../../appliance/admin.js';
+import { startAdmin } from '../../appliance/admin/listener.js';
 import { startPrometheus } from '../helpers/prometheus.js';
 
 const TOKEN = 'test-token-0123456789abcdef';

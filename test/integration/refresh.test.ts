@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RefreshFailureReason } from '../../audit/metrics.js';
 import { validateConfig } from '../../appliance/config.js';
-import { ListCache } from '../../appliance/list-cache.js';
-import { signList } from '../../appliance/list-signature.js';
-import { createSourceDispatcher, fetchSource, prepareSources, type PreparedSource } from '../../appliance/list-source.js';
-import { ListRefresher, shrinkRefused, type ListRefresherOptions, type SourceFetcher, type SuccessInfo } from '../../appliance/refresh.js';
+import { ListCache } from '../../appliance/lists/cache.js';
+import { signList } from '../../appliance/lists/signature.js';
+import { createSourceDispatcher, fetchSource, prepareSources, type PreparedSource } from '../../appliance/lists/source.js';
+import { ListRefresher, shrinkRefused, type ListRefresherOptions, type SourceFetcher, type SuccessInfo } from '../../appliance/lists/refresh.js';
 import { SafespotError } from '../../policy/errors.js';
 import { startOrigin } from '../helpers/origin.js';
 
@@ -370,9 +370,9 @@ t.test('a process that uses the refresher exits by itself after stop()', async (
   origin.put('/child.txt', listOf(4, 'child'));
   const dist = resolve(import.meta.dirname, '..', '..', 'appliance');
   const script = `
-    import { ListRefresher } from ${JSON.stringify(join(dist, 'refresh.js'))};
-    import { ListCache } from ${JSON.stringify(join(dist, 'list-cache.js'))};
-    import { createSourceDispatcher, fetchSource, prepareSource } from ${JSON.stringify(join(dist, 'list-source.js'))};
+    import { ListRefresher } from ${JSON.stringify(join(dist, 'lists/refresh.js'))};
+    import { ListCache } from ${JSON.stringify(join(dist, 'lists/cache.js'))};
+    import { createSourceDispatcher, fetchSource, prepareSource } from ${JSON.stringify(join(dist, 'lists/source.js'))};
     const dispatcher = createSourceDispatcher({ caPem: process.env.ORIGIN_CA });
     const src = prepareSource({ id: 'child', category: 'adult', kind: 'domains', source: process.env.ORIGIN_URL, refresh: 200,
       overridable: true, mode: 'enforce', maxBytes: 1e6, maxShrinkPercent: 50 });
@@ -406,7 +406,7 @@ t.test('a process that uses the refresher exits by itself after stop()', async (
 });
 
 t.test('wired end to end: refresher → compile in a worker thread → atomic swap; decisions follow the origin', async (t) => {
-  const { CompileWorker } = await import('../../appliance/compile-worker.js');
+  const { CompileWorker } = await import('../../appliance/lists/compile-worker.js');
   const { PolicyHolder } = await import('../../policy/policy.js');
   const { parseUrlList } = await import('../../policy/lists.js');
   const compiler = new CompileWorker();

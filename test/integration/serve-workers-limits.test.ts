@@ -1,7 +1,7 @@
 /**
  * The connection limits under `workers: 2` are the appliance's, not each worker's: with
  * `maxConnections: 6` and `maxConnectionsPerClient: 4`, each worker admits its share (3 and 2,
- * appliance/serve-worker.ts workerLimits), so the appliance as a whole holds 6 open connections
+ * appliance/serve/worker.ts workerLimits), so the appliance as a whole holds 6 open connections
  * and one client 4, then refuses with 503 and counts the refusal, while the connections it holds
  * stay open and working.
  *

@@ -6,8 +6,8 @@
 import t from 'tap';
 import { createMetrics, type Metrics } from '../../audit/metrics.js';
 import type { JournalEvent } from '../../audit/journal.js';
-import { WorkerMetrics, type MetricJson } from '../../appliance/cluster-metrics.js';
-import { journalForwarder, type FromWorker } from '../../appliance/worker-ipc.js';
+import { WorkerMetrics, type MetricJson } from '../../appliance/serve/cluster-metrics.js';
+import { journalForwarder, type FromWorker } from '../../appliance/serve/worker-ipc.js';
 
 const make = (): Metrics => createMetrics({ defaultMetrics: false, categories: ['adult', 'csam'], lists: ['a', 'c'], listeners: ['forward'] });
 const json = async (m: Metrics): Promise<MetricJson[]> => (await m.registry.getMetricsAsJSON()) as unknown as MetricJson[];
@@ -26,7 +26,7 @@ async function value(w: WorkerMetrics, own: Metrics, name: string, labels: Recor
 
 const adultBlock = { listener: 'forward', protocol: 'http', action: 'block', category: 'adult' } as const;
 
-/** The primary (policy, self-test) and two workers (traffic), as serve-cluster.ts has them. */
+/** The primary (policy, self-test) and two workers (traffic), as serve/cluster.ts has them. */
 async function cluster() {
   const primary = make();
   primary.filteringActive.set(true);

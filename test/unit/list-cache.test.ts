@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListCache } from '../../appliance/list-cache.js';
+import { ListCache } from '../../appliance/lists/cache.js';
 
 const root = mkdtempSync(join(tmpdir(), 'safespot-list-cache-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { runInNewContext } from 'node:vm';
-import { pacFile, pacProxyAddress } from '../../appliance/pac.js';
+import { pacFile, pacProxyAddress } from '../../appliance/admin/pac.js';
 
 /** Evaluate the PAC as a browser would, with the standard helper functions (IP literals only). */
 function findProxy(pac: string, host: string): string {

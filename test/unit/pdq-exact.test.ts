@@ -8,7 +8,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeForPdq } from '../../appliance/image-decode.js';
+import { decodeForPdq } from '../../appliance/serve/image-decode.js';
 import { DIHEDRAL_ORDER, lumaFromPixels, pdqFromLuma, pdqFromPixels, type Pixels } from '../../policy/pdq.js';
 import { PDQ_VECTORS } from '../helpers/vectors.js';
 

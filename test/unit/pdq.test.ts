@@ -6,7 +6,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeForPdq } from '../../appliance/image-decode.js';
+import { decodeForPdq } from '../../appliance/serve/image-decode.js';
 import { SafespotError } from '../../policy/errors.js';
 import { ExactHasher, exactHashes } from '../../policy/image-hash.js';
 import {

@@ -1,10 +1,10 @@
 /**
- * workerLimits (appliance/serve-worker.ts): each worker's share of the appliance-wide connection
+ * workerLimits (appliance/serve/worker.ts): each worker's share of the appliance-wide connection
  * limits. The shares over all workers never add up to less than the configured figure (no
  * appliance-wide ceiling below what the operator set) and never to more than it plus workers − 1.
  */
 import t from 'tap';
-import { workerLimits } from '../../appliance/serve-worker.js';
+import { workerLimits } from '../../appliance/serve/worker.js';
 
 const base = { maxConnections: 4096, maxConnectionsPerClient: 256, maxHeaderBytes: 16_384, headersTimeout: 10_000, idleTimeout: 120_000, drainTimeout: 10_000 };
 

@@ -1,0 +1,34 @@
+/**
+ * The appliance's own admin routes beside /metrics, /healthz and /readyz (appliance/admin/listener.ts), shared
+ * by the single-process and the worker (cluster) composition: POST /reload (token-protected), the PAC
+ * file for explicit-proxy devices (public: devices have no token), and the interception CA routes.
+ */
+import type { Route } from './listener.js';
+import type { Config } from '../config.js';
+import { pacRoute } from './pac.js';
+import type { ReloadResult } from '../lists/policy-manager.js';
+
+export function applianceRoutes(
+  config: () => Readonly<Config>,
+  reloadFromFile: () => Promise<ReloadResult>,
+  forwardPort: () => number | undefined,
+  extra: Readonly<Record<string, Route>> = {},
+): Record<string, Route> {
+  // Read on each request: admin.pacProxy follows a reload (the listener's address is as started).
+  const forwardHost = config().listeners.forward?.host;
+  const pac = { handler: pacRoute(() => config().admin?.pacProxy, forwardPort, forwardHost), public: true };
+  return {
+    ...extra,
+    '/proxy.pac': pac,
+    '/wpad.dat': pac,
+    '/reload': (req, res) => {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end('{"error":"POST only"}\n');
+        return;
+      }
+      void reloadFromFile().then((r) => {
+        res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
+      });
+    },
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * `safespot audit report --config FILE --from ISO8601 --to ISO8601 --format json|csv|html [--journal FILE]`:
+ * print a period report computed from the audit journal (audit/report.ts). The journal is opened
+ * read-only, so a report can be made while the appliance runs.
+ */
+import { SafespotError } from '../../policy/errors.js';
+import { openJournal } from '../../audit/journal.js';
+import { computeReport, loadReportInput, reportCsv, reportHtml, reportJson } from '../../audit/report.js';
+import { loadConfigFile } from '../config.js';
+import type { Command } from '../io.js';
+import { parseCommandArgs, writeOut } from '../io.js';
+
+const USAGE =
+  'safespot audit report --config FILE --from ISO8601 --to ISO8601 [--format json|csv|html] [--journal FILE]\n' +
+  '  --from is inclusive, --to exclusive; a date alone (2025-06-01) means midnight UTC;\n' +
+  '  a date and time needs a zone (2025-06-01T00:00:00Z or +02:00).';
+
+const FORMATS = ['json', 'csv', 'html'] as const;
+type Format = (typeof FORMATS)[number];
+
+/** ISO 8601 date (UTC midnight) or date-time with an explicit zone; Unix ms, or null. */
+export function parseIsoTime(text: string): number | null {
+  const date = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (date) {
+    const ms = Date.UTC(Number(date[1]), Number(date[2]) - 1, Number(date[3]));
+    return new Date(ms).toISOString().slice(0, 10) === text ? ms : null;
+  }
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return null;
+  const ms = Date.parse(text);
+  return Number.isFinite(ms) ? ms : null;
+}
+
+export const run: Command = async (args, io) => {
+  const { values, positionals } = parseCommandArgs(
+    args,
+    {
+      config: { type: 'string', short: 'c' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      format: { type: 'string', default: 'json' },
+      journal: { type: 'string' },
+    },
+    USAGE,
+    true,
+  );
+  if (positionals.length !== 1 || positionals[0] !== 'report') {
+    throw new SafespotError('ERR_USAGE', `expected the subcommand "report"\nusage: ${USAGE}`);
+  }
+  const problems: string[] = [];
+  if (!values.config && !values.journal) problems.push('--config FILE (or --journal FILE) is required');
+  if (!values.from) problems.push('--from is required');
+  if (!values.to) problems.push('--to is required');
+  const from = values.from ? parseIsoTime(values.from) : null;
+  const to = values.to ? parseIsoTime(values.to) : null;
+  if (values.from && from === null) problems.push(`--from "${values.from}" is not an ISO 8601 date or date-time with a zone`);
+  if (values.to && to === null) problems.push(`--to "${values.to}" is not an ISO 8601 date or date-time with a zone`);
+  if (from !== null && to !== null && to <= from) problems.push('--to must be after --from');
+  const format = values.format as Format;
+  if (!FORMATS.includes(format)) problems.push(`--format must be one of ${FORMATS.join(', ')}`);
+  if (problems.length > 0 || from === null || to === null) {
+    throw new SafespotError('ERR_USAGE', `bad arguments\nusage: ${USAGE}`, { details: problems });
+  }
+
+  const config = values.config ? loadConfigFile(values.config) : null;
+  const journalPath = values.journal ?? config!.journal.path;
+  const journal = openJournal({
+    path: journalPath,
+    retentionDays: config?.journal.retentionDays ?? 400,
+    recordUrls: false,
+    recordClients: false,
+    readOnly: true,
+  });
+  let text: string;
+  try {
+    const input = loadReportInput(journal, {
+      from,
+      to,
+      categories: config ? [...new Set(config.lists.map((l) => l.category))] : [],
+      lists: config ? config.lists.map((l) => l.id) : [],
+    });
+    const report = computeReport(input);
+    text = format === 'csv' ? reportCsv(report) : format === 'html' ? reportHtml(report) : reportJson(report);
+  } finally {
+    journal.close();
+  }
+  await writeOut(io.stdout, text);
+  return 0;
+};

@@ -1,0 +1,99 @@
+/**
+ * `safespot check --config FILE [--bundle FILE]`: ask the policy about URLs and hosts. JSON lines on
+ * stdin, `{"url": …}` or `{"host": …}` with an optional `"client"` (an IP address, which picks the
+ * profile); one JSON line per input on stdout: `{"action","category","list","reason","rule","profile"}`.
+ * A line that is not such an object gives `{"error": …}` and the command carries on. With --bundle
+ * the policy comes from a compiled bundle (verified first); otherwise the config's lists are compiled:
+ * a file source from its file, an `https://` source from its last-good copy in `state.dir/lists/`
+ * (what serve downloaded and verified; check never fetches), with a note on stderr saying which
+ * copy. A URL list without a copy there is an ERR_LIST_READ naming it, among every other problem.
+ */
+import { readFileSync } from 'node:fs';
+import { decodeBundle } from '../../policy/bundle.js';
+import { SafespotError } from '../../policy/errors.js';
+import { compilePolicy, type CompileInput, type Policy } from '../../policy/policy.js';
+import { loadConfigFile, type Config } from '../config.js';
+import type { Command, Io } from '../io.js';
+import { parseCommandArgs, readLines, writeOut } from '../io.js';
+import { ListCache } from '../lists/cache.js';
+import { displaySource, isUrlSource } from '../lists/prepare.js';
+import { compileInputFromBodies } from '../lists/load.js';
+
+const USAGE = 'safespot check --config FILE [--bundle FILE] < subjects.jsonl';
+
+/** One verdict line for one input line (never throws). */
+export function checkLine(policy: Policy, line: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return JSON.stringify({ error: 'not JSON' });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return JSON.stringify({ error: 'expected an object with "url" or "host"' });
+  const { url, host, client } = value as Record<string, unknown>;
+  if (client !== undefined && typeof client !== 'string') return JSON.stringify({ error: '"client" must be a string (an IP address)' });
+  if ((typeof url === 'string') === (typeof host === 'string')) return JSON.stringify({ error: 'expected exactly one of "url" or "host" (a string)' });
+  const d = typeof url === 'string' ? policy.decideUrl(url, client) : policy.decideHost(host as string, client);
+  return JSON.stringify({
+    action: d.action,
+    category: d.category,
+    list: d.list,
+    reason: d.reason,
+    rule: d.rule,
+    profile: policy.profileFor(client).name,
+  });
+}
+
+function loadBundle(path: string): Policy {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new SafespotError('ERR_LIST_READ', `cannot read bundle ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return decodeBundle(bytes);
+}
+
+/**
+ * The compile input of `config`'s lists: files read as they are, URL sources from their last-good
+ * copies. Throws one ERR_LIST_READ listing every list that has no body.
+ */
+export async function checkInput(config: Readonly<Config>, io: Io): Promise<CompileInput> {
+  const problems: string[] = [];
+  const bodies = new Map<string, Uint8Array>();
+  const cache = ListCache.forStateDir(config.state.dir, { warn: (m) => io.stderr.write(`safespot check: ${m}\n`) });
+  for (const l of config.lists) {
+    if (!isUrlSource(l.source)) {
+      try {
+        bodies.set(l.id, readFileSync(l.source));
+      } catch (err) {
+        problems.push(`list "${l.id}": cannot read ${l.source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      continue;
+    }
+    const source = displaySource(l.source);
+    const copy = await cache.read(l.id);
+    if (copy === null) {
+      problems.push(`list "${l.id}": source ${source} is a URL and ${cache.dir} holds no good copy of it (check never downloads: run serve with this state.dir once, or point source at a file)`);
+      continue;
+    }
+    bodies.set(l.id, copy.body);
+    const other = copy.meta.source !== source ? ` (fetched from ${copy.meta.source}, not the configured ${source})` : '';
+    io.stderr.write(`safespot check: list "${l.id}": using the last-good copy fetched ${new Date(copy.meta.fetchedAt).toISOString()}${other}\n`);
+  }
+  if (problems.length) throw new SafespotError('ERR_LIST_READ', `${problems.length} list source(s) could not be read`, { details: problems });
+  return compileInputFromBodies(config, bodies);
+}
+
+export const run: Command = async (args, io) => {
+  const { values } = parseCommandArgs(args, { config: { type: 'string', short: 'c' }, bundle: { type: 'string', short: 'b' } }, USAGE);
+  if (!values.config && !values.bundle) throw new SafespotError('ERR_USAGE', `--config (or --bundle) is required\nusage: ${USAGE}`);
+  // The config is validated even with --bundle, so a broken config is never silently ignored.
+  const config = values.config ? loadConfigFile(values.config) : undefined;
+  const policy = values.bundle ? loadBundle(values.bundle) : compilePolicy(await checkInput(config!, io));
+  for await (const raw of readLines(io.stdin)) {
+    if (raw.trim() === '') continue;
+    await writeOut(io.stdout, `${checkLine(policy, raw)}\n`);
+  }
+  return 0;
+};

@@ -1,0 +1,227 @@
+/**
+ * `serve`: the composition root. Wires the configuration to the policy (compiled from the lists,
+ * with the last good bundle on disk as fallback), the evidence (metrics, journal), the proxy
+ * listeners with their decision hooks, the admin listener and the self-test; handles reloads.
+ *
+ * `workers` > 1 runs the same pieces split over a cluster (serve/cluster.ts, serve/worker.ts,
+ * docs/workers.md); `workers: 1` is this file alone.
+ *
+ * Fail closed: when no valid policy can be loaded, the listeners still run but every decision is a
+ * block (rule `no-policy`), `safespot_filtering_active` is 0, /readyz says why, and the journal
+ * records the inactive period.
+ */
+import { createMetrics, combineObservers, metricsObserver, type Metrics, type ListenerLabel } from '../../audit/metrics.js';
+import { openJournal, journalObserver, type Journal } from '../../audit/journal.js';
+import { CidrSet } from '../../policy/ip.js';
+import type { PolicyHolder } from '../../policy/policy.js';
+import { createPolicyHooks, type PolicyHookOptions } from '../../proxy/policy-hooks.js';
+import { startProxy, type ProxyHandle, type ProxyOptions } from '../../proxy/server.js';
+import type { AdminHandle } from '../admin/listener.js';
+import type { Config } from '../config.js';
+import { scanImage } from './image-scan.js';
+import { setupInterception } from './intercept-setup.js';
+import type { Logger } from '../log.js';
+import { reloadConfigFile } from './reload.js';
+import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
+import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
+import { metricLabels } from '../lists/bundle-source.js';
+import { probeForwardListener, runCanaries } from './selftest.js';
+import { startApplianceAdmin } from '../admin/start.js';
+
+export interface Appliance {
+  readonly holder: PolicyHolder;
+  readonly metrics: Metrics;
+  readonly journal: Journal;
+  readonly proxy: ProxyHandle;
+  readonly admin: AdminHandle | null;
+  /** The config in force. */
+  config(): Readonly<Config>;
+  /** Apply `next` (or refresh every list of the current config); the old policy keeps serving on failure. */
+  reload(next?: Readonly<Config>): Promise<ReloadResult>;
+  /** SIGHUP and POST /reload: re-read the config file (when serve has one) and reload; a bad file is refused. */
+  reloadFromFile(): Promise<ReloadResult>;
+  /** Run the self-test now. */
+  selftest(): Promise<void>;
+  /** Stop accepting, drain (bounded), flush the journal. */
+  close(): Promise<void>;
+}
+
+/** The proxy's options from the config (also used by each worker, serve/worker.ts). */
+export function proxyOptions(c: Readonly<Config>): ProxyOptions {
+  return {
+    listeners: c.listeners,
+    clients: CidrSet.parse(c.clients),
+    upstream: {
+      hosts: c.upstream.hosts,
+      allowPrivate: c.upstream.allowPrivate,
+      ports: c.upstream.ports,
+      connectTimeoutMs: c.upstream.connectTimeout,
+      dnsCacheTtlMs: c.upstream.dnsCacheTtl,
+      ...(c.upstream.dnsServers ? { dnsServers: c.upstream.dnsServers } : {}),
+    },
+    tls: c.tls,
+    limits: c.limits,
+    blockPage: c.blockPage,
+    requests: c.requests,
+    images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned, maxHeldBytes: c.images.maxHeldBytes },
+  };
+}
+
+export function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
+  const out: ListenerLabel[] = [];
+  if (c.listeners.forward) out.push('forward');
+  if (c.listeners.http) out.push('http');
+  if (c.listeners.tls) out.push('tls');
+  return out;
+}
+
+/** The decision hooks' options from the config (also used by each worker). */
+export function policyHookOptions(c: Readonly<Config>): PolicyHookOptions {
+  return {
+    recordUrls: c.journal.recordUrls,
+    recordClients: c.journal.recordClients,
+    blockFronting: c.tls.blockFronting,
+    noSni: c.tls.noSni,
+    ech: c.tls.ech,
+    clientIpv6Prefix: c.limits.clientIpv6Prefix,
+    scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
+  };
+}
+
+export interface SelftestDeps {
+  readonly config: Readonly<Config>;
+  readonly holder: PolicyHolder;
+  /** The forward listener's bound address, when there is one. */
+  readonly forward: { host: string; port: number } | undefined;
+  readonly metrics: Metrics;
+  readonly journal: Pick<Journal, 'record'>;
+  readonly log: Logger;
+}
+
+/** The canaries through the live policy and, for http:// canaries, through the forward listener itself. */
+export async function runSelftest(d: SelftestDeps): Promise<void> {
+  const { config, metrics, journal, log } = d;
+  const policy = d.holder.current;
+  const results = runCanaries(config.selftest.canaries, policy ? (s) => policy.decide(s) : null);
+  const fwd = d.forward;
+  for (const [i, c] of config.selftest.canaries.entries()) {
+    const r = results[i];
+    if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
+    const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
+    if (failure) results[i] = { category: r.category, ok: false, detail: `decision ok, but ${failure}` };
+  }
+  metrics.selftestLastRun.set(Date.now() / 1000);
+  for (const r of results) {
+    metrics.selftestSuccess.set(r.category, r.ok);
+    journal.record({ kind: 'selftest', category: r.category, action: r.ok ? 'pass' : 'fail', detail: r.detail });
+    if (!r.ok) log.error('self-test failed', { category: r.category, detail: r.detail });
+  }
+}
+
+/**
+ * What both compositions (one process, or the primary of the workers) set up first: the interception
+ * CA (refusing to start without a usable one when interception or admin.serveCa is on: the error names
+ * `safespot certs init`), the metrics with their closed label sets (the configured lists, or in bundle
+ * mode the lists of the bundle on hand: lists/bundle-source.ts), and the journal (its one writer).
+ */
+export async function startEvidence(config: Readonly<Config>, log: Logger) {
+  const interception = await setupInterception(config);
+  for (const w of interception.warnings) log.warn('interception CA', { warning: w });
+  const labels = await metricLabels(config, log);
+  const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
+  const journal = openJournal({
+    path: config.journal.path,
+    retentionDays: config.journal.retentionDays,
+    recordUrls: config.journal.recordUrls,
+    recordClients: config.journal.recordClients,
+    eventsPerMinute: config.journal.eventsPerMinute,
+    maxBytes: config.journal.maxBytes,
+    alertPercent: config.journal.alertPercent,
+  });
+  metrics.watchJournal(() => journal.stats());
+  return { interception, labels, metrics, journal };
+}
+
+export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
+  let config = initial;
+  const { interception, metrics, journal } = await startEvidence(config, log);
+  const manager = await PolicyManager.start(config, { metrics, journal, log }).catch((err: unknown) => {
+    journal.close();
+    throw err;
+  });
+  const holder = manager.holder;
+
+  const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
+  const hookOptions = policyHookOptions;
+  let forwardPort: number | undefined; // bound port of the forward listener, for the PAC file
+  const { admin, ownEndpoints } = await startApplianceAdmin({
+    config: () => config,
+    registry: metrics.registry,
+    reloadFromFile,
+    forwardPort: () => forwardPort,
+    routes: interception.routes,
+    isReady: () => {
+      const reasons: string[] = [];
+      if (!holder.current) reasons.push(`no valid policy loaded${manager.lastError ? ` (${manager.lastError})` : ''}`);
+      return { ready: reasons.length === 0, reasons };
+    },
+    cleanup: async () => {
+      await manager.stop();
+      journal.close();
+    },
+  });
+  const proxy = await startProxy({ ...proxyOptions(config), ownEndpoints, ...(interception.edge ? { intercept: interception.edge } : {}) }, createPolicyHooks(holder, observer, hookOptions(config)), observer).catch(
+    async (err: unknown) => {
+      await admin?.close();
+      await manager.stop();
+      journal.close();
+      throw err;
+    },
+  );
+  forwardPort = proxy.addresses().forward?.port;
+
+  const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
+  await selftest();
+  const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
+
+  async function reloadFromFile(): Promise<ReloadResult> {
+    return reloadConfigFile(opts.configPath, reload, log);
+  }
+
+  async function reload(next?: Readonly<Config>): Promise<ReloadResult> {
+    let result = next ? await manager.reconfigure(next) : await manager.refreshNow();
+    if (result.ok && next) {
+      const notApplied = startOnlyChanges(initial, next); // against what started: those are what is in force
+      config = next;
+      proxy.setHooks(createPolicyHooks(holder, observer, hookOptions(next)));
+      timer.reschedule(next.selftest.interval);
+      if (notApplied.length > 0) {
+        log.warn('reloaded, but these settings are read at start only and take a restart', { notApplied });
+        result = { ...result, notApplied };
+      }
+    }
+    if (result.ok) log.info('reloaded', { version: result.version ?? null });
+    else log.error('reload refused; the previous policy keeps serving', { error: result.error ?? null });
+    await selftest();
+    return result;
+  }
+
+  return {
+    holder,
+    metrics,
+    journal,
+    proxy,
+    admin,
+    config: () => config,
+    reload,
+    reloadFromFile,
+    selftest,
+    async close() {
+      timer.stop();
+      await proxy.close(config.limits.drainTimeout);
+      await admin?.close();
+      await manager.stop();
+      journal.close();
+    },
+  };
+}
