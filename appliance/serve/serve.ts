@@ -10,15 +10,14 @@
  * block (rule `no-policy`), `safespot_filtering_active` is 0, /readyz says why, and the journal
  * records the inactive period.
  */
-import { createMetrics, combineObservers, metricsObserver, type Metrics, type ListenerLabel } from '../../audit/metrics.js';
+import { createMetrics, combineObservers, metricsObserver, type Metrics } from '../../audit/metrics.js';
 import { openJournal, journalObserver, type Journal } from '../../audit/journal.js';
-import { CidrSet } from '../../policy/ip.js';
 import type { PolicyHolder } from '../../policy/policy.js';
-import { createPolicyHooks, type PolicyHookOptions } from '../../proxy/policy-hooks.js';
-import { startProxy, type ProxyHandle, type ProxyOptions } from '../../proxy/server.js';
+import { createPolicyHooks } from '../../proxy/policy-hooks.js';
+import { startProxy, type ProxyHandle } from '../../proxy/server.js';
 import type { AdminHandle } from '../admin/listener.js';
 import type { Config } from '../config.js';
-import { scanImage } from './image-scan.js';
+import { listenerLabels, policyHookOptions, proxyOptions } from './options.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from '../log.js';
 import { reloadConfigFile } from './reload.js';
@@ -44,48 +43,6 @@ export interface Appliance {
   selftest(): Promise<void>;
   /** Stop accepting, drain (bounded), flush the journal. */
   close(): Promise<void>;
-}
-
-/** The proxy's options from the config (also used by each worker, serve/worker.ts). */
-export function proxyOptions(c: Readonly<Config>): ProxyOptions {
-  return {
-    listeners: c.listeners,
-    clients: CidrSet.parse(c.clients),
-    upstream: {
-      hosts: c.upstream.hosts,
-      allowPrivate: c.upstream.allowPrivate,
-      ports: c.upstream.ports,
-      connectTimeoutMs: c.upstream.connectTimeout,
-      dnsCacheTtlMs: c.upstream.dnsCacheTtl,
-      ...(c.upstream.dnsServers ? { dnsServers: c.upstream.dnsServers } : {}),
-    },
-    tls: c.tls,
-    limits: c.limits,
-    blockPage: c.blockPage,
-    requests: c.requests,
-    images: { enabled: c.images.enabled, maxBytes: c.images.maxBytes, timeout: c.images.timeout, unscanned: c.images.unscanned, maxHeldBytes: c.images.maxHeldBytes },
-  };
-}
-
-export function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
-  const out: ListenerLabel[] = [];
-  if (c.listeners.forward) out.push('forward');
-  if (c.listeners.http) out.push('http');
-  if (c.listeners.tls) out.push('tls');
-  return out;
-}
-
-/** The decision hooks' options from the config (also used by each worker). */
-export function policyHookOptions(c: Readonly<Config>): PolicyHookOptions {
-  return {
-    recordUrls: c.journal.recordUrls,
-    recordClients: c.journal.recordClients,
-    blockFronting: c.tls.blockFronting,
-    noSni: c.tls.noSni,
-    ech: c.tls.ech,
-    clientIpv6Prefix: c.limits.clientIpv6Prefix,
-    scanImage: (bytes: Uint8Array) => scanImage(bytes, { dihedral: c.images.dihedral }),
-  };
 }
 
 export interface SelftestDeps {

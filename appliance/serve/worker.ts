@@ -24,7 +24,7 @@ import { startProxy, type ProxyHandle } from '../../proxy/server.js';
 import type { Config } from '../config.js';
 import { setupInterception } from './intercept-setup.js';
 import { createLogger, type Logger } from '../log.js';
-import { listenerLabels, policyHookOptions, proxyOptions } from './serve.js';
+import { listenerLabels, policyHookOptions, proxyOptions } from './options.js';
 import { isToWorker, journalForwarder, type FromWorker, type ToWorker } from './worker-ipc.js';
 
 /**
