@@ -97,6 +97,8 @@ export interface BudgetOptions {
   now: () => number;
   /** A cell got events to write: make sure a flush is scheduled. */
   onDirty: () => void;
+  /** The id of the last row a checkpoint covers (audit/journal-tree.ts); such rows are never updated. */
+  sealedId?: () => number;
 }
 
 export function createJournalBudget(o: BudgetOptions): JournalBudget {
@@ -207,7 +209,12 @@ export function createJournalBudget(o: BudgetOptions): JournalBudget {
     dirty: () => dirtyCells.size > 0,
     writeDirty() {
       inFlight = [...dirtyCells];
+      // A row a signed checkpoint covers is a leaf of the tree and never changes again (read in this
+      // transaction: `audit report` may have checkpointed from another process). The rest of its
+      // minute goes into a new aggregate row; figures are sums, so they stay exact.
+      const sealed = inFlight.some((c) => c.id !== null) ? (o.sealedId?.() ?? 0) : 0;
       for (const c of inFlight) {
+        if (c.id !== null && c.id <= sealed) c.id = null;
         if (c.id === null) c.pendingId = Number(insert.run({ ...c.row, count: c.delta }).lastInsertRowid);
         else add.run(c.delta, c.id);
       }

@@ -24,6 +24,9 @@ export const JOURNAL_KINDS = [
   // Events the journal could not keep (a worker's full queue, no room for one more aggregate);
   // `count` says how many, `detail` why. See audit/journal-budget.ts.
   'journal_loss',
+  // Retention removed the oldest rows of the tree; detail says how many and the new tree base
+  // (audit/journal-tree.ts), so a verifier can tell pruning from deletion.
+  'journal_prune',
 ] as const;
 export type JournalKind = (typeof JOURNAL_KINDS)[number];
 
@@ -61,8 +64,10 @@ export const ADD_TO_ROW_SQL = 'UPDATE events SET count = count + ? WHERE id = ?'
 /**
  * 2: the `count` column (issue 22, finding 8). A safespot that knows only version 1 refuses to
  * write a version-2 file (see migrate), so no old writer adds rows it would count wrongly.
+ * 3: the Merkle tree's `checkpoints` and `tree_base` tables (issue 21, audit/journal-tree.ts). A
+ * version-2 writer would add to aggregate rows a checkpoint already covers: it refuses version 3.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 function isCorruption(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -157,6 +162,34 @@ function migrate(db: Db, now: number): void {
       db.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(2, now);
     })();
   }
+  if (current < 3) {
+    db.transaction(() => {
+      // A checkpoint: the signed note, and (unsigned, only to resume hashing) the id of the last row
+      // in its tree and the tree's frontier. Verification never trusts last_id or frontier.
+      db.exec(`
+        CREATE TABLE checkpoints (
+          id INTEGER PRIMARY KEY,
+          size INTEGER NOT NULL,
+          last_id INTEGER NOT NULL,
+          time INTEGER NOT NULL,
+          note TEXT NOT NULL,
+          frontier BLOB NOT NULL
+        ) STRICT;
+        CREATE TABLE tree_base (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          size INTEGER NOT NULL,
+          last_id INTEGER NOT NULL,
+          frontier BLOB NOT NULL
+        ) STRICT;
+      `);
+      db.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(3, now);
+    })();
+  }
+}
+
+/** Whether the file has the tree's tables (a version-2 journal, read by a report, has not). */
+export function hasTreeTables(db: Db): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'").get() !== undefined;
 }
 
 /** Whether the file has the `count` column (a version-1 journal, read by a report, has not). */

@@ -35,6 +35,10 @@ import { AGGREGATE_REASONS, aggregateDetail, createJournalBudget, type Aggregate
 import { hasCountColumn, INSERT_EVENT_SQL, JOURNAL_KINDS, openJournalFile, type JournalKind, type JournalRow } from './journal-file.js';
 import { createJournalWriter, MAX_QUEUE, type JournalStats as WriterStats, type JournalWriter, type PendingRow } from './journal-writer.js';
 import type { Observer } from './metrics.js';
+import type { Identity } from './identity.js';
+import { hasTreeTables } from './journal-file.js';
+import { createCheckpointer, pruneCovered, pruneDetail, type StoredCheckpoint } from './journal-tree.js';
+import type { CheckpointReason } from './checkpoint.js';
 
 export { JOURNAL_KINDS, type JournalKind, type JournalRow } from './journal-file.js';
 export { FLUSH_CHUNK_ROWS, FLUSH_INTERVAL_MS, LOSS_WINDOW_MS, MAX_QUEUE, RUSH_AFTER_MS } from './journal-writer.js';
@@ -135,6 +139,11 @@ export interface Journal {
   keeping(from: number, to: number): JournalKeeping;
   /** Count n events that could not be kept (e.g. a worker's queue was full): a journal_loss row. */
   noteLost(n: number, reason: LossReason): void;
+  /**
+   * Flush, then hash the rows since the last checkpoint and sign the tree (audit/journal-tree.ts).
+   * Null when the journal has no identity (read-only, or opened without one).
+   */
+  checkpoint(reason: CheckpointReason): StoredCheckpoint | null;
   stats(): JournalStats;
 }
 
@@ -173,7 +182,17 @@ export interface JournalOptions {
   maxBytes?: number;
   /** Warn when the journal reaches this percentage of maxBytes. Default 80. */
   alertPercent?: number;
+  /**
+   * The appliance's identity: with it, the journal signs a checkpoint of its Merkle tree at open
+   * (`start`, or `recovery` after a crash), at close (`stop`), every `checkpointIntervalMs` and
+   * after pruning (audit/journal-tree.ts). Writable journals only.
+   */
+  identity?: Identity;
+  /** How often a checkpoint is signed while running. Default 15 minutes. */
+  checkpointIntervalMs?: number;
 }
+
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 15 * 60_000;
 
 const LIMITS = { short: 64, detail: 240, url: 2048, client: 64 } as const;
 
@@ -195,6 +214,9 @@ export function openJournal(opts: JournalOptions): Journal {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`safespot: ${m}\n`));
   const path = opts.path;
   const { db, setAside } = openJournalFile(path, readOnly, now, warn);
+  const checkpointer = !readOnly && opts.identity ? createCheckpointer(db, opts.identity) : null;
+  // A tree-aware prune whenever the file has a tree, identity or not (a plain DELETE would break it).
+  const treeFile = !readOnly && hasTreeTables(db);
 
   const alive = readOnly ? null : db.prepare('UPDATE session SET last_alive = ? WHERE id = 1');
   const selectRange = db.prepare('SELECT * FROM events WHERE time >= ? AND time < ? ORDER BY time, id');
@@ -202,7 +224,13 @@ export function openJournal(opts: JournalOptions): Journal {
   let writer: JournalWriter | null = null;
   const budget = readOnly
     ? null
-    : createJournalBudget({ db, eventsPerMinute: opts.eventsPerMinute ?? DEFAULT_EVENTS_PER_MINUTE, now, onDirty: () => writer?.poke() });
+    : createJournalBudget({
+        db,
+        eventsPerMinute: opts.eventsPerMinute ?? DEFAULT_EVENTS_PER_MINUTE,
+        now,
+        onDirty: () => writer?.poke(),
+        sealedId: treeFile ? () => Number(db.prepare('SELECT last_id FROM checkpoints ORDER BY id DESC LIMIT 1').pluck().get() ?? 0) : undefined,
+      });
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   const alertBytes = Math.floor((maxBytes * (opts.alertPercent ?? DEFAULT_ALERT_PERCENT)) / 100);
   let sizeBytes = 0;
@@ -284,6 +312,7 @@ export function openJournal(opts: JournalOptions): Journal {
     // With lifecycle on, the journal itself writes start (at open) and stop (at close, or at the next
     // open after a crash); a caller's own start/stop would only duplicate them.
     if (lifecycle && (e.kind === 'start' || e.kind === 'stop') && !internal) return;
+    if (e.kind === 'journal_prune' && !internal) throw new SafespotError('ERR_JOURNAL', "journal_prune rows are the journal's own");
     if (e.kind === 'journal_loss') throw new SafespotError('ERR_JOURNAL', 'journal_loss rows are the journal\'s own: use noteLost()');
     const row = toRow(e);
     if (row.kind === 'verdict' || row.kind === 'image') {
@@ -297,10 +326,36 @@ export function openJournal(opts: JournalOptions): Journal {
   let heartbeat: NodeJS.Timeout | null = null;
   let retention: NodeJS.Timeout | null = null;
   const deleteOld = readOnly ? null : db.prepare('DELETE FROM events WHERE time < ?');
+  let checkpointTimer: NodeJS.Timeout | null = null;
+  const checkpoint = (reason: CheckpointReason): StoredCheckpoint | null => {
+    if (!checkpointer || closed) return null;
+    flush();
+    return checkpointer.checkpoint(reason, now());
+  };
+  const safeCheckpoint = (reason: CheckpointReason): void => {
+    try {
+      checkpoint(reason);
+    } catch (err) {
+      warn(`audit journal checkpoint (${reason}) failed: ${(err as Error).message}`);
+    }
+  };
   const applyRetention = (): void => {
     try {
-      deleteOld!.run(now() - opts.retentionDays * DAY_MS);
+      const cutoff = now() - opts.retentionDays * DAY_MS;
+      // A journal never signed (opened without an identity, or older than the tree) has no tree to keep.
+      const signed = treeFile && db.prepare('SELECT 1 FROM checkpoints LIMIT 1').get() !== undefined;
+      if (!signed) {
+        deleteOld!.run(cutoff);
+        return;
+      }
+      const pruned = pruneCovered(db, cutoff);
+      if (!pruned) return;
+      internal = true;
+      record({ kind: 'journal_prune', detail: pruneDetail(pruned.rows, pruned.base) });
+      internal = false;
+      if (checkpointer) safeCheckpoint('prune');
     } catch (err) {
+      internal = false;
       warn(`audit journal retention failed: ${(err as Error).message}`);
     }
   };
@@ -320,6 +375,7 @@ export function openJournal(opts: JournalOptions): Journal {
       | { open: number; started: number | null; last_alive: number | null }
       | undefined;
     const t = now();
+    const recovered = s?.open === 1;
     db.transaction(() => {
       if (s && s.open === 1) {
         // The previous process never closed the journal: it died. Its last sign of life is the later
@@ -342,6 +398,12 @@ export function openJournal(opts: JournalOptions): Journal {
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    if (checkpointer) {
+      // After a crash the rows since the last checkpoint are first signed now: `recovery` says so.
+      safeCheckpoint(recovered ? 'recovery' : 'start');
+      checkpointTimer = setInterval(() => safeCheckpoint('interval'), opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS);
+      checkpointTimer.unref();
+    }
   }
 
   const close = (): void => {
@@ -352,6 +414,8 @@ export function openJournal(opts: JournalOptions): Journal {
       internal = false;
     }
     flush();
+    if (checkpointTimer) clearInterval(checkpointTimer);
+    if (lifecycle) safeCheckpoint('stop');
     closed = true;
     writer?.stop();
     if (heartbeat) clearInterval(heartbeat);
@@ -453,6 +517,7 @@ export function openJournal(opts: JournalOptions): Journal {
       for (const l of lost) out.lostEvents[l.detail ?? 'other'] = (out.lostEvents[l.detail ?? 'other'] ?? 0) + l.n;
       return out;
     },
+    checkpoint,
     noteLost(n, reason) {
       if (!budget || closed) return;
       budget.lose(n, reason, now());

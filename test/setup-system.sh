@@ -20,6 +20,8 @@ have debootstrap || need+=(debootstrap)
 have xxd || need+=(xxd)
 # python3: a real origin parser (http.server) in the URL-readings differential, and a ClientHello client.
 have python3 || need+=(python3)
+# sqlite3: the audit tests tamper with a real journal the way a person would, with the sqlite3 shell.
+have sqlite3 || need+=(sqlite3)
 have certutil || need+=(libnss3-tools)
 # jemalloc: the image's malloc; test/integration/hardening-soak.test.ts preloads it into a serve here too.
 compgen -G '/usr/lib/*-linux-gnu/libjemalloc.so.2' >/dev/null || need+=(libjemalloc2)
