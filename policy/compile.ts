@@ -1,6 +1,6 @@
 /**
  * Compile: plain inputs (list texts, allow entries, profiles, options) into PolicyParts. No fs: the
- * appliance reads the files (appliance/lists-load.ts). Every URL list is parsed, each entry hashed
+ * appliance reads the files (appliance/lists/load.ts). Every URL list is parsed, each entry hashed
  * and added to one store; allow entries go to a second store keyed by profile. Image hash lists
  * (md5, sha1, sha256, pdq) are parsed with parseImageList and compiled into one ImageMatcher. Problems
  * of the inputs are collected and thrown together as ERR_CONFIG_INVALID; a list that is mostly
@@ -11,7 +11,8 @@ import { HashStoreBuilder } from './hash-store.js';
 import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from './image-list-parse.js';
 import { ImageMatcher, type ImageListInput, type ImageMatcherOptions } from './image-lists.js';
 import { CidrSet } from './ip.js';
-import { listHost, pageExpression, parseUrlList, URL_KINDS, type UrlListKind } from './lists.js';
+import { countLines, scanUrlList } from './compile-lists.js';
+import { listHost, pageExpression, URL_KINDS, type UrlListKind } from './lists.js';
 import type { ImageListMeta, InterceptOptions, ListMeta, ListMode, PolicyParts, ProfileMeta } from './sections.js';
 import { sha256StringWords } from './sha256.js';
 
@@ -120,23 +121,18 @@ export function compileParts(input: CompileInput): PolicyParts {
       continue;
     }
     const kind = l.kind as UrlListKind;
-    let parsed;
+    // Streaming: the list's bytes are hashed line by line into a table sized once by its line
+    // count; no array of lines or expressions is ever made (compile-lists.ts).
+    block.beginList(lists.length, countLines(l.text));
+    let report;
     try {
-      parsed = parseUrlList(kind, l.text, l.id);
+      report = scanUrlList(kind, l.text, l.id, block);
     } catch (err) {
+      block.abortList();
       refuse(err);
       continue;
     }
-    const number = lists.length;
-    let added;
-    if (kind === 'hashed-urls') {
-      const { hi, lo, len } = parsed.prefixes;
-      block.beginList(number);
-      for (let i = 0; i < hi.length; i++) block.add(hi[i]!, lo[i]!, len[i]!);
-      added = block.endList();
-    } else {
-      added = addExpressions(block, number, parsed.expressions);
-    }
+    const added = block.endList();
     lists.push({
       id: l.id,
       category: l.category,
@@ -146,7 +142,7 @@ export function compileParts(input: CompileInput): PolicyParts {
       mode: l.mode ?? 'enforce',
       // Hotline (csam) lists can never be overridden, whatever the configuration says.
       overridable: l.category === 'csam' ? false : (l.overridable ?? true),
-      report: parsed.report,
+      report,
     });
   }
 

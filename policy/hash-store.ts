@@ -165,7 +165,7 @@ class Growable32 {
   data: Uint32Array;
   length = 0;
   constructor(capacity = 1024) {
-    this.data = new Uint32Array(capacity);
+    this.data = new Uint32Array(Math.max(capacity, 16));
   }
   push(v: number): void {
     if (this.length === this.data.length) {
@@ -200,11 +200,19 @@ export class HashStoreBuilder {
   private readonly shorts: ShortEntry[] = [];
   private current: { list: number; words: Growable32; shorts: ShortEntry[] } | null = null;
 
-  /** Start the entries of list number `list` (0..65535). */
-  beginList(list: number): void {
+  /**
+   * Start the entries of list number `list` (0..65535). `expected` entries (a line count) size its
+   * table once; more than that grow it by doubling.
+   */
+  beginList(list: number, expected = 512): void {
     if (!Number.isInteger(list) || list < 0 || list > 0xffff) throw new RangeError(`list number ${list} out of range`);
     if (this.current) throw new Error('beginList while a list is open');
-    this.current = { list, words: new Growable32(), shorts: [] };
+    this.current = { list, words: new Growable32(2 * Math.max(0, Math.min(expected, 1 << 28))), shorts: [] };
+  }
+
+  /** Drop the open list and everything added to it (its text was refused). */
+  abortList(): void {
+    this.current = null;
   }
 
   /** Add one entry of the open list: the first `len` bytes (4..32) of a digest, words h0, h1. */
@@ -227,7 +235,8 @@ export class HashStoreBuilder {
     if (!cur) throw new Error('endList without beginList');
     this.current = null;
     const n = cur.words.length >>> 1;
-    const words = cur.words.data.slice(0, n * 2);
+    // A view, not a copy: the table lives until build() merges it (the spare capacity with it).
+    const words = cur.words.data.subarray(0, n * 2);
     if (!LITTLE_ENDIAN) throw new SafespotError('ERR_INTERNAL', 'safespot needs a little-endian machine');
     // On a little-endian machine a u64 view of (lo, hi) pairs orders by (hi, lo): sort natively.
     new BigUint64Array(words.buffer, 0, n).sort();

@@ -22,7 +22,7 @@ export type UrlListKind = 'domains' | 'urls' | 'hashed-urls';
 export const URL_KINDS: readonly UrlListKind[] = ['domains', 'urls', 'hashed-urls'];
 
 /** How many malformed line numbers a report keeps. */
-const MAX_LINE_NUMBERS = 20;
+export const MAX_LINE_NUMBERS = 20;
 
 export interface ListReport {
   /** Lines in the text. */
@@ -98,9 +98,11 @@ function isCommentLine(line: string): boolean {
   return line.startsWith('#') || line.startsWith('!') || line.startsWith('[');
 }
 
-type LineResult = { readonly entries: readonly string[] } | 'skip' | 'malformed';
+/** What one line of a clear-text list gives: its expressions, nothing (comment, blank), or a malformed line. */
+export type LineResult = { readonly entries: readonly string[] } | 'skip' | 'malformed';
 
-function parseDomainLine(raw: string): LineResult {
+/** One line (no line break) of a `domains` list. */
+export function parseDomainLine(raw: string): LineResult {
   const line = stripInlineComment(raw);
   if (line === '' || isCommentLine(line)) return 'skip';
   if (line.startsWith('||')) {
@@ -136,7 +138,8 @@ export function pageExpression(input: string): string | null {
   return `${c.host}${c.path}${c.query === null ? '' : `?${c.query}`}`;
 }
 
-function parseUrlLine(raw: string): LineResult {
+/** One line (no line break) of a `urls` list. */
+export function parseUrlLine(raw: string): LineResult {
   const line = raw.trim();
   if (line === '' || isCommentLine(line)) return 'skip';
   if (/\s/.test(line)) return 'malformed';
@@ -144,14 +147,16 @@ function parseUrlLine(raw: string): LineResult {
   return e ? { entries: [e] } : 'malformed';
 }
 
-interface Collector {
+/** Line counts of a parse, for its report. */
+export interface Collector {
   lines: number;
   skipped: number;
   malformed: number;
   malformedLines: number[];
 }
 
-function refuseIfGarbage(kind: UrlListKind, id: string, c: Collector, entries: number, entryLines: number): void {
+/** Refuse a list with no entry, or with more malformed entry lines than good ones (ERR_LIST_INVALID). */
+export function refuseIfGarbage(kind: UrlListKind, id: string, c: Collector, entries: number, entryLines: number): void {
   const where = c.malformedLines.length ? ` (first at line ${c.malformedLines.slice(0, 5).join(', ')})` : '';
   if (entries === 0) {
     throw new SafespotError(
@@ -201,6 +206,21 @@ function parseClearList(kind: 'domains' | 'urls', text: string, id: string): Par
 
 const HEX = /^[0-9a-fA-F]+$/;
 
+/** One hash prefix of a `hashed-urls` line: digest words 0 and 1 (the second zero-padded) and the length in bytes. */
+export interface HashedEntry {
+  readonly hi: number;
+  readonly lo: number;
+  readonly len: number;
+}
+
+/** One line of a `hashed-urls` list (a trailing CR is whitespace and trimmed). */
+export function parseHashedLine(raw: string): HashedEntry | 'skip' | 'malformed' {
+  const line = raw.trim();
+  if (line === '' || isCommentLine(line)) return 'skip';
+  if (line.length < 8 || line.length > 64 || line.length % 2 !== 0 || !HEX.test(line)) return 'malformed';
+  return { hi: parseInt(line.slice(0, 8), 16), lo: parseInt(line.slice(8, 16).padEnd(8, '0'), 16), len: line.length / 2 };
+}
+
 function parseHashedList(text: string, id: string): ParsedUrlList {
   const lines = splitLines(text);
   const c: Collector = { lines: lines.length, skipped: 0, malformed: 0, malformedLines: [] };
@@ -210,20 +230,20 @@ function parseHashedList(text: string, id: string): ParsedUrlList {
   let n = 0;
   let shortPrefixes = 0;
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (line === '' || isCommentLine(line)) {
+    const r = parseHashedLine(lines[i]!);
+    if (r === 'skip') {
       c.skipped++;
       continue;
     }
-    if (line.length < 8 || line.length > 64 || line.length % 2 !== 0 || !HEX.test(line)) {
+    if (r === 'malformed') {
       c.malformed++;
       if (c.malformedLines.length < MAX_LINE_NUMBERS) c.malformedLines.push(i + 1);
       continue;
     }
-    hi[n] = parseInt(line.slice(0, 8), 16);
-    lo[n] = parseInt(line.slice(8, 16).padEnd(8, '0'), 16);
-    len[n] = line.length / 2;
-    if (line.length < 16) shortPrefixes++;
+    hi[n] = r.hi;
+    lo[n] = r.lo;
+    len[n] = r.len;
+    if (r.len < 8) shortPrefixes++;
     n++;
   }
   refuseIfGarbage('hashed-urls', id, c, n, lines.length - c.skipped);

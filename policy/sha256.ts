@@ -175,6 +175,31 @@ export function sha256BytesWords(bytes: Uint8Array, out: Uint32Array | Int32Arra
   copyState(out);
 }
 
+/** Single-block fast path over bytes: the first `n` (at most 55) bytes of `bytes`, read straight into W. */
+function hashShortBytes(bytes: Uint8Array, n: number): void {
+  STATE.set(H0);
+  const w = W;
+  for (let i = 0; i < 16; i++) w[i] = 0;
+  for (let j = 0; j < n; j++) w[j >>> 2]! |= bytes[j]! << (24 - ((j & 3) << 3));
+  w[n >>> 2]! |= 0x80 << (24 - ((n & 3) << 3));
+  w[15] = n << 3;
+  compress();
+}
+
+/**
+ * SHA-256 of the first `n` bytes of `bytes` as eight big-endian 32-bit words (no subarray per
+ * call: the streaming list compile hashes a million expressions out of one scratch buffer).
+ */
+export function sha256PrefixWords(bytes: Uint8Array, n: number, out: Uint32Array | Int32Array): void {
+  if (n > LONG_MESSAGE) {
+    viaNodeCrypto(bytes.subarray(0, n), out);
+    return;
+  }
+  if (n <= 55) hashShortBytes(bytes, n);
+  else hashBytes(bytes, n);
+  copyState(out);
+}
+
 /** The 32-byte digest of a string (UTF-8) or bytes. For tests and cold paths. */
 export function sha256Digest(data: string | Uint8Array): Uint8Array {
   const words = new Uint32Array(8);
