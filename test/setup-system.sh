@@ -18,6 +18,8 @@ have podman || need+=(podman)
 have runc || need+=(runc)
 have debootstrap || need+=(debootstrap)
 have xxd || need+=(xxd)
+# dig: a real DNS client against the DNS listener (test/integration/dns-*.test.ts).
+have dig || need+=(bind9-dnsutils)
 # python3: a real origin parser (http.server) in the URL-readings differential, and a ClientHello client.
 have python3 || need+=(python3)
 # sqlite3: the audit tests tamper with a real journal the way a person would, with the sqlite3 shell.
