@@ -68,3 +68,64 @@ export class WorkerMetrics {
     return AggregatorRegistry.aggregate(parts);
   }
 }
+
+/**
+ * The collector behind the primary's /metrics: a scrape asks every serving worker for its registry
+ * and waits for the answers (at most `waitMs`; a worker that is late or dies meanwhile counts with
+ * its last registry), then serves `own` merged with them.
+ */
+export class ClusterScrape {
+  readonly #merged = new WorkerMetrics();
+  readonly #pending = new Map<number, { waiting: Set<number>; done: () => void }>();
+  #next = 0;
+
+  /** `ask(id)` sends the request to every serving worker and names the worker ids it reached. */
+  constructor(
+    private readonly own: Registry,
+    private readonly ask: (id: number) => number[],
+    private readonly waitMs: number,
+  ) {}
+
+  /** What the admin listener serves. */
+  exposition(): Pick<Registry, 'contentType' | 'metrics'> {
+    return {
+      contentType: this.own.contentType,
+      metrics: async () => {
+        await this.#collect();
+        return (await this.#merged.merge(this.own)).metrics();
+      },
+    };
+  }
+
+  /** A worker's answer to request `id`. */
+  answer(workerId: number, id: number, metrics: MetricJson[]): void {
+    this.#merged.update(workerId, metrics);
+    this.#arrived(workerId, this.#pending.get(id));
+  }
+
+  /** The worker exited: nothing waits for it, and its counters are kept (WorkerMetrics.retire). */
+  gone(workerId: number): void {
+    for (const p of this.#pending.values()) this.#arrived(workerId, p);
+    void this.#merged.retire(workerId);
+  }
+
+  #arrived(workerId: number, p: { waiting: Set<number>; done: () => void } | undefined): void {
+    p?.waiting.delete(workerId);
+    if (p && p.waiting.size === 0) p.done();
+  }
+
+  #collect(): Promise<void> {
+    const id = this.#next++;
+    const targets = this.ask(id);
+    if (targets.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, this.waitMs);
+      this.#pending.set(id, { waiting: new Set(targets), done });
+    });
+  }
+}
