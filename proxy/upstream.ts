@@ -14,6 +14,7 @@ import { CidrSet, parseIp } from '../policy/ip.js';
 import type { Observer } from './hooks.js';
 import { privateAddressReason, sameAddress, type Resolved, type Resolver } from './resolver.js';
 import { handleErrors } from './refuse.js';
+import { TunnelReader } from './tunnel.js';
 
 export interface Endpoint {
   readonly host: string;
@@ -169,10 +170,11 @@ export class Upstream {
 
   /**
    * Connect to what destination() returned a moment ago (a CONNECT checks before its 200 and
-   * connects after the ClientHello: the same host is not resolved and checked twice).
+   * connects after the ClientHello: the same host is not resolved and checked twice). The socket
+   * is for a tunnel (splice): it reads through a TunnelReader and emits no 'data'.
    */
   connectChecked(r: Resolved, done: ConnectDone): void {
-    connectTcp(r.address, r.port, this.opts.connectTimeoutMs, done);
+    connectTcp(r.address, r.port, this.opts.connectTimeoutMs, done, true);
   }
 }
 
@@ -181,10 +183,13 @@ export type ConnectDone = (err: SafespotError | null, socket?: Socket) => void;
 
 /**
  * net.connect with a connect timeout; `done` once connected (or failed: errors become
- * SafespotErrors). A callback rather than a promise: this runs once per tunnel.
+ * SafespotErrors). A callback rather than a promise: this runs once per tunnel. `forTunnel`: the
+ * socket reads through a TunnelReader (proxy/tunnel.ts), for splice() only: it emits no 'data'.
  */
-export function connectTcp(address: string, port: number, timeoutMs: number, done: ConnectDone): void {
-  const socket = netConnect({ host: address, port, noDelay: true });
+export function connectTcp(address: string, port: number, timeoutMs: number, done: ConnectDone, forTunnel = false): void {
+  const reader = forTunnel ? new TunnelReader() : null;
+  const socket = reader === null ? netConnect({ host: address, port, noDelay: true }) : netConnect({ host: address, port, noDelay: true, onread: reader.onread });
+  reader?.attach(socket);
   const timer = setTimeout(() => {
     socket.off('error', onError);
     handleErrors(socket);
