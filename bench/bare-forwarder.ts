@@ -8,7 +8,8 @@
  * Two knobs turn it into variants that use the same Node plumbing as safespot, to split safespot's
  * cost into "plumbing" and "its own work" (bench/proxy.ts runs them beside the plain one):
  * - `parse: 'http'`: the CONNECT request is parsed by a node:http server (its `connect` event)
- *   instead of a hand-written look at the first line;
+ *   instead of a hand-written look at the first line; this variant also forwards absolute-URI
+ *   plain HTTP requests (the node:http floor of a forward proxy);
  * - `join: 'pipeline'`: the two sockets are joined with `stream.pipeline` both ways instead of
  *   `pipe`;
  * - `connect: 'late'`: 200 first, the upstream connect only after the client's first bytes (the
@@ -18,7 +19,7 @@
  * (hosts: name → "addr:port"); it listens on 127.0.0.1 port 0, answers `{ port }`, and exits when
  * the parent disconnects or on SIGTERM. It forwards only to the names in its table, never elsewhere.
  */
-import { createServer as createHttpServer } from 'node:http';
+import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { isMain } from './common.js';
@@ -106,9 +107,23 @@ function rawServer(table: Table, join: 'pipe' | 'pipeline', late: boolean): Serv
 }
 
 function httpServer(table: Table, join: 'pipe' | 'pipeline'): Server {
+  // Absolute-URI requests to a name in the table are forwarded over a keep-alive pool, headers as
+  // they came (no hop-by-hop handling, no Via, no decision): node:http's own floor for a plain
+  // HTTP forward proxy (bench/proxy-ab.ts --mode http). Anything else: 405.
+  const agent = new HttpAgent({ keepAlive: true, maxFreeSockets: 64, scheduling: 'lifo' });
   const server = createHttpServer((req, res) => {
-    res.writeHead(405, { connection: 'close' });
-    res.end();
+    const m = /^http:\/\/([^/:]+)(\/[^#]*)$/.exec(req.url ?? '');
+    const dest = m ? table.get(m[1]!.toLowerCase()) : undefined;
+    if (!dest) {
+      res.writeHead(405, { connection: 'close' });
+      return void res.end();
+    }
+    const up = httpRequest({ host: dest.address, port: dest.port, method: req.method, path: m![2], headers: req.headers, agent }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
   });
   server.on('connect', (req, socket: Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());

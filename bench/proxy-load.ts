@@ -26,8 +26,12 @@ export type LoadJob =
   | { op: 'tls'; vias: Via[]; upstreamPort: number; hosts: string[]; n: number; concurrency: number }
   /** One connection, one GET of `bytes` bytes. */
   | { op: 'bulk'; via: Via; upstreamPort: number; host: string; bytes: number }
-  /** n keep-alive plain-HTTP GETs, absolute-URI through the proxy or origin-form direct. */
-  | { op: 'http'; via: Via; hosts: string[]; n: number; concurrency: number };
+  /**
+   * n keep-alive plain-HTTP GETs, absolute-URI through the proxy or origin-form direct. With
+   * `vias`, request i goes through vias[i % vias.length] (one keep-alive pool each, `concurrency`
+   * requests at a time in all): targets measured interleaved, as for `tls`.
+   */
+  | { op: 'http'; via: Via; vias?: Via[]; hosts: string[]; n: number; concurrency: number };
 
 export interface LoadResult {
   /** Wall time of the whole job, ms. */
@@ -186,11 +190,12 @@ export async function runJob(job: LoadJob): Promise<LoadResult | null> {
       return { wallMs: performance.now() - t0, latencies: [r.ttfb], bytes: r.bytes, errors: 0 };
     }
     case 'http': {
-      const agent = new Agent({ keepAlive: true, maxSockets: job.concurrency });
+      const vias = job.vias ?? [job.via];
+      const agents = vias.map(() => new Agent({ keepAlive: true, maxSockets: Math.max(1, Math.ceil(job.concurrency / vias.length)) }));
       try {
-        return await pool(job.n, job.concurrency, (i) => httpGet(agent, job.via, job.hosts[i % job.hosts.length]!));
+        return await pool(job.n, job.concurrency, (i) => httpGet(agents[i % vias.length]!, vias[i % vias.length]!, job.hosts[i % job.hosts.length]!));
       } finally {
-        agent.destroy();
+        for (const a of agents) a.destroy();
       }
     }
   }

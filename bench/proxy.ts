@@ -43,7 +43,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'appliance', 'cli.js');
 const TICKS_PER_SECOND = 100; // USER_HZ; `getconf CLK_TCK` is 100 on every Linux we run on
 export const TLS_HOSTS = Array.from({ length: 1000 }, (_, i) => `t${i}.bench.test`);
-const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
+export const HTTP_HOSTS = Array.from({ length: 200 }, (_, i) => `p${i}.bench.test`);
 
 /**
  * CPU time of a process in seconds: the on-CPU time of all its threads from
