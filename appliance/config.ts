@@ -35,6 +35,8 @@ const hostName = z
   .regex(/^[A-Za-z0-9._:[\]-]+$/, 'expected a host name or IP address');
 
 const port = z.number().int().min(0).max(65535);
+/** A self-test canary's id: a bounded word for a metric label (never a URL or host). */
+export const CANARY_ID = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
 const listener = z.strictObject({ host: hostName, port });
 
@@ -260,11 +262,17 @@ export const configSchema = z
         canaries: z
           .array(
             z.strictObject({
+              /**
+               * The canary's name in metrics and the journal (`safespot_selftest_canary_success{canary}`),
+               * a bounded word and never its URL; default `<category>-<position>` (1-based).
+               */
+              id: z.string().regex(CANARY_ID, 'a canary id is 1 to 32 of a-z 0-9 _ - starting with a letter or digit (never the URL)').optional(),
               category: z.string(),
               url: z.string().optional(),
               host: z.string().optional(),
             }),
           )
+          .transform((cs) => cs.map((c, i) => ({ ...c, id: c.id ?? (CANARY_ID.test(`${c.category}-${i + 1}`) ? `${c.category}-${i + 1}` : `canary-${i + 1}`) })))
           .default([]),
       })
       .prefault({}),
@@ -282,6 +290,11 @@ export const configSchema = z
     cfg.lists.forEach((l, i) => {
       if (ids.has(l.id)) ctx.addIssue({ code: 'custom', path: ['lists', i, 'id'], message: `duplicate list id "${l.id}"` });
       ids.add(l.id);
+    });
+    const canaryIds = new Set<string>();
+    cfg.selftest.canaries.forEach((c, i) => {
+      if (canaryIds.has(c.id)) ctx.addIssue({ code: 'custom', path: ['selftest', 'canaries', i, 'id'], message: `canary id "${c.id}" is used twice` });
+      canaryIds.add(c.id);
     });
     cfg.profiles.forEach((p, i) => {
       (p.lists ?? []).forEach((id, j) => {

@@ -141,7 +141,10 @@ export interface Metrics {
   /** Replaces the one series of safespot_policy_info with the given bundle version. */
   readonly policyInfo: { set(version: string): void };
   readonly filteringActive: { set(active: boolean): void };
+  /** Per category: 1 only when every canary of the category passed its last self-test. */
   readonly selftestSuccess: { set(category: string, ok: boolean): void };
+  /** Per canary, by its configured id (never its URL). */
+  readonly selftestCanary: { set(id: string, ok: boolean): void };
   readonly selftestLastRun: { set(unixSeconds: number): void };
   /** A worker process died unexpectedly and was started again (`workers` > 1; serve/cluster.ts). */
   readonly workerRestarts: { inc(): void };

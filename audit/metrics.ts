@@ -84,6 +84,8 @@ export interface CreateMetricsOptions {
   categories?: readonly string[];
   /** Configured list ids (the list label's closed set, plus 'other'). */
   lists?: readonly string[];
+  /** Configured self-test canaries: the canary label's closed set (ids from the config, plus 'other'). */
+  canaries?: ReadonlyArray<{ id: string; category: string }>;
   /** Configured listeners; pre-initialised series are created for these (default all). */
   listeners?: readonly ListenerLabel[];
   /** safespot_build_info{version}; read from package.json by default. */
@@ -281,11 +283,19 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   });
   const selftestSuccess = new Gauge({
     name: 'safespot_selftest_success',
-    help: '1 if the last self-test of the category blocked its canary, 0 if it did not.',
+    help: '1 if the last self-test blocked every canary of the category, 0 if any one was not blocked.',
     labelNames: ['category'] as const,
     aggregator: 'min',
     registers,
   });
+  const selftestCanary = new Gauge({
+    name: 'safespot_selftest_canary_success',
+    help: '1 if the last self-test blocked this canary under its category, 0 if it did not (canary: its id from the config).',
+    labelNames: ['canary', 'category'] as const,
+    aggregator: 'min',
+    registers,
+  });
+  const canaryCategory = new Map((opts.canaries ?? []).map((c) => [c.id, c.category]));
   const selftestLastRun = new Gauge({
     name: 'safespot_selftest_last_run_timestamp_seconds',
     help: 'Unix time of the last self-test run.',
@@ -418,6 +428,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     },
     filteringActive: { set: (a) => filteringActive.set(a ? 1 : 0) },
     selftestSuccess: { set: (c, ok) => selftestSuccess.set({ category: cat(c) }, ok ? 1 : 0) },
+    selftestCanary: {
+      set: (id, ok) => {
+        const category = canaryCategory.get(id);
+        selftestCanary.set({ canary: category === undefined ? OTHER : id, category: cat(category) }, ok ? 1 : 0);
+      },
+    },
     selftestLastRun: { set: (s) => selftestLastRun.set(Number.isFinite(s) ? s : 0) },
     workerRestarts: { inc: () => workerRestarts.inc() },
     watchJournal(figures) {

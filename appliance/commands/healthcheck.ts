@@ -61,7 +61,7 @@ function hostHeader(host: string, port: number): string {
 }
 
 /** The canary to ask the forward listener for: an http:// URL (GET), else a host or a bare https:// URL (CONNECT). */
-export function pickCanary(canaries: Config['selftest']['canaries']): { kind: 'get'; url: URL; category: string } | { kind: 'connect'; host: string; category: string } | null {
+export function pickCanary(canaries: ReadonlyArray<Omit<Config['selftest']['canaries'][number], 'id'>>): { kind: 'get'; url: URL; category: string } | { kind: 'connect'; host: string; category: string } | null {
   const parsed = canaries.map((c) => {
     let url: URL | null = null;
     try {

@@ -8,12 +8,15 @@ import { request } from 'node:http';
 import type { Decision, Subject } from '../../policy/decision.js';
 
 export interface Canary {
+  /** The bounded id from the config (appliance/config.ts CANARY_ID): its name in metrics and journal. */
+  readonly id: string;
   readonly category: string;
   readonly url?: string | undefined;
   readonly host?: string | undefined;
 }
 
 export interface CanaryResult {
+  readonly id: string;
   readonly category: string;
   readonly ok: boolean;
   /** Why it failed, without the canary's URL (canaries can come from a hashed list's provider). */
@@ -30,12 +33,13 @@ export function canarySubject(c: Canary): Subject | null {
 export function runCanaries(canaries: readonly Canary[], decide: ((s: Subject) => Decision) | null): CanaryResult[] {
   return canaries.map((c) => {
     const subject = canarySubject(c);
-    if (!subject) return { category: c.category, ok: false, detail: 'canary has neither url nor host' };
-    if (!decide) return { category: c.category, ok: false, detail: 'no policy loaded' };
+    const r = { id: c.id, category: c.category };
+    if (!subject) return { ...r, ok: false, detail: 'canary has neither url nor host' };
+    if (!decide) return { ...r, ok: false, detail: 'no policy loaded' };
     const d = decide(subject);
-    if (d.action !== 'block') return { category: c.category, ok: false, detail: `not blocked (action ${d.action})` };
-    if (d.category !== c.category) return { category: c.category, ok: false, detail: `blocked as ${d.category ?? 'none'}, expected ${c.category}` };
-    return { category: c.category, ok: true, detail: `blocked by list ${d.list ?? '?'}` };
+    if (d.action !== 'block') return { ...r, ok: false, detail: `not blocked (action ${d.action})` };
+    if (d.category !== c.category) return { ...r, ok: false, detail: `blocked as ${d.category ?? 'none'}, expected ${c.category}` };
+    return { ...r, ok: true, detail: `blocked by list ${d.list ?? '?'}` };
   });
 }
 
@@ -62,4 +66,14 @@ export function probeForwardListener(host: string, port: number, url: string, ti
     req.on('error', (err) => resolve(`listener unreachable (${err.message})`));
     req.end();
   });
+}
+
+/**
+ * The category gauge's value for each category: the minimum of its canaries (1 only when every
+ * canary of the category passed). A last-one-wins gauge hid a failing canary behind a passing one.
+ */
+export function categoryResults(results: readonly CanaryResult[]): Map<string, boolean> {
+  const out = new Map<string, boolean>();
+  for (const r of results) out.set(r.category, (out.get(r.category) ?? true) && r.ok);
+  return out;
 }

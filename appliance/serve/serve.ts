@@ -24,7 +24,7 @@ import { reloadConfigFile } from './reload.js';
 import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { metricLabels } from '../lists/bundle-source.js';
-import { probeForwardListener, runCanaries } from './selftest.js';
+import { categoryResults, probeForwardListener, runCanaries } from './selftest.js';
 import { startApplianceAdmin } from '../admin/start.js';
 
 export interface Appliance {
@@ -65,13 +65,16 @@ export async function runSelftest(d: SelftestDeps): Promise<void> {
     const r = results[i];
     if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
     const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
-    if (failure) results[i] = { category: r.category, ok: false, detail: `decision ok, but ${failure}` };
+    if (failure) results[i] = { ...r, ok: false, detail: `decision ok, but ${failure}` };
   }
   metrics.selftestLastRun.set(Date.now() / 1000);
+  // One series per canary, and the category's gauge the minimum of its canaries (issue 21, point 6).
+  for (const [category, ok] of categoryResults(results)) metrics.selftestSuccess.set(category, ok);
   for (const r of results) {
-    metrics.selftestSuccess.set(r.category, r.ok);
-    journal.record({ kind: 'selftest', category: r.category, action: r.ok ? 'pass' : 'fail', detail: r.detail });
-    if (!r.ok) log.error('self-test failed', { category: r.category, detail: r.detail });
+    metrics.selftestCanary.set(r.id, r.ok);
+    // The journal row names the canary by its id in `list` (a bounded word, never its URL).
+    journal.record({ kind: 'selftest', category: r.category, list: r.id, action: r.ok ? 'pass' : 'fail', detail: r.detail });
+    if (!r.ok) log.error('self-test failed', { canary: r.id, category: r.category, detail: r.detail });
   }
 }
 
@@ -85,7 +88,12 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
   const interception = await setupInterception(config);
   for (const w of interception.warnings) log.warn('interception CA', { warning: w });
   const labels = await metricLabels(config, log);
-  const metrics = createMetrics({ categories: labels.categories, lists: labels.lists, listeners: listenerLabels(config) });
+  const metrics = createMetrics({
+    categories: labels.categories,
+    lists: labels.lists,
+    listeners: listenerLabels(config),
+    canaries: config.selftest.canaries,
+  });
   const journal = openJournal({
     path: config.journal.path,
     retentionDays: config.journal.retentionDays,
