@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { SafespotError } from '../policy/errors.js';
 import { parseCidr } from '../policy/ip.js';
 import { parseDuration } from './duration.js';
+import { BUILTIN_SOURCES, builtinKind, isBuiltinSource } from './lists/builtin.js';
 
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
@@ -101,6 +102,8 @@ export const configSchema = z
         forward: listener.optional(),
         http: listener.optional(),
         tls: listener.optional(),
+        /** The guests' DNS, UDP and TCP on one port (proxy/dns/, docs/dns.md). */
+        dns: listener.optional(),
       })
       .prefault({}),
     admin: z
@@ -152,6 +155,44 @@ export const configSchema = z
         headersTimeout: duration.default(10_000),
         idleTimeout: duration.default(120_000),
         drainTimeout: duration.default(10_000),
+      })
+      .prefault({}),
+    /** The DNS listener's answers, cache and limits (docs/dns.md); used when listeners.dns is set. */
+    dns: z
+      .strictObject({
+        /** A blocked name: `null` = A 0.0.0.0 / AAAA :: (or blockAddress), NODATA for other types; `nxdomain`. */
+        blocked: z.enum(['null', 'nxdomain']).default('null'),
+        /** Addresses a blocked name resolves to instead of 0.0.0.0 / :: (the transparent http listener's, for the block page). */
+        blockAddress: z
+          .strictObject({
+            ipv4: z.ipv4().optional(),
+            ipv6: z.ipv6().optional(),
+          })
+          .prefault({}),
+        /** TTL of local answers (blocked names, bypass signals, the SafeSearch CNAME). */
+        blockTtl: duration.default(60_000),
+        /** Longest time an upstream answer is cached, whatever its TTL. */
+        maxTtl: duration.default(3_600_000),
+        cacheEntries: z.number().int().min(0).max(10_000_000).default(50_000),
+        cacheBytes: z.number().int().min(0).default(32 * 1024 * 1024),
+        /** HTTPS/SVCB answers: `strip-ech` removes the ech parameter; `empty` answers every HTTPS question with NODATA. */
+        https: z.enum(['strip-ech', 'empty']).default('strip-ech'),
+        /** Per client (IPv4 address, IPv6 limits.clientIpv6Prefix): a NATed venue is one client, so the default is generous. */
+        rateLimit: z
+          .strictObject({
+            queriesPerSecond: z.number().min(0).default(500),
+            burst: z.number().int().min(1).default(2000),
+          })
+          .prefault({}),
+        tcpIdleTimeout: duration.default(10_000),
+        maxTcpConnections: z.number().int().positive().default(256),
+        /** Queries in flight on one TCP connection (pipelining, RFC 7766 §6.2.1.1). */
+        maxTcpInFlight: z.number().int().positive().max(256).default(16),
+        /** How long one upstream try waits; then the next server is asked. */
+        timeout: duration.default(2_000),
+        tries: z.number().int().min(1).max(10).default(3),
+        /** Upstream questions in flight at most (beyond: SERVFAIL at once). */
+        maxPending: z.number().int().positive().default(4096),
       })
       .prefault({}),
     lists: z.array(listSchema).default([]),
@@ -288,6 +329,11 @@ export const configSchema = z
     }
     const ids = new Set<string>();
     cfg.lists.forEach((l, i) => {
+      if (isBuiltinSource(l.source)) {
+        const kind = builtinKind(l.source);
+        if (kind === null) ctx.addIssue({ code: 'custom', path: ['lists', i, 'source'], message: `unknown builtin source "${l.source}" (known: ${BUILTIN_SOURCES.join(', ')})` });
+        else if (kind !== l.kind) ctx.addIssue({ code: 'custom', path: ['lists', i, 'kind'], message: `${l.source} is a ${kind} list` });
+      }
       if (ids.has(l.id)) ctx.addIssue({ code: 'custom', path: ['lists', i, 'id'], message: `duplicate list id "${l.id}"` });
       ids.add(l.id);
     });
@@ -328,7 +374,7 @@ const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
 
 /** Resolve paths relative to `baseDir` (the config file's folder). */
 function resolvePaths(cfg: Config, baseDir: string): Config {
-  const abs = (p: string): string => (isAbsolute(p) || isUrl(p) ? p : resolve(baseDir, p));
+  const abs = (p: string): string => (isAbsolute(p) || isUrl(p) || isBuiltinSource(p) ? p : resolve(baseDir, p));
   return {
     ...cfg,
     lists: cfg.lists.map((l) => ({

@@ -23,6 +23,8 @@ export const DEFAULT_CONFIG_DOC = {
     { id: 'demo-adult', category: 'adult', kind: 'domains', source: 'adult.txt' },
     { id: 'demo-malware', category: 'malware', kind: 'urls', source: 'malware.txt' },
     { id: 'demo-bypass', category: 'bypass', kind: 'domains', source: 'bypass.txt' },
+    // Public DoH/DoT/DoQ endpoints (policy/encrypted-dns.ts): blocked by DNS, SNI and CONNECT.
+    { id: 'encrypted-dns', category: 'bypass', kind: 'domains', source: 'builtin:encrypted-dns' },
   ],
   journal: { path: resolve('safespot-state', 'journal.db') },
   state: { dir: resolve('safespot-state') },

@@ -17,6 +17,7 @@ import type { Command, Io } from '../io.js';
 import { parseCommandArgs, readLines, writeOut } from '../io.js';
 import { ListCache } from '../lists/cache.js';
 import { displaySource, isUrlSource } from '../lists/prepare.js';
+import { readListFile } from '../lists/builtin.js';
 import { compileInputFromBodies } from '../lists/load.js';
 
 const USAGE = 'safespot check --config FILE [--bundle FILE] < subjects.jsonl';
@@ -65,7 +66,7 @@ export async function checkInput(config: Readonly<Config>, io: Io): Promise<Comp
   for (const l of config.lists) {
     if (!isUrlSource(l.source)) {
       try {
-        bodies.set(l.id, readFileSync(l.source));
+        bodies.set(l.id, readListFile(l.source));
       } catch (err) {
         problems.push(`list "${l.id}": cannot read ${l.source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }

@@ -5,6 +5,7 @@
  * running configuration keeps serving. Listener addresses are fixed at start. With `workers` > 1
  * the same signals go to the primary, which stops or reloads its workers (docs/workers.md).
  */
+import { SafespotError } from '../../policy/errors.js';
 import { loadConfigFile, type Config } from '../config.js';
 import { defaultConfig } from '../default-config.js';
 import { parseCommandArgs, type Command } from '../io.js';
@@ -19,8 +20,13 @@ export const run: Command = async (args, io) => {
   const log = createLogger(io.stderr, config.logLevel);
   const options = configPath ? { configPath } : {};
   // `workers` > 1: a cluster (serve/cluster.ts, docs/workers.md); 1 is the single-process appliance.
-  const app = workerCount(config) > 1 ? await startCluster(config, log, options) : await startAppliance(config, log, options);
-  const addresses = app.proxy.addresses();
+  const cluster = workerCount(config) > 1;
+  if (cluster && config.listeners.dns) {
+    throw new SafespotError('ERR_CONFIG_INVALID', 'listeners.dns runs with workers: 1 only (so far); one process answers a venue\'s DNS (docs/dns.md)');
+  }
+  const app = cluster ? await startCluster(config, log, options) : await startAppliance(config, log, options);
+  const dns = 'dns' in app && app.dns ? { dns: app.dns.address() } : {};
+  const addresses = { ...app.proxy.addresses(), ...dns };
   log.info('safespot serving', {
     config: configPath ?? 'embedded default',
     listeners: addresses,

@@ -18,6 +18,7 @@ import { SafespotError, type ErrorCode } from '../../policy/errors.js';
 import { privateAddressReason } from '../../proxy/resolver.js';
 import type { Config } from '../config.js';
 import type { SignedBefore } from './signature.js';
+import { builtinBody } from './builtin.js';
 import { displaySource, type PreparedSource } from './prepare.js';
 
 type Undici = typeof import('undici');
@@ -188,6 +189,9 @@ function redact(src: PreparedSource, text: string): string {
 
 export async function readFileSource(src: PreparedSource, what: 'body' | 'signature' = 'body'): Promise<Once> {
   const reason: RefreshFailureReason = what === 'signature' ? 'signature' : 'read';
+  // `builtin:NAME` (lists/builtin.ts): shipped inside safespot, always there.
+  const builtin = what === 'body' ? builtinBody(src.location) : null;
+  if (builtin !== null) return { status: 'updated', body: builtin };
   let fh;
   try {
     fh = await open(src.location, 'r');

@@ -5,15 +5,15 @@
  * Image hash lists (md5, sha1, sha256, pdq) are read the same way; the `images` config section
  * gives their matching options.
  */
-import { readFileSync } from 'node:fs';
 import { SafespotError } from '../../policy/errors.js';
 import type { CompileInput, ListInput } from '../../policy/policy.js';
 import type { Config } from '../config.js';
+import { readListFile } from './builtin.js';
 
 const isUrlSource = (s: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
 
 /** Read every list named by `config` and build the compile input. Throws ERR_LIST_READ listing every unreadable source. */
-export function compileInputFromConfig(config: Readonly<Config>, read: (path: string) => Uint8Array = readFileSync): CompileInput {
+export function compileInputFromConfig(config: Readonly<Config>, read: (path: string) => Uint8Array = readListFile): CompileInput {
   const problems: string[] = [];
   const bodies = new Map<string, Uint8Array>();
   for (const l of config.lists) {

@@ -36,6 +36,7 @@ export function listenerLabels(c: Readonly<Config>): ListenerLabel[] {
   if (c.listeners.forward) out.push('forward');
   if (c.listeners.http) out.push('http');
   if (c.listeners.tls) out.push('tls');
+  if (c.listeners.dns) out.push('dns');
   return out;
 }
 

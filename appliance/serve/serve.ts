@@ -26,6 +26,8 @@ import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { metricLabels } from '../lists/bundle-source.js';
 import { categoryResults, probeForwardListener, runCanaries } from './selftest.js';
 import { startApplianceAdmin } from '../admin/start.js';
+import { startDnsFromConfig } from './dns.js';
+import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
 
 export interface Appliance {
   readonly holder: PolicyHolder;
@@ -33,6 +35,8 @@ export interface Appliance {
   readonly journal: Journal;
   readonly proxy: ProxyHandle;
   readonly admin: AdminHandle | null;
+  /** The DNS listener (listeners.dns), or null. */
+  readonly dns: DnsListenerHandle | null;
   /** The config in force. */
   config(): Readonly<Config>;
   /** Apply `next` (or refresh every list of the current config); the old policy keeps serving on failure. */
@@ -144,6 +148,14 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     },
   );
   forwardPort = proxy.addresses().forward?.port;
+  // The DNS hooks read the holder on every question, so a reload reaches them without a swap.
+  const dns = await startDnsFromConfig(config, holder, observer).catch(async (err: unknown) => {
+    await proxy.close(0);
+    await admin?.close();
+    await manager.stop();
+    journal.close();
+    throw err;
+  });
 
   const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
   await selftest();
@@ -177,6 +189,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     journal,
     proxy,
     admin,
+    dns,
     config: () => config,
     reload,
     reloadFromFile,
@@ -184,6 +197,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     async close() {
       timer.stop();
       await proxy.close(config.limits.drainTimeout);
+      await dns?.close();
       await admin?.close();
       await manager.stop();
       journal.close();

@@ -72,6 +72,8 @@ t.test('the embedded default validates and names the demo lists', async (t) => {
   const c = defaultConfig();
   t.same(c.listeners.forward, { host: '127.0.0.1', port: 3128 });
   t.equal(c.admin?.port, 9090);
-  t.same(c.lists.map((l) => l.id), ['demo-hotline', 'demo-adult', 'demo-malware', 'demo-bypass']);
-  for (const l of c.lists) t.match(l.source, /appliance\/demo\/[a-z]+\.txt$/);
+  t.same(c.lists.map((l) => l.id), ['demo-hotline', 'demo-adult', 'demo-malware', 'demo-bypass', 'encrypted-dns']);
+  for (const l of c.lists.slice(0, 4)) t.match(l.source, /appliance\/demo\/[a-z]+\.txt$/);
+  // The shipped public DoH/DoT/DoQ endpoints (issue 18), a builtin source left as it is (not made a path).
+  t.same(c.lists[4], { ...c.lists[4], category: 'bypass', kind: 'domains', source: 'builtin:encrypted-dns' });
 });
