@@ -127,9 +127,14 @@ export function readBundleSections(input: Uint8Array): BundleSections {
 
 /** Verify and load a bundle into a Policy (store arrays are views onto `bytes`). */
 export function decodeBundle(bytes: Uint8Array): Policy {
+  return decodeBundleSections(bytes).policy;
+}
+
+/** decodeBundle, and the bundle's sections too (for the extra ones a caller added, such as SRCD). */
+export function decodeBundleSections(bytes: Uint8Array): { readonly policy: Policy; readonly sections: ReadonlyMap<string, Uint8Array> } {
   const { version, sections } = readBundleSections(bytes);
   try {
-    return new Policy(partsFromSections(sections), version);
+    return { policy: new Policy(partsFromSections(sections), version), sections };
   } catch (err) {
     if (err instanceof SafespotError) throw err;
     return corrupt(`the policy sections are inconsistent (${(err as Error).message})`);

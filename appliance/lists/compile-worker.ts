@@ -22,7 +22,8 @@
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { ERRORS, SafespotError, type ErrorCode } from '../../policy/errors.js';
 import { IMAGE_LIST_KINDS, parseImageList, type ImageListKind } from '../../policy/image-list-parse.js';
-import { parseUrlList, type UrlListKind } from '../../policy/lists.js';
+import { scanUrlList } from '../../policy/compile-lists.js';
+import type { UrlListKind } from '../../policy/lists.js';
 import { compileParts, partsFromSections, Policy, policySections, sectionsVersion, type CompileInput, type Section } from '../../policy/policy.js';
 
 const MARKER = 'safespot-compile-worker';
@@ -54,6 +55,14 @@ export class CompileWorker {
   #closed = false;
   /** Duration of the last successful compile inside the worker. */
   lastStats: CompileStats | null = null;
+  /** Worker threads started so far (a start from an unchanged last good bundle starts none). */
+  starts = 0;
+  readonly #onStart: (() => void) | undefined;
+
+  /** `onStart`: told each time a worker thread is started (for a debug log line). */
+  constructor(opts: { onStart?: () => void } = {}) {
+    this.#onStart = opts.onStart;
+  }
 
   /** Whether a worker thread exists now (one is started per burst of jobs and ended when idle). */
   get running(): boolean {
@@ -66,9 +75,9 @@ export class CompileWorker {
   }
 
   /**
-   * Parse a list body in the worker for its entry count: the parse of a million lines leaves
-   * hundreds of MB of garbage, which then goes with the worker instead of staying in the main
-   * thread's heap. Rejects with the parser's error.
+   * Parse a list body in the worker for its entry count (URL lists are only scanned, not hashed:
+   * policy/compile-lists.ts), so a million lines never stall the main thread and an image list's
+   * parse leaves its garbage with the worker. Rejects with the parser's error.
    */
   count(job: CountJob): Promise<number> {
     return this.#send((id) => ({ id, count: job })) as Promise<number>;
@@ -103,6 +112,8 @@ export class CompileWorker {
   #ensure(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(new URL(import.meta.url), { workerData: { [MARKER]: true } });
+    this.starts++;
+    this.#onStart?.();
     w.unref();
     w.on('message', (reply: Reply) => this.#onReply(reply));
     // A worker ended when idle (#idle) has no jobs: its exit must not fail the next worker's.
@@ -176,7 +187,7 @@ function countEntries(job: CountJob): number {
   if ((IMAGE_LIST_KINDS as readonly string[]).includes(job.kind)) {
     return parseImageList(Buffer.from(job.body).toString('utf8'), job.kind as ImageListKind, { pdqMinQuality: job.pdqMinQuality }).count;
   }
-  return parseUrlList(job.kind as UrlListKind, job.body, job.listId).report.entries;
+  return scanUrlList(job.kind as UrlListKind, job.body, job.listId, null).entries;
 }
 
 function runWorker(): void {

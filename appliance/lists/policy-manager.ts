@@ -6,7 +6,10 @@
  * Start-up: the last good bundle (when it was built from the same list ids) is enforced at once, so
  * filtering is active within milliseconds; the lists' last good copies (or a first download) are then
  * compiled in the worker and swapped in. With neither, the appliance fails closed until every list
- * has arrived: a policy never silently misses a list (a hotline list least of all).
+ * has arrived: a policy never silently misses a list (a hotline list least of all). The bundle keeps
+ * the digest of the input it was compiled from (policy/compile-digest.ts): when the lists and options
+ * at start (or a reload) give the digest of the policy in force, nothing is compiled and no compile
+ * worker is started (issue 23: a compile of a million entries is the peak of a small box's memory).
  *
  * Bundle mode (config `bundle:`, lists/bundle-source.ts): the refresher keeps one source, the compiled
  * bundle, fresh; a verified new bundle is decoded and swapped in as it is (no compile). Its last good
@@ -19,7 +22,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import type { Journal } from '../../audit/journal.js';
 import type { Metrics } from '../../audit/metrics.js';
-import { decodeBundle, encodeBundle } from '../../policy/bundle.js';
+import { decodeBundleSections, encodeBundle } from '../../policy/bundle.js';
+import { compileInputDigest, digestOf, digestSection } from '../../policy/compile-digest.js';
 import { SafespotError } from '../../policy/errors.js';
 import { PolicyHolder, type Policy } from '../../policy/policy.js';
 import { CompileWorker } from './compile-worker.js';
@@ -119,11 +123,21 @@ export class PolicyManager {
   /** Why no policy is in force (for /readyz), or null. */
   lastError: string | null = null;
   #set: ListSet | null = null;
-  readonly #compiler = new CompileWorker();
+  readonly #compiler: CompileWorker;
   readonly #deps: ManagerDeps;
+  /** Digest of the compile input of the policy in force (null: unknown, e.g. bundle mode or an old bundle). */
+  #digest: string | null = null;
+  /** Compiles not run because the input was that of the policy in force (start from the last good bundle, reload). */
+  compilesSkipped = 0;
 
   private constructor(deps: ManagerDeps) {
     this.#deps = deps;
+    this.#compiler = new CompileWorker({ onStart: () => deps.log.debug('compile worker started') });
+  }
+
+  /** Compile worker threads started so far (none on a start from an unchanged last good bundle). */
+  get compileWorkerStarts(): number {
+    return this.#compiler.starts;
   }
 
   /** Load the first policy (see the header) and start refreshing. Throws only on a config problem. */
@@ -194,14 +208,14 @@ export class PolicyManager {
     const path = join(config.state.dir, BUNDLE_FILE);
     if (!existsSync(path)) return;
     try {
-      const policy = decodeBundle(readFileSync(path));
+      const { policy, sections } = decodeBundleSections(readFileSync(path));
       const want = config.lists.map((l) => l.id).sort().join('\n');
       const have = policy.lists.map((l) => l.id).sort().join('\n');
       if (want !== have) {
         this.#deps.log.info('last good bundle is for other lists; not used', { path });
         return;
       }
-      this.#install(policy, 'last good bundle', null);
+      this.#install(policy, 'last good bundle', null, digestOf(sections));
     } catch (err) {
       this.#deps.log.warn('the last good bundle is unusable', { path, error: errorText(err) });
     }
@@ -225,11 +239,19 @@ export class PolicyManager {
   async #compile(set: ListSet, how: string): Promise<ReloadResult> {
     const { log, journal } = this.#deps;
     try {
-      const policy = await this.#compiler.compile(compileInputFromBodies(set.config, set.bodies));
+      const input = compileInputFromBodies(set.config, set.bodies);
+      const digest = compileInputDigest(input);
+      const current = this.holder.current;
+      if (current && digest === this.#digest) {
+        this.compilesSkipped++;
+        log.info('lists and options unchanged: the policy in force is theirs, not compiled again', { version: current.version, how });
+        return { ok: true, version: current.version };
+      }
+      const policy = await this.#compiler.compile(input);
       for (const l of policy.parts.meta.lists) {
         if (l.report.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: l.report.malformed, lines: l.report.malformedLines });
       }
-      this.#install(policy, how, set.config.state.dir);
+      this.#install(policy, how, set.config.state.dir, digest);
       return { ok: true, version: policy.version };
     } catch (err) {
       const error = errorText(err);
@@ -246,7 +268,7 @@ export class PolicyManager {
     try {
       if (!body) throw new SafespotError('ERR_INTERNAL', 'no policy bundle');
       const policy = loadBundle(body);
-      this.#install(policy, how, set.config.state.dir);
+      this.#install(policy, how, set.config.state.dir, null);
       return { ok: true, version: policy.version };
     } catch (err) {
       const error = errorText(err);
@@ -279,10 +301,12 @@ export class PolicyManager {
     }
   }
 
-  #install(policy: Policy, how: string, saveDir: string | null): void {
+  /** Swap `policy` in; `digest` is that of its compile input (kept in the saved bundle), null when unknown. */
+  #install(policy: Policy, how: string, saveDir: string | null, digest: string | null): void {
     const { metrics, journal, log } = this.#deps;
     const wasActive = this.holder.current !== null;
     this.holder.swap(policy);
+    this.#digest = digest;
     this.lastError = null;
     for (const l of policy.lists) metrics.policyEntries.set(l.id, l.entries);
     metrics.policyInfo.set(policy.version);
@@ -293,7 +317,7 @@ export class PolicyManager {
     this.#deps.onInstall?.(policy);
     if (saveDir !== null) {
       try {
-        saveBundle(saveDir, encodeBundle(policy));
+        saveBundle(saveDir, encodeBundle(policy, digest === null ? [] : [digestSection(digest)]));
       } catch (err) {
         log.warn('could not save the last good policy bundle', { error: errorText(err) });
       }
