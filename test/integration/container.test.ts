@@ -16,132 +16,22 @@
  * (minutes); later runs reuse the base image and podman's layer cache.
  */
 import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { containerInitPid, mallocOf, processTree } from '../../bench/soak-serve.js';
 import { CLI, ROOT, runCli, serve } from '../helpers/appliance.js';
+import {
+  BASE_IMAGES, UID, baseImage, buildImage, containerSupport, exerciseTraffic, freePorts, imageSize, podman, sample, startContainer, stopAndDrain,
+  upstreamServer, waitFor, writeConfig, type Result,
+} from '../helpers/container.js';
 
 t.setTimeout(20 * 60 * 1000);
 
-const CONTAINERS_CONF = join(ROOT, 'docker', 'containers.conf');
-const BASE_IMAGE = 'localhost/node:22-bookworm-slim';
+const BASE_IMAGE = BASE_IMAGES.amd64;
 const IMAGE = 'localhost/safespot:test';
-const CACHE_DIR = process.env.SAFESPOT_CI_CACHE ?? '/var/cache/safespot-ci';
-const UID = 10001;
-const env = { ...process.env, CONTAINERS_CONF };
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function sh(cmd: string, args: string[], timeout = 120_000): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && !stderr ? String(err.message) : '') });
-    });
-  });
-}
-const podman = (args: string[], timeout?: number): Promise<Result> => sh('podman', ['--runtime', 'runc', ...args], timeout);
-
-/** A long command with its output in a log file; resolves with the exit status and the log's tail. */
-function logged(cmd: string, args: string[], logFile: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; tail: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const out = createWriteStream(logFile);
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(out, { end: false });
-    child.stderr.pipe(out, { end: false });
-    child.on('close', (code) => {
-      out.end(() => {
-        const lines = readFileSync(logFile, 'utf8').split('\n');
-        resolve({ code: code ?? 1, tail: lines.slice(-60).join('\n'), ms: Date.now() - started });
-      });
-    });
-  });
-}
-
-/** Free TCP ports on 127.0.0.1 (bound, then released: the container binds them right after). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createNetServer>>((resolve) => {
-      const s = createNetServer();
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown = null;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
-
-/** One sample of the exposition text (labels in any order). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const m = /^[a-z_:]+(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const have = new Map([...(m[1] ?? '').matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[2]);
-  }
-  return null;
-}
-
-function upstreamServer(): Promise<Server> {
-  return new Promise((resolve) => {
-    const s = createServer((req, res) => {
-      res.setHeader('content-type', 'text/plain');
-      res.end(`upstream says hello to ${req.headers.host}${req.url}`);
-    });
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  });
-}
-
-function writeConfig(path: string, p: { forward: number; http: number; admin: number; upstream: number }, paths: { demo: string; state: string; token: string }): void {
-  writeFileSync(path, [
-    'listeners:',
-    `  forward: { host: 127.0.0.1, port: ${p.forward} }`,
-    `  http: { host: 127.0.0.1, port: ${p.http} }`,
-    `admin: { host: 127.0.0.1, port: ${p.admin}, tokenFile: ${paths.token} }`,
-    'upstream:',
-    `  hosts: { allowed.test: "127.0.0.1:${p.upstream}" }`,
-    'lists:',
-    `  - { id: demo-hotline, category: csam, kind: hashed-urls, source: ${paths.demo}/hotline.txt, overridable: false }`,
-    `  - { id: demo-adult, category: adult, kind: domains, source: ${paths.demo}/adult.txt }`,
-    `journal: { path: ${paths.state}/journal.db }`,
-    `state: { dir: ${paths.state}/state }`,
-    `ca: { dir: ${paths.state}/ca }`,
-    'selftest:',
-    '  canaries:',
-    '    - { category: adult, url: "http://blocked.test/" }',
-    '    - { category: csam, url: "http://csam-canary.test/" }',
-    '',
-  ].join('\n'));
-}
-
-function curl(args: string[]): Promise<Result> {
-  return sh('curl', ['-sS', '--max-time', '10', ...args], 20_000);
-}
 
 t.test('safespot healthcheck against a running serve: healthy, wrong token, stopped', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'safespot-hc-'));
@@ -178,20 +68,6 @@ t.test('safespot healthcheck against a running serve: healthy, wrong token, stop
   t.match(down.stdout, /ECONNREFUSED/, 'with the reason');
 });
 
-/** Why the container steps cannot run here, or null. */
-async function containerSupport(): Promise<string | null> {
-  if (process.platform !== 'linux') return 'podman containers need Linux';
-  if (process.getuid?.() !== 0) return 'the container test runs podman as root (rootful storage, host network); run the suite as root';
-  const missing: string[] = [];
-  for (const tool of ['podman', 'runc', 'debootstrap', 'curl', 'npm']) {
-    if ((await sh('sh', ['-c', `command -v ${tool}`])).code !== 0) missing.push(tool);
-  }
-  if (missing.length) return `missing ${missing.join(', ')} (test/setup-system.sh installs podman, runc, debootstrap and curl)`;
-  const info = await podman(['info', '--format', '{{.Host.CgroupManager}}']);
-  if (info.code !== 0) return `podman cannot run here: ${info.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  return null;
-}
-
 t.test('the image built and run for real with podman', async (t) => {
   const reason = await containerSupport();
   if (reason) {
@@ -206,7 +82,7 @@ t.test('the image built and run for real with podman', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
   // --- base image ------------------------------------------------------------------------------
-  const base = await logged('bash', [join(ROOT, 'docker', 'build-base-image.sh')], join(dir, 'base.log'), { CACHE_DIR });
+  const base = await baseImage('amd64', join(dir, 'base.log'));
   timings.push(`base image ${(base.ms / 1000).toFixed(1)} s`);
   if (base.code !== 0) {
     t.fail(`docker/build-base-image.sh failed (exit ${base.code}):\n${base.tail}`);
@@ -216,25 +92,14 @@ t.test('the image built and run for real with podman', async (t) => {
   t.match(nodeV.stdout, /^v22\./, `the base image runs Node 22 (${nodeV.stdout.trim()})`);
 
   // --- image -----------------------------------------------------------------------------------
-  const before = (await podman(['image', 'inspect', '--format', '{{.Id}}', IMAGE])).stdout.trim();
   const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-  const revision = (await sh('git', ['-C', ROOT, 'rev-parse', 'HEAD'])).stdout.trim() || 'unknown';
-  const buildArgs = ['--runtime', 'runc', 'build', '--format', 'docker', '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE_IMAGE}`,
-    '--build-arg', `CREATED=${new Date().toISOString()}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision}`, '-t', IMAGE];
-  // Behind a TLS-inspecting egress proxy npm needs its CA inside the build step (never in a layer).
-  // Without NODE_EXTRA_CA_CERTS, the host's system bundle (which holds such a proxy's CA when the
-  // host's own npm works) is the best guess.
-  const ca = [process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt'].find((p) => p && existsSync(p));
-  if (ca) buildArgs.push('--secret', `id=build_ca,src=${ca}`);
-  const build = await logged('podman', [...buildArgs, ROOT], join(dir, 'build.log'));
+  const build = await buildImage('amd64', IMAGE, join(dir, 'build.log'));
   timings.push(`image build ${(build.ms / 1000).toFixed(1)} s`);
   if (build.code !== 0) {
     t.fail(`podman build failed (exit ${build.code}):\n${build.tail}`);
     return;
   }
-  const after = (await podman(['image', 'inspect', '--format', '{{.Id}}', IMAGE])).stdout.trim();
-  // The replaced image would otherwise pile up, one per source change (its build layers stay cached).
-  if (before && before !== after) await podman(['rmi', before]);
+  timings.push(`image size ${(await imageSize(IMAGE) / 1e6).toFixed(1)} MB`);
 
   const cfgJson = JSON.parse((await podman(['image', 'inspect', '--format', '{{json .Config}}', IMAGE])).stdout) as {
     User: string;
@@ -251,88 +116,22 @@ t.test('the image built and run for real with podman', async (t) => {
   t.same(healthcheck?.Test?.slice(-2), ['/app/dist/appliance/cli.js', 'healthcheck'], `HEALTHCHECK kept (docker format): ${JSON.stringify(healthcheck)}`);
   t.same(cfgJson.Entrypoint.slice(0, 2), ['/usr/bin/tini', '--'], 'tini as PID 1');
   t.ok('/var/lib/safespot' in cfgJson.Volumes, 'state volume declared');
+  const arch = await podman(['image', 'inspect', '--format', '{{.Architecture}}', IMAGE]);
+  t.equal(arch.stdout.trim(), 'amd64', 'an amd64 image');
+
+  // Distroless: no shell and no tool beside node and tini, so a foothold in the process finds nothing
+  // to run; and none is needed (the health check and every command are node).
+  const shell = await podman(['run', '--rm', '--network', 'none', '--health-cmd', 'none', '--entrypoint', '/bin/sh', IMAGE, '-c', 'true']);
+  t.not(shell.code, 0, `the image has no /bin/sh: ${shell.stderr.trim()}`);
+  const files = await podman(['run', '--rm', '--network', 'none', '--health-cmd', 'none', '--entrypoint', 'node', IMAGE, '-e',
+    'const fs=require("fs");console.log(JSON.stringify(["/bin","/sbin","/usr/bin","/usr/sbin"].flatMap((d)=>{try{return fs.readdirSync(d).map((f)=>d+"/"+f)}catch{return []}})))']);
+  t.same(JSON.parse(files.stdout || 'null'), ['/usr/bin/tini'], `the only program beside node is tini: ${files.stdout.trim()}${files.stderr.trim()}`);
 
   // --- run -------------------------------------------------------------------------------------
-  const up = await upstreamServer();
-  t.teardown(() => new Promise<void>((r) => up.close(() => r())));
-  const [forward, http, admin] = await freePorts(3);
-  const ports = { forward: forward!, http: http!, admin: admin!, upstream: (up.address() as AddressInfo).port };
-  const state = join(dir, 'state');
-  const token = 'container-test-token-0123456789abcdef';
-  writeFileSync(join(dir, 'admin-token'), `${token}\n`, { mode: 0o644 });
-  writeConfig(join(dir, 'config.yaml'), ports, { demo: '/app/appliance/demo', state: '/var/lib/safespot', token: '/run/secrets/admin-token' });
-  mkdirSync(state);
-  chownSync(state, UID, UID);
-
-  const name = `safespot-test-${process.pid}`;
-  t.teardown(async () => {
-    await podman(['rm', '-f', '-t', '0', name]);
-  });
-  const run = await podman([
-    'run', '-d', '--name', name, '--network', 'host',
-    '--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
-    '-v', `${state}:/var/lib/safespot`,
-    '-v', `${join(dir, 'config.yaml')}:/etc/safespot/config.yaml:ro`,
-    '-v', `${join(dir, 'admin-token')}:/run/secrets/admin-token:ro`,
-    IMAGE,
-  ]);
-  t.equal(run.code, 0, `podman run: ${run.stderr.trim()}`);
-  if (run.code !== 0) return;
-  const logs = async (): Promise<string> => {
-    const l = await podman(['logs', name]);
-    return `${l.stdout}${l.stderr}`;
-  };
-
-  const startedAt = Date.now();
-  const health = await waitFor('the container health check', async () => {
-    const r = await podman(['healthcheck', 'run', name], 60_000);
-    return r.code === 0 ? r : null;
-  }, 90_000).catch(async (err) => {
-    t.fail(`${(err as Error).message}\ncontainer log:\n${await logs()}`);
-    return null;
-  });
-  if (!health) return;
-  timings.push(`healthy after ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
-  t.pass('podman healthcheck run: healthy');
-
-  const metrics = async (): Promise<string> => {
-    const r = await curl(['-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${ports.admin}/metrics`]);
-    if (r.code !== 0) throw new Error(`GET /metrics: ${r.stderr}`);
-    return r.stdout;
-  };
-  const unauth = await curl(['-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${ports.admin}/metrics`]);
-  t.equal(unauth.stdout, '401', '/metrics needs the admin token');
-  const m0 = await metrics();
-
-  // Explicit proxy: an allowed host mapped to the host's loopback upstream, a blocked demo host over
-  // plain HTTP and over CONNECT.
-  const proxy = `http://127.0.0.1:${ports.forward}`;
-  const allowed = await curl(['-x', proxy, 'http://allowed.test/hello?x=1']);
-  t.equal(allowed.code, 0, `allowed request passes: ${allowed.stderr}`);
-  t.equal(allowed.stdout, 'upstream says hello to allowed.test/hello?x=1', 'byte-exact upstream answer through the container');
-  const blocked = await curl(['-x', proxy, '-o', '/dev/null', '-w', '%{http_code} %{content_type}', 'http://blocked.test/']);
-  t.match(blocked.stdout, /^403 text\/html/, 'blocked demo host gets the block page');
-  const tunnel = await curl(['-x', proxy, 'https://blocked.test/']);
-  t.not(tunnel.code, 0, 'CONNECT to a blocked host is refused');
-  t.match(tunnel.stderr, /403/, `the proxy answered the CONNECT with 403: ${tunnel.stderr.trim()}`);
-  // Transparent HTTP listener: routed by the Host header.
-  const viaHttp = await curl(['-H', 'Host: allowed.test', `http://127.0.0.1:${ports.http}/t`]);
-  t.equal(viaHttp.stdout, 'upstream says hello to allowed.test/t', 'transparent http listener forwards an allowed host');
-  const blockedHttp = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: adult.test', `http://127.0.0.1:${ports.http}/`]);
-  t.equal(blockedHttp.stdout, '403', 'transparent http listener blocks a listed host');
-
-  const m1 = await metrics();
-  const delta = (labels: Record<string, string>): number =>
-    (sample(m1, 'safespot_requests_total', labels) ?? NaN) - (sample(m0, 'safespot_requests_total', labels) ?? NaN);
-  t.equal(delta({ listener: 'forward', protocol: 'http', action: 'allow', category: 'none' }), 1, 'metrics: one allowed forward request');
-  t.ok(delta({ listener: 'forward', protocol: 'http', action: 'block', category: 'adult' }) >= 1, 'metrics: the blocked forward request (health checks add their own)');
-  t.equal(delta({ listener: 'forward', protocol: 'connect', action: 'block', category: 'adult' }), 1, 'metrics: one blocked CONNECT');
-  t.equal(delta({ listener: 'http', protocol: 'http', action: 'allow', category: 'none' }), 1, 'metrics: one allowed transparent request');
-  t.equal(delta({ listener: 'http', protocol: 'http', action: 'block', category: 'adult' }), 1, 'metrics: one blocked transparent request');
-  t.equal(sample(m1, 'safespot_filtering_active'), 1, 'filtering active');
-  t.equal(sample(m1, 'safespot_selftest_success', { category: 'adult' }), 1, 'self-test adult passes');
-  t.equal(sample(m1, 'safespot_selftest_success', { category: 'csam' }), 1, 'self-test csam passes');
-  t.ok((sample(m1, 'safespot_policy_entries', { list: 'demo-adult' }) ?? 0) > 0, 'the demo list is loaded');
+  const c = await startContainer(t, IMAGE, dir, { healthyWithinMs: 90_000, timings });
+  if (!c) return;
+  const { name, state } = c;
+  const m1 = await exerciseTraffic(t, c);
   const rss = sample(m1, 'process_resident_memory_bytes');
   if (rss !== null) timings.push(`resident memory ${(rss / 1024 / 1024).toFixed(0)} MiB`);
 
@@ -349,30 +148,22 @@ t.test('the image built and run for real with podman', async (t) => {
   t.equal((await mapsOf(['-e', 'LD_PRELOAD='])).stdout, 'false', '-e LD_PRELOAD= turns it off');
 
   // Non-root on a read-only root filesystem, state on the volume.
-  const id = await podman(['exec', name, 'id', '-u']);
+  // No id, sh or stat in the image: node asks.
+  const inContainer = (name: string, code: string): Promise<Result> => podman(['exec', name, 'node', '-e', code]);
+  const id = await inContainer(name, 'process.stdout.write(String(process.getuid()))');
   t.equal(id.stdout.trim(), String(UID), 'the process user is 10001');
   const top = await podman(['top', name, 'user', 'args']);
   t.notMatch(top.stdout, /^root\s/m, `no process runs as root:\n${top.stdout}`);
   const ro = await podman(['inspect', '--format', '{{.HostConfig.ReadonlyRootfs}}', name]);
   t.equal(ro.stdout.trim(), 'true', 'started with --read-only');
-  const write = await podman(['exec', name, 'sh', '-c', 'echo x > /app/probe']);
+  const write = await inContainer(name, 'require("fs").writeFileSync("/app/probe", "x")');
   t.not(write.code, 0, 'the root filesystem refuses writes');
-  t.match(write.stderr, /Read-only file system|Permission denied/, write.stderr.trim());
+  t.match(write.stderr, /EROFS|EACCES/, write.stderr.trim().split('\n').find((l) => /Error/.test(l)) ?? write.stderr.trim());
   t.ok(existsSync(join(state, 'journal.db')), 'the journal is on the volume');
   t.equal(statSync(join(state, 'journal.db')).uid, UID, 'written by uid 10001');
 
   // Stop: SIGTERM through tini; safespot drains and exits 0 well within the timeout.
-  const stopStarted = Date.now();
-  const stop = await podman(['stop', '-t', '30', name], 60_000);
-  const stopMs = Date.now() - stopStarted;
-  timings.push(`stop ${(stopMs / 1000).toFixed(1)} s`);
-  t.equal(stop.code, 0, `podman stop: ${stop.stderr.trim()}`);
-  const exit = await podman(['inspect', '--format', '{{.State.ExitCode}}', name]);
-  t.equal(exit.stdout.trim(), '0', 'the container exited 0 (drained; a SIGKILL after the timeout would be 137)');
-  const log = await logs();
-  t.match(log, /"msg":"draining","signal":"SIGTERM"/, 'safespot saw SIGTERM and drained');
-  t.match(log, /"msg":"stopped"/, 'and stopped cleanly');
-  t.notMatch(log, /container-test-token/, 'the admin token never appears in the log');
+  await stopAndDrain(t, c, timings);
 
   // The audit report from the stopped appliance's volume, as docs/deployment.md shows: the image's
   // entrypoint runs any safespot command, here on a read-only root too.
@@ -381,7 +172,7 @@ t.test('the image built and run for real with podman', async (t) => {
   const report = await podman([
     'run', '--rm', '--network', 'none', '--read-only', '--cap-drop', 'ALL', '--health-cmd', 'none',
     '-v', `${state}:/var/lib/safespot`,
-    '-v', `${join(dir, 'config.yaml')}:/etc/safespot/config.yaml:ro`,
+    '-v', `${c.config}:/etc/safespot/config.yaml:ro`,
     IMAGE, 'audit', 'report', '--config', '/etc/safespot/config.yaml', '--from', day, '--to', next, '--format', 'json',
   ]);
   t.equal(report.code, 0, `audit report ran: ${report.stderr.trim()}`);
@@ -421,7 +212,7 @@ t.test('the image built and run for real with podman', async (t) => {
     t.match(ownHealth.stdout, /ok: admin 127\.0\.0\.1:9090 \/readyz\nok: forward 127\.0\.0\.1:3128 GET http:\/\/blocked\.test\//, 'healthy on the shipped ports');
     const ownLog = await podman(['logs', own]);
     t.match(ownLog.stderr + ownLog.stdout, /"forward":\{"host":"0\.0\.0\.0","port":3128\},"http":\{"host":"0\.0\.0\.0","port":8080\},"tls":\{"host":"0\.0\.0\.0","port":8443\}/, 'listeners on 0.0.0.0');
-    const owner = await podman(['exec', own, 'stat', '-c', '%u', '/var/lib/safespot/journal.db']);
+    const owner = await inContainer(own, 'process.stdout.write(String(require("fs").statSync("/var/lib/safespot/journal.db").uid))');
     t.equal(owner.stdout.trim(), String(UID), 'a new named volume is writable by uid 10001');
   }
 });
