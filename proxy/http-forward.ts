@@ -37,44 +37,68 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Header names the Connection header(s) list: hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionTokens(rawHeaders: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
-    for (const t of rawHeaders[i + 1]!.split(',')) {
-      const token = t.trim().toLowerCase();
-      if (token) out.add(token);
-    }
-  }
-  return out;
-}
+/** Methods node:http frames with chunked encoding when no length is given (the others get none). */
+const BODY_BY_DEFAULT_EXCEPT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 /**
- * End-to-end headers of a message, as an object for node:http (repeated fields become arrays, order
- * kept), with `Via` appended. `keep` lists hop-by-hop names to pass anyway (Upgrade for WebSocket).
+ * End-to-end fields of a message, flat as node:http takes them (`[name, value, name, value, ...]`,
+ * the order and spelling kept, repeated fields repeated), with `Via` appended and, when `host` is
+ * given, `Host` first. `keepUpgrade` passes Upgrade (WebSocket). One pass over the fields; the
+ * names a Connection header lists (RFC 9110 §7.6.1) are taken out afterwards, which only clients
+ * naming other fields than the hop-by-hop ones need. A flat array goes to the wire without the
+ * per-field setHeader an object costs node:http.
  */
-export function endToEndHeaders(rawHeaders: readonly string[], httpVersion: string, keep: readonly string[] = []): OutgoingHttpHeaders {
-  const named = connectionTokens(rawHeaders);
-  const out: OutgoingHttpHeaders = {};
-  const keys = new Map<string, string>(); // lower -> first spelling
+export function endToEndFields(rawHeaders: readonly string[], httpVersion: string, host?: string, keepUpgrade = false): string[] {
+  const out: string[] = host === undefined ? [] : ['Host', host];
+  let named: string[] | null = null;
+  let via: string | null = null;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
-    if ((HOP_BY_HOP.has(lower) || named.has(lower)) && !keep.includes(lower)) continue;
-    if (lower === 'host') continue;
     const value = rawHeaders[i + 1]!;
-    const key = keys.get(lower) ?? name;
+    if (lower === 'connection') {
+      for (const t of value.split(',')) {
+        const token = t.trim().toLowerCase();
+        if (token !== '' && !HOP_BY_HOP.has(token)) (named ??= []).push(token);
+      }
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) && !(keepUpgrade && lower === 'upgrade')) continue;
+    if (lower === 'host') continue;
+    if (lower === 'via') {
+      via = via === null ? value : `${via}, ${value}`;
+      continue;
+    }
+    out.push(name, value);
+  }
+  if (named !== null) {
+    if (named.includes('via')) via = null;
+    const start = host === undefined ? 0 : 2;
+    let w = start;
+    for (let r = start; r < out.length; r += 2) {
+      if (named.includes(out[r]!.toLowerCase())) continue;
+      out[w++] = out[r]!;
+      out[w++] = out[r + 1]!;
+    }
+    out.length = w;
+  }
+  out.push('Via', via === null ? `${httpVersion} safespot` : `${via}, ${httpVersion} safespot`);
+  return out;
+}
+
+/** Flat fields as an object (repeated fields as arrays, first spelling), for the rare paths that edit them. */
+export function fieldsObject(fields: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  const keys = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const lower = fields[i]!.toLowerCase();
+    const key = keys.get(lower) ?? fields[i]!;
     keys.set(lower, key);
     const prev = out[key];
-    if (prev === undefined) out[key] = value;
-    else if (Array.isArray(prev)) prev.push(value); // in place: thousands of repeated fields stay linear
-    else out[key] = [String(prev), value];
+    if (prev === undefined) out[key] = fields[i + 1]!;
+    else if (Array.isArray(prev)) prev.push(fields[i + 1]!);
+    else out[key] = [String(prev), fields[i + 1]!];
   }
-  const viaKey = keys.get('via') ?? 'Via';
-  const via = `${httpVersion} safespot`;
-  const prevVia = out[viaKey];
-  out[viaKey] = prevVia === undefined ? via : `${Array.isArray(prevVia) ? prevVia.join(', ') : String(prevVia)}, ${via}`;
   return out;
 }
 
@@ -155,8 +179,12 @@ export class HttpForwarder {
       return;
     }
     if (res.destroyed) return;
-    const headers = endToEndHeaders(req.rawHeaders, req.httpVersion);
-    headers['Host'] = route.authority;
+    const headers = endToEndFields(req.rawHeaders, req.httpVersion, route.authority);
+    // No length and no chunks: no body (RFC 9112 §6.3). node:http would chunk an empty body for
+    // POST and the like, where an object of headers got `Content-Length: 0`: the same here.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined && !BODY_BY_DEFAULT_EXCEPT.has(req.method ?? 'GET')) {
+      headers.push('Content-Length', '0');
+    }
     this.send(req, res, route, dest, headers, conn, null);
   }
 
@@ -170,7 +198,7 @@ export class HttpForwarder {
     res: ServerResponse,
     route: HttpRoute,
     dest: { address: string; port: number },
-    headers: OutgoingHttpHeaders,
+    headers: OutgoingHttpHeaders | string[],
     conn: ConnInfo,
     whole: ClientRange | null,
   ): void {
@@ -204,9 +232,10 @@ export class HttpForwarder {
       s.once('connect', () => clearTimeout(t));
       s.once('close', () => clearTimeout(t));
     });
-    upReq.setTimeout(ctx.opts.limits.idleTimeout, () =>
-      upReq.destroy(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'the upstream server did not answer in time')),
-    );
+    // Both agents (ctx.agent, UpstreamTls) give their sockets limits.idleTimeout and node:http passes
+    // the socket's timeout on as the request's: a listener, rather than re-arming the socket's
+    // timer with setTimeout on every request.
+    upReq.on('timeout', () => upReq.destroy(new SafespotError('ERR_UPSTREAM_TIMEOUT', 'the upstream server did not answer in time')));
     // The client went away: stop the upstream request too.
     const onClose = (): void => {
       if (!res.writableFinished) upReq.destroy();
@@ -218,7 +247,7 @@ export class HttpForwarder {
     } else upReq.end();
     upReq.on('response', (upRes) => {
       if (ctx.draining) res.shouldKeepAlive = false;
-      const resHeaders = endToEndHeaders(upRes.rawHeaders, upRes.httpVersion);
+      const resHeaders = endToEndFields(upRes.rawHeaders, upRes.httpVersion);
       // A ranged answer the tap must see whole: this exchange is dropped and the object asked for
       // again without Range and validators (GET only, once).
       const again =
@@ -230,7 +259,7 @@ export class HttpForwarder {
               req.resume();
               upRes.resume();
               upReq.destroy();
-              this.send(req, res, route, dest, wholeRequestHeaders(headers), conn, clientRange(req));
+              this.send(req, res, route, dest, wholeRequestHeaders(Array.isArray(headers) ? fieldsObject(headers) : headers), conn, clientRange(req));
             }
           : undefined;
       // Images are held, hashed and released or replaced by the image tap (proxy/image-tap.ts).
@@ -264,11 +293,9 @@ export class HttpForwarder {
       up.destroy();
       return;
     }
-    const headers = endToEndHeaders(req.rawHeaders, req.httpVersion, ['upgrade']);
-    const lines = [`${req.method} ${route.path} HTTP/1.1`, `Host: ${route.authority}`, 'Connection: Upgrade'];
-    for (const [k, v] of Object.entries(headers)) {
-      for (const one of Array.isArray(v) ? v : [String(v)]) lines.push(`${k}: ${one}`);
-    }
+    const fields = endToEndFields(req.rawHeaders, req.httpVersion, route.authority, true);
+    const lines = [`${req.method} ${route.path} HTTP/1.1`, 'Connection: Upgrade'];
+    for (let i = 0; i < fields.length; i += 2) lines.push(`${fields[i]}: ${fields[i + 1]}`);
     // Nothing the client sends after the request head goes upstream until the upstream has
     // accepted the upgrade: a server that answers anything but 101 is still speaking HTTP, and
     // spliced bytes would be requests nobody decided (RFC 9110 §7.8: the switch happens only with

@@ -184,8 +184,8 @@ export interface TapArgs {
   readonly upReq: ClientRequest;
   readonly upRes: IncomingMessage;
   readonly res: ServerResponse;
-  /** The response head as it would be forwarded (end-to-end headers, Via added). */
-  readonly headers: OutgoingHttpHeaders;
+  /** The response head as it would be forwarded (end-to-end headers, Via added; flat fields or an object). */
+  readonly headers: OutgoingHttpHeaders | string[];
   readonly conn: ConnInfo;
   readonly url: string;
   /** Drop this exchange and ask for the whole object (absent: not possible, or this is that request). */
@@ -252,11 +252,24 @@ export function pickRange(
   return { start, end: Math.min(end, length - 1) };
 }
 
-/** `headers` without the fields named (any case). */
-function without(headers: OutgoingHttpHeaders, names: readonly string[]): OutgoingHttpHeaders {
+/** `headers` (an object, or flat fields) without the fields named (any case), as an object. */
+function without(headers: OutgoingHttpHeaders | readonly string[], names: readonly string[]): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) if (!names.includes(k.toLowerCase())) out[k] = v;
+  if (!isFlat(headers)) {
+    for (const [k, v] of Object.entries(headers)) if (!names.includes(k.toLowerCase())) out[k] = v;
+    return out;
+  }
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const k = headers[i]!;
+    if (names.includes(k.toLowerCase())) continue;
+    const prev = out[k];
+    out[k] = prev === undefined ? headers[i + 1]! : [...(Array.isArray(prev) ? prev : [String(prev)]), headers[i + 1]!];
+  }
   return out;
+}
+
+function isFlat(headers: OutgoingHttpHeaders | readonly string[]): headers is readonly string[] {
+  return Array.isArray(headers);
 }
 
 function single(v: string | string[] | undefined): string | null {
