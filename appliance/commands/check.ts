@@ -7,11 +7,17 @@
  * a file source from its file, an `https://` source from its last-good copy in `state.dir/lists/`
  * (what serve downloaded and verified; check never fetches), with a note on stderr saying which
  * copy. A URL list without a copy there is an ERR_LIST_READ naming it, among every other problem.
+ *
+ * `{"host": …, "dns": "HTTPS"}` (a type name or number) also says what the DNS listener would answer
+ * for that question (`dns`: `answer` = `blocked` / `nxdomain` / `nodata` / `forwarded` / `cname`,
+ * with the bypass `signal` or the SafeSearch `target`), so one line answers "by DNS and by SNI".
  */
 import { readFileSync } from 'node:fs';
 import { decodeBundle } from '../../policy/bundle.js';
 import { SafespotError } from '../../policy/errors.js';
-import { compilePolicy, type CompileInput, type Policy } from '../../policy/policy.js';
+import { compilePolicy, PolicyHolder, type CompileInput, type Policy } from '../../policy/policy.js';
+import { createDnsHooks } from '../../proxy/dns/hook.js';
+import { TYPE } from '../../proxy/dns/codec.js';
 import { loadConfigFile, type Config } from '../config.js';
 import type { Command, Io } from '../io.js';
 import { parseCommandArgs, readLines, writeOut } from '../io.js';
@@ -22,8 +28,32 @@ import { compileInputFromBodies } from '../lists/load.js';
 
 const USAGE = 'safespot check --config FILE [--bundle FILE] < subjects.jsonl';
 
+const TYPE_NAMES: Readonly<Record<string, number>> = { ...TYPE };
+
+/** What the DNS listener would answer for (host, type): its hook over this policy, no upstream asked. */
+function dnsExplain(policy: Policy, host: string, type: number, client: string | undefined, blocked: 'null' | 'nxdomain'): Record<string, unknown> {
+  const holder = new PolicyHolder();
+  holder.swap(policy);
+  const name = host.toLowerCase().replace(/\.$/, '');
+  const v = createDnsHooks(holder).onQuestion(name, type, client ?? '');
+  switch (v.kind) {
+    case 'signal':
+      return { answer: v.answer, signal: v.signal, forwarded: false };
+    case 'block': {
+      const local = blocked === 'nxdomain' ? 'NXDOMAIN' : type === TYPE.A ? 'A 0.0.0.0 (or dns.blockAddress)' : type === TYPE.AAAA ? 'AAAA :: (or dns.blockAddress)' : 'NODATA';
+      return { answer: 'blocked', local, forwarded: false };
+    }
+    case 'cname':
+      return { answer: 'cname', target: v.target, forwarded: true };
+    case 'forward':
+      return { answer: 'forwarded', forwarded: true, note: 'names in the answer (CNAME, SVCB targets) are decided the same way; ech is removed from HTTPS/SVCB' };
+    default:
+      return {};
+  }
+}
+
 /** One verdict line for one input line (never throws). */
-export function checkLine(policy: Policy, line: string): string {
+export function checkLine(policy: Policy, line: string, dnsBlocked: 'null' | 'nxdomain' = 'null'): string {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -31,10 +61,19 @@ export function checkLine(policy: Policy, line: string): string {
     return JSON.stringify({ error: 'not JSON' });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return JSON.stringify({ error: 'expected an object with "url" or "host"' });
-  const { url, host, client } = value as Record<string, unknown>;
+  const { url, host, client, dns } = value as Record<string, unknown>;
   if (client !== undefined && typeof client !== 'string') return JSON.stringify({ error: '"client" must be a string (an IP address)' });
   if ((typeof url === 'string') === (typeof host === 'string')) return JSON.stringify({ error: 'expected exactly one of "url" or "host" (a string)' });
+  let dnsType: number | undefined;
+  if (dns !== undefined) {
+    if (typeof host !== 'string') return JSON.stringify({ error: '"dns" goes with "host"' });
+    dnsType = typeof dns === 'number' ? dns : typeof dns === 'string' ? TYPE_NAMES[dns.toUpperCase()] : undefined;
+    if (dnsType === undefined || !Number.isInteger(dnsType) || dnsType < 0 || dnsType > 65535) {
+      return JSON.stringify({ error: `"dns" must be a type name (${Object.keys(TYPE_NAMES).join(', ')}) or number` });
+    }
+  }
   const d = typeof url === 'string' ? policy.decideUrl(url, client) : policy.decideHost(host as string, client);
+  const dnsPart = dnsType === undefined ? {} : { dns: dnsExplain(policy, host as string, dnsType, client, dnsBlocked) };
   return JSON.stringify({
     action: d.action,
     category: d.category,
@@ -42,6 +81,7 @@ export function checkLine(policy: Policy, line: string): string {
     reason: d.reason,
     rule: d.rule,
     profile: policy.profileFor(client).name,
+    ...dnsPart,
   });
 }
 
@@ -94,7 +134,7 @@ export const run: Command = async (args, io) => {
   const policy = values.bundle ? loadBundle(values.bundle) : compilePolicy(await checkInput(config!, io));
   for await (const raw of readLines(io.stdin)) {
     if (raw.trim() === '') continue;
-    await writeOut(io.stdout, `${checkLine(policy, raw)}\n`);
+    await writeOut(io.stdout, `${checkLine(policy, raw, config?.dns.blocked)}\n`);
   }
   return 0;
 };

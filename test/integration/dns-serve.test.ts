@@ -104,3 +104,34 @@ t.test('config errors: an unknown builtin source, a wrong kind, a bad dns option
   t.match(r2.stderr, /dns\.https/);
   t.match(r2.stderr, /unknownKey/, 'unknown keys are errors, every problem listed');
 });
+
+t.test('safespot check explains a name for DNS as well as for SNI', async (t) => {
+  const { config } = tempConfig(t, 'dns-check', [
+    'lists:',
+    `  - { id: demo-adult, category: adult, kind: domains, source: ${join(DEMO, 'adult.txt')} }`,
+    '  - { id: encrypted-dns, category: bypass, kind: domains, source: "builtin:encrypted-dns" }',
+    'profiles: [{ name: kids, clients: [10.0.0.0/8], safeSearch: true }]',
+    'dns: { blocked: nxdomain }',
+  ]);
+  const input = [
+    { host: 'blocked.test', dns: 'A' },
+    { host: 'dns.google', dns: 'HTTPS' },
+    { host: 'mask-h2.icloud.com', dns: 'AAAA' },
+    { host: '_dns.resolver.arpa', dns: 64 },
+    { host: 'www.google.com', dns: 'A', client: '10.1.2.3' },
+    { host: 'allowed.test', dns: 'MX' },
+    { host: 'allowed.test', dns: 'NOPE' },
+    { url: 'http://allowed.test/', dns: 'A' },
+  ];
+  const r = await runCli(['check', '--config', config], input.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  t.equal(r.code, 0, r.stderr);
+  const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(out[0], { action: 'block', category: 'adult', list: 'demo-adult', reason: 'listed in "demo-adult" (adult, domain entry)', rule: 'domain', profile: 'default', dns: { answer: 'blocked', local: 'NXDOMAIN', forwarded: false } }, 'by SNI and by DNS (dns.blocked: nxdomain)');
+  t.match(out[1], { action: 'block', category: 'bypass', dns: { answer: 'blocked', forwarded: false } });
+  t.match(out[2], { action: 'allow', dns: { answer: 'nxdomain', signal: 'private_relay', forwarded: false } }, 'a signal only DNS gives');
+  t.match(out[3], { dns: { answer: 'nodata', signal: 'designated_resolver' } });
+  t.match(out[4], { profile: 'kids', dns: { answer: 'cname', target: 'forcesafesearch.google.com' } });
+  t.match(out[5], { action: 'allow', dns: { answer: 'forwarded', forwarded: true } });
+  t.match(out[6], { error: /"dns" must be a type name/ });
+  t.match(out[7], { error: /"dns" goes with "host"/ });
+});
