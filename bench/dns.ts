@@ -1,0 +1,211 @@
+/**
+ * DNS listener benchmark (issue 18): dnsperf against safespot's DNS listener, against dnsmasq holding
+ * the same domains list (`address=/name/0.0.0.0` lines), and against a bare Node UDP responder (no
+ * parsing, one `send` per `message`: the floor of any Node DNS server), in one run:
+ *   (a) blocked names, (b) cached allowed names, (c) uncached forwarded names;
+ * queries per second (dnsperf's figure) and CPU per 1,000 queries (the server process's own
+ * utime+stime from /proc), plus RSS with the list loaded and time to ready. Prints figures, never
+ * pass/fail. Loopback only; every run is bounded by dnsperf's -l.
+ *
+ *   node dist/bench/dns.js [--entries 1000000] [--seconds 10] [--clients 4]
+ * Needs the Debian packages dnsperf and dnsmasq-base.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nullObserver } from '../audit/observer.js';
+import { CidrSet } from '../policy/ip.js';
+import { compilePolicy, PolicyHolder } from '../policy/policy.js';
+import { createDnsHooks } from '../proxy/dns/hook.js';
+import { startDnsListener } from '../proxy/dns/listener.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+
+/** End of the question in a query (labels, then type and class), or -1. */
+function questionEnd(m: Buffer): number {
+  let p = 12;
+  while (p < m.length && m[p] !== 0) p += m[p]! + 1;
+  return p + 5 <= m.length ? p + 5 : -1;
+}
+
+/** Upstream for (b) and (c): answers any A question with one A record, TTL 300. */
+async function upstreamResponder(): Promise<number> {
+  const s = createSocket('udp4');
+  s.on('message', (m, r) => {
+    const end = questionEnd(m);
+    if (end < 0) return;
+    const out = Buffer.alloc(end + 16);
+    m.copy(out, 0, 0, end);
+    out[2] = 0x81;
+    out[3] = 0x80;
+    out.writeUInt16BE(1, 6);
+    out.writeUInt16BE(0, 8);
+    out.writeUInt16BE(0, 10);
+    out.set([0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 192, 0, 2, 1], end);
+    s.send(out, r.port, r.address);
+  });
+  await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+  return s.address().port;
+}
+
+// --- child modes -------------------------------------------------------------------------------
+async function childSafespot(entries: number, upstream: number): Promise<void> {
+  const t0 = performance.now();
+  const text = Array.from({ length: entries }, (_, i) => `blk-${i}.test`).join('\n');
+  const policy = compilePolicy({ lists: [{ id: 'bench', category: 'adult', kind: 'domains', text }] });
+  const holder = new PolicyHolder();
+  holder.swap(policy);
+  const dns = await startDnsListener(
+    {
+      endpoint: { host: '127.0.0.1', port: 0 },
+      clients: CidrSet.parse(['127.0.0.0/8']),
+      servers: [{ host: '127.0.0.1', port: upstream }],
+      blocked: 'null',
+      blockAddresses: { v4: new Uint8Array(4), v6: new Uint8Array(16) },
+      blockTtl: 60,
+      maxTtl: 3600,
+      cacheEntries: 50_000,
+      cacheBytes: 32 << 20,
+      https: 'strip-ech',
+      rateLimit: { queriesPerSecond: 0, burst: 1 },
+      tcp: { idleTimeoutMs: 10_000, maxConnections: 64, maxInFlight: 16 },
+      upstream: { tryTimeoutMs: 2000, tries: 2, maxPending: 100_000 },
+      recordNames: false,
+      recordClients: false,
+      clientIpv6Prefix: 64,
+    },
+    createDnsHooks(holder),
+    nullObserver,
+  );
+  if (typeof global.gc === 'function') global.gc();
+  process.stdout.write(`${JSON.stringify({ port: dns.address().port, readyMs: Math.round(performance.now() - t0) })}\n`);
+}
+
+async function childBare(): Promise<void> {
+  const s = createSocket('udp4');
+  // The floor: no parsing, one send per message (the query flipped into a response).
+  s.on('message', (m, r) => {
+    m[2] = m[2]! | 0x80;
+    s.send(m, r.port, r.address);
+  });
+  await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+  process.stdout.write(`${JSON.stringify({ port: s.address().port, readyMs: 0 })}\n`);
+}
+
+// --- driver ------------------------------------------------------------------------------------
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  const tick = 100; // USER_HZ on Linux
+  return (Number(parts[11]) + Number(parts[12])) / tick;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function readyLine(child: ChildProcess): Promise<{ port: number; readyMs: number }> {
+  return new Promise((res, rej) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) res(JSON.parse(out.slice(0, nl)) as { port: number; readyMs: number });
+    });
+    child.once('exit', (c) => rej(new Error(`child exited ${c}`)));
+  });
+}
+
+async function waitUdp(port: number, name: string): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    try {
+      execFileSync('dig', ['@127.0.0.1', '-p', String(port), name, 'A', '+tries=1', '+time=1', '+short'], { stdio: 'pipe' });
+      return performance.now() - t0;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** dnsperf in a child, awaited: the upstream responder lives in this process and must keep answering. */
+async function dnsperf(port: number, file: string, seconds: number, clients: number): Promise<{ qps: number; completed: number }> {
+  const child = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-c', String(clients), '-l', String(seconds), '-q', '1000', '-t', '2'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => child.once('exit', r));
+  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const completed = Number(/Queries completed:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+  return { qps, completed };
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--child') {
+    if (process.argv[3] === 'safespot') await childSafespot(Number(process.argv[4]), Number(process.argv[5]));
+    else await childBare();
+    return;
+  }
+  const entries = arg('entries', 1_000_000);
+  const seconds = arg('seconds', 10);
+  const clients = arg('clients', 4);
+  const dir = mkdtempSync(join(tmpdir(), 'safespot-bench-dns-'));
+  const upstream = await upstreamResponder();
+  const files = {
+    blocked: join(dir, 'blocked.txt'),
+    cached: join(dir, 'cached.txt'),
+    uncached: join(dir, 'uncached.txt'),
+  };
+  writeFileSync(files.blocked, Array.from({ length: 100_000 }, (_, i) => `blk-${(i * 7919) % entries}.test A`).join('\n') + '\n');
+  writeFileSync(files.cached, Array.from({ length: 1000 }, (_, i) => `ok-${i}.example A`).join('\n') + '\n');
+  writeFileSync(files.uncached, Array.from({ length: 3_000_000 }, (_, i) => `u${i}.example A`).join('\n') + '\n');
+  const conf = join(dir, 'dnsmasq.conf');
+  writeFileSync(conf, Array.from({ length: entries }, (_, i) => `address=/blk-${i}.test/0.0.0.0`).join('\n') + '\n');
+
+  type Server = { name: string; child: ChildProcess; port: number; readyMs: number };
+  const start = async (name: string): Promise<Server> => {
+    if (name === 'dnsmasq') {
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const t0 = performance.now();
+      const child = spawn('dnsmasq', ['-k', `--conf-file=${conf}`, `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', `--server=127.0.0.1#${upstream}`, '--cache-size=10000', '--user=root'], { stdio: 'ignore' });
+      const readyMs = await waitUdp(port, 'blk-0.test');
+      return { name, child, port, readyMs: Math.round(readyMs + (performance.now() - t0 - readyMs)) };
+    }
+    const child = spawn(process.execPath, ['--expose-gc', SELF, '--child', name, String(entries), String(upstream)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const r = await readyLine(child);
+    return { name, child, ...r };
+  };
+
+  const rows: string[] = [];
+  for (const name of ['safespot', 'dnsmasq', 'bare-node']) {
+    const s = await start(name);
+    const pid = s.child.pid!;
+    // Warm the cached names (one query each) before measuring.
+    if (name !== 'bare-node') await dnsperf(s.port, files.cached, 1, 1);
+    const rss = rssMiB(pid);
+    for (const mode of name === 'bare-node' ? (['blocked'] as const) : (['blocked', 'cached', 'uncached'] as const)) {
+      const c0 = cpuSeconds(pid);
+      const r = await dnsperf(s.port, files[mode], seconds, clients);
+      const cpu = cpuSeconds(pid) - c0;
+      const us = (cpu / r.completed) * 1e6;
+      rows.push(`| ${name} | ${name === 'bare-node' ? 'any (no parsing)' : mode} | ${Math.round(r.qps)} | ${us.toFixed(1)} µs | ${(us * 1000 / 1000).toFixed(1)} ms |  ${rss.toFixed(0)} MiB | ${s.readyMs} ms |`);
+      process.stderr.write(`${rows[rows.length - 1]}\n`);
+    }
+    s.child.kill('SIGTERM');
+    await new Promise((r) => s.child.once('exit', r));
+  }
+  rmSync(dir, { recursive: true, force: true });
+  process.stdout.write(`entries ${entries}, dnsperf -c ${clients} -l ${seconds}, loopback, node ${process.version}\n`);
+  process.stdout.write('| server | queries | qps | CPU per query | CPU per 1,000 queries | RSS with list | ready |\n|---|---|---|---|---|---|---|\n');
+  process.stdout.write(`${rows.join('\n')}\n`);
+  process.exit(0);
+}
+
+void main();
