@@ -149,6 +149,8 @@ async function dnsperf(port: number, file: string, seconds: number, clients: num
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
+    // A clean exit on SIGINT, so `node --cpu-prof` writes its profile.
+    process.on('SIGINT', () => process.exit(0));
     if (process.argv[3] === 'safespot') await childSafespot(Number(process.argv[4]), Number(process.argv[5]));
     else await childBare();
     return;
