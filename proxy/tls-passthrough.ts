@@ -33,7 +33,7 @@ export function connectTarget(ctx: EdgeContext, host: string, port: number, targ
     else ctx.upstream.connectChecked(checked.resolved, done);
     return;
   }
-  ctx.upstream.connect(host, port).then((socket) => done(null, socket), done);
+  ctx.upstream.connect(host, port, true).then((socket) => done(null, socket), done); // for the splice
 }
 
 /** When the bytes are not TLS: return true when the caller took the socket over. */

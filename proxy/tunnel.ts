@@ -21,8 +21,8 @@
  *   limits.maxConnections, until the idle timeout.
  *
  * Reads on the upstream side (sockets safespot opens itself, proxy/upstream.ts connectTcp): net's
- * `onread` into one reused buffer per socket (TunnelReader) instead of a fresh 64 KiB Buffer and a
- * 'data' event per read, and a large buffer (1 MiB, from a bounded pool) while a socket is moving
+ * `onread` into one reused 16 KiB buffer per socket (TunnelReader) instead of a fresh 64 KiB Buffer
+ * and a 'data' event per read, and a large buffer (1 MiB, from a bounded pool) while a socket is moving
  * bulk, so that a download costs a tenth of the reads, writes and callbacks (BENCHMARKS.md,
  * "Bulk tunnels"). The buffer is read into again only once the guest's socket has taken every
  * byte of the last read (the upstream is paused while a write is pending), so a write never sees
@@ -42,8 +42,11 @@ export interface SpliceOptions {
 /** Idle checks per idle timeout: a tunnel is closed between 1 and 1.25 idle timeouts after its last byte. */
 const IDLE_CHECKS = 4;
 
-/** Size of a reader's own buffer: what one read of a quiet socket can hold. */
-const SMALL_READ_BYTES = 64 * 1024;
+/**
+ * Size of a reader's own buffer: what one read of a quiet socket can hold. Small, because every
+ * open tunnel keeps one (4,096 tunnels: 64 MiB at most, and only the pages reads have touched).
+ */
+const SMALL_READ_BYTES = 16 * 1024;
 /** Size of a bulk read buffer, lent from the pool while the socket's reads fill its small one. */
 export const BULK_READ_BYTES = 1024 * 1024;
 /** Bulk buffers lent at once, process-wide (their memory: BULK_READ_BYTES each); past it, reads stay small. */

@@ -162,10 +162,13 @@ export class Upstream {
     return r;
   }
 
-  /** A connected TCP socket to a checked destination. The socket has an error listener from birth. */
-  async connect(host: string, port: number): Promise<Socket> {
+  /**
+   * A connected TCP socket to a checked destination. The socket has an error listener from birth.
+   * `forTunnel`: it reads through a TunnelReader, for splice() only (no 'data' events).
+   */
+  async connect(host: string, port: number, forTunnel = false): Promise<Socket> {
     const r = await this.destination(host, port);
-    return connectTcpAsync(r.address, r.port, this.opts.connectTimeoutMs);
+    return connectTcpAsync(r.address, r.port, this.opts.connectTimeoutMs, forTunnel);
   }
 
   /**
@@ -212,8 +215,8 @@ export function connectTcp(address: string, port: number, timeoutMs: number, don
 }
 
 /** connectTcp as a promise, for the request paths that await it. */
-export function connectTcpAsync(address: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => connectTcp(address, port, timeoutMs, (err, socket) => (err ? reject(err) : resolve(socket!))));
+export function connectTcpAsync(address: string, port: number, timeoutMs: number, forTunnel = false): Promise<Socket> {
+  return new Promise((resolve, reject) => connectTcp(address, port, timeoutMs, (err, socket) => (err ? reject(err) : resolve(socket!)), forTunnel));
 }
 
 /**
