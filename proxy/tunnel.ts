@@ -21,7 +21,7 @@
  *   limits.maxConnections, until the idle timeout.
  *
  * Reads on the upstream side (sockets safespot opens itself, proxy/upstream.ts connectTcp): net's
- * `onread` into one reused 16 KiB buffer per socket (TunnelReader) instead of a fresh 64 KiB Buffer
+ * `onread` into one reused 64 KiB buffer per socket (TunnelReader) instead of a fresh 64 KiB Buffer
  * and a 'data' event per read, and a large buffer (1 MiB, from a bounded pool) while a socket is moving
  * bulk, so that a download costs a tenth of the reads, writes and callbacks (BENCHMARKS.md,
  * "Bulk tunnels"). The buffer is read into again only once the guest's socket has taken every
@@ -43,10 +43,12 @@ export interface SpliceOptions {
 const IDLE_CHECKS = 4;
 
 /**
- * Size of a reader's own buffer: what one read of a quiet socket can hold. Small, because every
- * open tunnel keeps one (4,096 tunnels: 64 MiB at most, and only the pages reads have touched).
+ * Size of a reader's own buffer: what one read of a quiet socket can hold (Node's own read size).
+ * Every open tunnel keeps one: only the pages its reads have touched are resident, up to 64 KiB a
+ * tunnel (256 MiB at limits.maxConnections 4,096 if every one once read that much). 16 KiB cost
+ * 27% more CPU per GiB in bulk (BENCHMARKS.md, "The byte paths beside the C proxies").
  */
-const SMALL_READ_BYTES = 16 * 1024;
+const SMALL_READ_BYTES = 64 * 1024;
 /** Size of a bulk read buffer, lent from the pool while the socket's reads fill its small one. */
 export const BULK_READ_BYTES = 1024 * 1024;
 /** Bulk buffers lent at once, process-wide (their memory: BULK_READ_BYTES each); past it, reads stay small. */
