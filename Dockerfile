@@ -15,14 +15,14 @@
 # `--format docker` matters with podman: the OCI image format has no HEALTHCHECK, so podman drops it.
 #
 # Four stages; only the last is the image:
-#   js       on the BUILD machine's platform (never emulated): every dependency, TypeScript compiled;
-#            the compiled JavaScript and the data files beside it (demo lists, block page locales);
 #   native   on the TARGET platform (under qemu when it is foreign): the production node_modules,
 #            better-sqlite3 compiled from source for that platform, sharp's prebuilt binary for it
 #            (the optional dependency @img/sharp-linux-<arch>), and a stripped copy of node;
 #   rootfs   on the TARGET platform: the few Debian packages the runtime needs (libc6, libgcc-s1,
 #            libstdc++6, libjemalloc2, tini), unpacked with dpkg-deb into an empty directory: no
 #            shell, no apt, no dpkg, no coreutils (a "distroless" root filesystem);
+#   js       on the BUILD machine's platform (never emulated): every dependency, TypeScript compiled;
+#            the compiled JavaScript and the data files beside it (demo lists, block page locales);
 #   runtime  FROM scratch: that root filesystem, node, the node_modules and the JavaScript.
 # The js stage is arch-independent, so an arm64 build compiles TypeScript at native speed; what runs
 # emulated is only what must (apt in the target's Debian, npm ci, better-sqlite3's C compile), and it
@@ -36,36 +36,6 @@ ARG BASE_IMAGE=node:22-bookworm-slim
 # BUILDPLATFORM, which podman 4.3 leaves empty in FROM lines, and --pull=never: with stages of two
 # platforms its default policy tries to pull the local base from a registry).
 ARG BUILD_BASE_IMAGE=${BASE_IMAGE}
-
-# ---------------------------------------------------------------------------------------------------
-FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS js
-ENV npm_config_update_notifier=false \
-    npm_config_fund=false \
-    npm_config_audit=false
-WORKDIR /src
-COPY package.json package-lock.json ./
-# --ignore-scripts: no dependency script runs unasked (nothing native is needed to compile TypeScript),
-# and our own `prepare` (tsc) waits for the sources.
-# Behind a TLS-inspecting egress proxy, pass its CA for the npm steps only (it never enters a layer):
-#   --secret id=build_ca,src=/path/to/ca.pem   (docker buildx and podman both accept it)
-RUN --mount=type=cache,target=/root/.npm \
-    --mount=type=secret,id=build_ca \
-    if [ -s /run/secrets/build_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/build_ca; fi \
- && npm ci --ignore-scripts
-
-COPY tsconfig.json ./
-COPY policy policy
-COPY audit audit
-COPY certs certs
-COPY proxy proxy
-COPY appliance appliance
-# Data files beside the sources (demo lists, block page locales) go along: the code finds them relative
-# to dist/ (dist/appliance/../../appliance/demo).
-RUN npm run build \
- && mkdir -p /out/app \
- && cp -a package.json /out/app/ \
- && cp -a dist /out/app/dist && rm -f /out/app/dist/.tsbuildinfo \
- && find policy audit certs proxy appliance -type f ! -name '*.ts' -exec cp --parents {} /out/app/ \;
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS native
@@ -142,6 +112,38 @@ RUN apt-get update \
  && chown 10001:10001 /rootfs/var/lib/safespot \
  && chmod 0750 /rootfs/var/lib/safespot \
  && rm -rf /tmp/debs
+
+# ---------------------------------------------------------------------------------------------------
+# Last of the build stages on purpose: podman 4.3 looks the base of every stage after a
+# `FROM --platform=…` up for that platform, so the target's stages come first.
+FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS js
+ENV npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: no dependency script runs unasked (nothing native is needed to compile TypeScript),
+# and our own `prepare` (tsc) waits for the sources.
+# Behind a TLS-inspecting egress proxy, pass its CA for the npm steps only (it never enters a layer):
+#   --secret id=build_ca,src=/path/to/ca.pem   (docker buildx and podman both accept it)
+RUN --mount=type=cache,target=/root/.npm \
+    --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/build_ca; fi \
+ && npm ci --ignore-scripts
+
+COPY tsconfig.json ./
+COPY policy policy
+COPY audit audit
+COPY certs certs
+COPY proxy proxy
+COPY appliance appliance
+# Data files beside the sources (demo lists, block page locales) go along: the code finds them relative
+# to dist/ (dist/appliance/../../appliance/demo).
+RUN npm run build \
+ && mkdir -p /out/app \
+ && cp -a package.json /out/app/ \
+ && cp -a dist /out/app/dist && rm -f /out/app/dist/.tsbuildinfo \
+ && find policy audit certs proxy appliance -type f ! -name '*.ts' -exec cp --parents {} /out/app/ \;
 
 # ---------------------------------------------------------------------------------------------------
 FROM scratch AS runtime

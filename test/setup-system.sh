@@ -25,9 +25,23 @@ have python3 || need+=(python3)
 # sqlite3: the audit tests tamper with a real journal the way a person would, with the sqlite3 shell.
 have sqlite3 || need+=(sqlite3)
 have certutil || need+=(libnss3-tools)
+# qemu-user-static + binfmt-support: arm64 binaries (the arm64 image, its base, Node for arm64) run
+# here under emulation (test/integration/container-arm64.test.ts).
+have qemu-aarch64-static || need+=(qemu-user-static)
+have update-binfmts || need+=(binfmt-support)
 # jemalloc: the image's malloc; test/integration/hardening-soak.test.ts preloads it into a serve here too.
 compgen -G '/usr/lib/*-linux-gnu/libjemalloc.so.2' >/dev/null || need+=(libjemalloc2)
-if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+# binfmt_misc is in the kernel but not always mounted; qemu-aarch64 needs registering (with the F
+# flag, so that it works inside chroots and containers) where no init system did it at install.
+binfmt() {
+  [ "$(id -u)" = 0 ] && have update-binfmts || return 0
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || return 0
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+}
+if [ ${#need[@]} -eq 0 ]; then
+  binfmt
+  exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "test/setup-system.sh: missing ${need[*]}; run as root (or install them) so the real-client tests can run" >&2
   exit 0
@@ -36,3 +50,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "test/setup-system.sh: installing ${need[*]}" >&2
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+binfmt
