@@ -285,6 +285,18 @@ export const configSchema = z
         maxBytes: z.number().int().min(1_048_576).default(512 * 1024 * 1024),
         /** Warn (log, and safespot_journal_alert_bytes for the alert rule) at this percentage of maxBytes. */
         alertPercent: z.number().int().min(1).max(100).default(80),
+        /** How often a signed checkpoint of the journal's tree is written while running (audit/journal-tree.ts). */
+        checkpointInterval: duration.default(900_000),
+      })
+      .prefault({}),
+    /**
+     * The venue: `id` names the appliance's signing key (`safespot/<id>`, fixed when the key is made)
+     * and its checkpoints; `name` is printed on reports. Both appear in safespot_appliance_info.
+     */
+    site: z
+      .strictObject({
+        id: z.string().regex(CANARY_ID, 'a site id is 1 to 32 of a-z 0-9 _ - starting with a letter or digit').default('appliance'),
+        name: z.string().max(200).default(''),
       })
       .prefault({}),
     state: z.strictObject({ dir: z.string().default('safespot-state') }).prefault({}),

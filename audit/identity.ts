@@ -156,9 +156,10 @@ export function readIdentityFile(path: string): Identity {
 /** Parse a verifier key (one line; surrounding whitespace ignored). Throws ERR_USAGE with the reason. */
 export function parseVerifierKey(text: string): PublicIdentity {
   const line = text.trim();
-  const parts = line.split('+');
-  if (parts.length !== 3) throw new SafespotError('ERR_USAGE', 'a verifier key is "name+keyid+base64key" (what `safespot audit key` prints)');
-  const [name, idHex, b64] = parts as [string, string, string];
+  // The name has no '+' and the ID is hex, so the first two '+' split it; base64 has '+' of its own.
+  const m = /^([^+]*)\+([^+]*)\+(.*)$/s.exec(line);
+  if (!m) throw new SafespotError('ERR_USAGE', 'a verifier key is "name+keyid+base64key" (what `safespot audit key` prints)');
+  const [, name, idHex, b64] = m as unknown as [string, string, string, string];
   if (!validKeyName(name)) throw new SafespotError('ERR_USAGE', 'the verifier key has no valid name');
   if (!/^[0-9a-f]{8}$/.test(idHex)) throw new SafespotError('ERR_USAGE', 'the verifier key ID is not 8 hex digits');
   const raw = Buffer.from(b64, 'base64');

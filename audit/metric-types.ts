@@ -143,6 +143,8 @@ export interface Metrics {
   readonly filteringActive: { set(active: boolean): void };
   /** Per category: 1 only when every canary of the category passed its last self-test. */
   readonly selftestSuccess: { set(category: string, ok: boolean): void };
+  /** safespot_appliance_info{site, fingerprint}: the site id and the signing key's fingerprint (audit/identity.ts). */
+  readonly applianceInfo: { set(site: string, fingerprint: string): void };
   /** Per canary, by its configured id (never its URL). */
   readonly selftestCanary: { set(id: string, ok: boolean): void };
   readonly selftestLastRun: { set(unixSeconds: number): void };

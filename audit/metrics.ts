@@ -295,6 +295,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     aggregator: 'min',
     registers,
   });
+  const applianceInfo = new Gauge({
+    name: 'safespot_appliance_info',
+    help: "Always 1; names the site (site.id) and the fingerprint of the key that signs the journal's checkpoints and reports.",
+    labelNames: ['site', 'fingerprint'] as const,
+    aggregator: 'max',
+    registers,
+  });
   const canaryCategory = new Map((opts.canaries ?? []).map((c) => [c.id, c.category]));
   const selftestLastRun = new Gauge({
     name: 'safespot_selftest_last_run_timestamp_seconds',
@@ -428,6 +435,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     },
     filteringActive: { set: (a) => filteringActive.set(a ? 1 : 0) },
     selftestSuccess: { set: (c, ok) => selftestSuccess.set({ category: cat(c) }, ok ? 1 : 0) },
+    applianceInfo: {
+      set(site, fingerprint) {
+        applianceInfo.reset();
+        applianceInfo.set({ site: /^[a-z0-9][a-z0-9_-]{0,31}$/.test(site) ? site : OTHER, fingerprint: /^sha256:[0-9a-f]{64}$/.test(fingerprint) ? fingerprint : OTHER }, 1);
+      },
+    },
     selftestCanary: {
       set: (id, ok) => {
         const category = canaryCategory.get(id);

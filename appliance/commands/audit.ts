@@ -9,6 +9,7 @@ import { computeReport, loadReportInput, reportCsv, reportHtml, reportJson } fro
 import { loadConfigFile } from '../config.js';
 import type { Command } from '../io.js';
 import { parseCommandArgs, writeOut } from '../io.js';
+import { KEY_USAGE, runKey, runVerify, VERIFY_USAGE } from './audit-verify.js';
 
 const USAGE =
   'safespot audit report --config FILE --from ISO8601 --to ISO8601 [--format json|csv|html] [--journal FILE]\n' +
@@ -31,6 +32,14 @@ export function parseIsoTime(text: string): number | null {
 }
 
 export const run: Command = async (args, io) => {
+  // `key` and `verify` (issue 21): appliance/commands/audit-verify.ts.
+  const sub = args[0];
+  if (sub === 'key') return runKey(args, io);
+  if (sub === 'verify') return runVerify(args, io);
+  return runReport(args, io);
+};
+
+const runReport: Command = async (args, io) => {
   const { values, positionals } = parseCommandArgs(
     args,
     {
@@ -44,7 +53,7 @@ export const run: Command = async (args, io) => {
     true,
   );
   if (positionals.length !== 1 || positionals[0] !== 'report') {
-    throw new SafespotError('ERR_USAGE', `expected the subcommand "report"\nusage: ${USAGE}`);
+    throw new SafespotError('ERR_USAGE', `expected the subcommand "report", "key" or "verify"\nusage: ${USAGE}\n       ${KEY_USAGE}\n       ${VERIFY_USAGE}`);
   }
   const problems: string[] = [];
   if (!values.config && !values.journal) problems.push('--config FILE (or --journal FILE) is required');

@@ -25,6 +25,7 @@ import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { metricLabels } from '../lists/bundle-source.js';
 import { categoryResults, probeForwardListener, runCanaries } from './selftest.js';
+import { loadOrCreateIdentity } from '../../audit/identity.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { startDnsFromConfig } from './dns.js';
 import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
@@ -98,6 +99,10 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
     listeners: listenerLabels(config),
     canaries: config.selftest.canaries,
   });
+  // The appliance's signing key (issue 21): made on first start in the state folder, never sent.
+  const { identity, created } = loadOrCreateIdentity(config.state.dir, `safespot/${config.site.id}`);
+  if (created) log.info('appliance identity created', { fingerprint: identity.fingerprint, key: identity.name });
+  metrics.applianceInfo.set(config.site.id, identity.fingerprint);
   const journal = openJournal({
     path: config.journal.path,
     retentionDays: config.journal.retentionDays,
@@ -106,6 +111,8 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
     eventsPerMinute: config.journal.eventsPerMinute,
     maxBytes: config.journal.maxBytes,
     alertPercent: config.journal.alertPercent,
+    identity,
+    checkpointIntervalMs: config.journal.checkpointInterval,
   });
   metrics.watchJournal(() => journal.stats());
   return { interception, labels, metrics, journal };
