@@ -11,87 +11,18 @@
  * Every wait has a deadline (a guard against hanging, not a timing assertion).
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { ProxyAgent, request } from 'undici';
 import { ROOT, CLI_DEMO_DIR, serve, tempConfig } from '../helpers/appliance.js';
 import { havePrometheus } from '../helpers/prometheus.js';
+import { api, freePort, sleep, startProm, waitFor } from '../helpers/prom-process.js';
 
 const TOKEN = 'city-admin-token-0123456789abcdef';
 const VENUE = 'tirana-artificial-lake';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-interface Proc { child: ChildProcess; log: () => string; stop: () => Promise<void> }
-
-/** A prometheus process on a given port; resolves once /-/ready answers 200. */
-async function startProm(args: string[], port: number, env: Record<string, string> = {}): Promise<Proc> {
-  const child = spawn('prometheus', [...args, `--web.listen-address=127.0.0.1:${port}`, '--log.level=info'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  let log = '';
-  child.stderr!.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-20_000)));
-  let exited = false;
-  const exit = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
-  const stop = async (): Promise<void> => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exit;
-    clearTimeout(killer);
-  };
-  await waitFor(`prometheus on ${port} ready`, async () => {
-    if (exited) throw new Error(`exited: ${log}`);
-    const res = await fetch(`http://127.0.0.1:${port}/-/ready`);
-    await res.arrayBuffer();
-    return res.status === 200;
-  }, 30_000).catch(async (err) => {
-    await stop();
-    throw err;
-  });
-  return { child, log: () => log, stop };
-}
-
-type Series = { metric: Record<string, string>; value?: [number, string]; values?: [number, string][] };
-
-async function api(base: string, promql: string, time?: number): Promise<Series[]> {
-  const q = new URLSearchParams({ query: promql });
-  if (time !== undefined) q.set('time', String(time));
-  const res = await fetch(`${base}/api/v1/query?${q}`);
-  const body = (await res.json()) as { status: string; data: { result: Series[] }; error?: string };
-  if (body.status !== 'success') throw new Error(`${promql}: ${body.error}`);
-  return body.data.result;
-}
 
 /** Sum of the appliance's own exported safespot_requests_total samples that match `filter`. */
 function exported(text: string, filter: RegExp): number {
