@@ -17,6 +17,7 @@ import { ERRORS, SafespotError } from '../policy/errors.js';
 import { blockPage } from './block-page.js';
 import type { ConnInfo, Verdict } from './hooks.js';
 import { pipeResponse } from './pipe-response.js';
+import { fieldsObject } from './fields.js';
 import { clientRange, tapImage, wholeRequestHeaders, type ClientRange } from './image-tap.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseResponse } from './refuse.js';
@@ -83,22 +84,6 @@ export function endToEndFields(rawHeaders: readonly string[], httpVersion: strin
     out.length = w;
   }
   out.push('Via', via === null ? `${httpVersion} safespot` : `${via}, ${httpVersion} safespot`);
-  return out;
-}
-
-/** Flat fields as an object (repeated fields as arrays, first spelling), for the rare paths that edit them. */
-export function fieldsObject(fields: readonly string[]): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  const keys = new Map<string, string>();
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const lower = fields[i]!.toLowerCase();
-    const key = keys.get(lower) ?? fields[i]!;
-    keys.set(lower, key);
-    const prev = out[key];
-    if (prev === undefined) out[key] = fields[i + 1]!;
-    else if (Array.isArray(prev)) prev.push(fields[i + 1]!);
-    else out[key] = [String(prev), fields[i + 1]!];
-  }
   return out;
 }
 

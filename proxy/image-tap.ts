@@ -34,6 +34,7 @@
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { brotliDecompress, deflateSync, gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'node:zlib';
 import type { ConnInfo, ImageVerdict } from './hooks.js';
+import { fieldsObject } from './fields.js';
 import type { EdgeContext } from './options.js';
 import { pipeResponse } from './pipe-response.js';
 
@@ -252,24 +253,12 @@ export function pickRange(
   return { start, end: Math.min(end, length - 1) };
 }
 
-/** `headers` (an object, or flat fields) without the fields named (any case), as an object. */
+/** `headers` (an object, or flat fields) without the fields named (lower case), as an object. */
 function without(headers: OutgoingHttpHeaders | readonly string[], names: readonly string[]): OutgoingHttpHeaders {
+  if (Array.isArray(headers)) return fieldsObject(headers, names);
   const out: OutgoingHttpHeaders = {};
-  if (!isFlat(headers)) {
-    for (const [k, v] of Object.entries(headers)) if (!names.includes(k.toLowerCase())) out[k] = v;
-    return out;
-  }
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    const k = headers[i]!;
-    if (names.includes(k.toLowerCase())) continue;
-    const prev = out[k];
-    out[k] = prev === undefined ? headers[i + 1]! : [...(Array.isArray(prev) ? prev : [String(prev)]), headers[i + 1]!];
-  }
+  for (const [k, v] of Object.entries(headers)) if (!names.includes(k.toLowerCase())) out[k] = v;
   return out;
-}
-
-function isFlat(headers: OutgoingHttpHeaders | readonly string[]): headers is readonly string[] {
-  return Array.isArray(headers);
 }
 
 function single(v: string | string[] | undefined): string | null {
