@@ -7,31 +7,18 @@
  */
 import { isIP } from 'node:net';
 import type { Observer } from '../../audit/observer.js';
-import { CidrSet } from '../../policy/ip.js';
+import { CidrSet, parseIp } from '../../policy/ip.js';
 import type { PolicyHolder } from '../../policy/policy.js';
 import { createDnsHooks } from '../../proxy/dns/hook.js';
 import { startDnsListener, type DnsListenerHandle, type DnsListenerOptions } from '../../proxy/dns/listener.js';
 import { parseServer, systemServers, type DnsServer } from '../../proxy/dns/upstream.js';
 import type { Config } from '../config.js';
 
+/** An address as answer bytes (4 for A, 16 for AAAA), from policy/ip.ts's parser; absent: all zeros. */
 function ipBytes(text: string | undefined, family: 4 | 6): Uint8Array {
-  const out = new Uint8Array(family === 4 ? 4 : 16);
-  if (text === undefined) return out;
-  if (family === 4) {
-    text.split('.').forEach((p, i) => (out[i] = Number(p)));
-    return out;
-  }
-  // Expand `::` and write 8 groups.
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    out[i * 2] = v >> 8;
-    out[i * 2 + 1] = v & 0xff;
-  });
-  return out;
+  const bytes = text === undefined ? null : parseIp(text); // the schema has checked the text
+  if (bytes === null) return new Uint8Array(family === 4 ? 4 : 16);
+  return family === 4 ? bytes.slice(12) : bytes;
 }
 
 /** The upstream servers the DNS listener forwards to. */
