@@ -2,21 +2,25 @@
 # Router rules for safespot's transparent mode, with iptables and ip6tables (legacy or nft backend),
 # for routers without nftables tooling. Same interface and rules as nftables.sh.
 #
-#   iptables.sh up     GUEST_IF [HTTP_PORT [TLS_PORT]]   install (or replace) the rules
-#   iptables.sh down   [GUEST_IF …]                      remove them (idempotent)
-#   iptables.sh status                                   print them
+#   iptables.sh up     GUEST_IF [HTTP_PORT [TLS_PORT [DNS_PORT]]]   install (or replace) the rules
+#   iptables.sh down   [GUEST_IF …]                                 remove them (idempotent)
+#   iptables.sh status                                              print them
 #
 #   GUEST_IF   the guests' interface, e.g. br-guest or wlan0-1; several as "wlan0-1,eth0.20"
 #   HTTP_PORT  safespot's transparent http listener (default 8080)
 #   TLS_PORT   safespot's transparent tls listener  (default 8443)
-# The same values may come from the environment: GUEST_IF, HTTP_PORT, TLS_PORT. Optional:
+#   DNS_PORT   safespot's DNS listener (listeners.dns, UDP and TCP): guests' port 53, to any address
+#              including the router's own, goes there. Unset: DNS is left alone (the listener is optional)
+# The same values may come from the environment: GUEST_IF, HTTP_PORT, TLS_PORT, DNS_PORT. Optional:
 #   EXCLUDE    addresses or CIDRs on the guest side never redirected (e.g. "10.0.0.5,10.0.0.64/28")
 #   IPV6       1 (default) also installs the rules with ip6tables when it works; 0 skips IPv6
 #
 # What the rules do, for packets arriving on GUEST_IF only (all in our own chains SAFESPOT_PRE in the
 # nat table and SAFESPOT_FWD in the filter table, jumped to from PREROUTING and FORWARD):
+#   - With DNS_PORT: UDP and TCP 53 -> REDIRECT to DNS_PORT, whatever server the guest names, and
+#     also queries to the router itself (the resolver DHCP hands out).
 #   - TCP 80  -> REDIRECT to HTTP_PORT; TCP 443 -> REDIRECT to TLS_PORT (safespot routes by Host/SNI,
-#     it needs no original destination). Connections to the router's own addresses are left alone.
+#     it needs no original destination). Connections to the router's own addresses on 80/443 are left alone.
 #   - UDP 443 forwarded to the Internet is dropped (QUIC: browsers fall back to TCP, where SNI is visible).
 #   - TCP and UDP 853 forwarded to the Internet are rejected (DNS over TLS / QUIC bypass the venue's
 #     resolver; a reject makes clients fall back at once).
@@ -37,6 +41,7 @@ if [ $# -gt 0 ]; then shift; fi
 GUEST_IF=${1:-${GUEST_IF:-}}
 HTTP_PORT=${2:-${HTTP_PORT:-8080}}
 TLS_PORT=${3:-${TLS_PORT:-8443}}
+DNS_PORT=${4:-${DNS_PORT:-}}
 EXCLUDE=${EXCLUDE:-}
 IPV6=${IPV6:-1}
 PRE=SAFESPOT_PRE
@@ -71,7 +76,7 @@ remove() {
 }
 
 install() {
-  local ipt=$1 ifname item excl=()
+  local ipt=$1 ifname item proto excl=()
   IFS=', ' read -r -a items <<<"$EXCLUDE"
   for item in "${items[@]}"; do
     [ -n "$item" ] || continue
@@ -84,6 +89,10 @@ install() {
 
   "$ipt" -t nat -N "$PRE"
   for item in "${excl[@]}"; do "$ipt" -t nat -A "$PRE" -s "$item" -j RETURN; done
+  # DNS before the local return: the guests' resolver is usually the router itself.
+  if [ -n "$DNS_PORT" ]; then
+    for proto in udp tcp; do "$ipt" -t nat -A "$PRE" -p "$proto" --dport 53 -j REDIRECT --to-ports "$DNS_PORT"; done
+  fi
   "$ipt" -t nat -A "$PRE" -m addrtype --dst-type LOCAL -j RETURN
   "$ipt" -t nat -A "$PRE" -p tcp --dport 80 -j REDIRECT --to-ports "$HTTP_PORT"
   "$ipt" -t nat -A "$PRE" -p tcp --dport 443 -j REDIRECT --to-ports "$TLS_PORT"
@@ -105,6 +114,7 @@ case "$action" in
     [ -n "$GUEST_IF" ] || usage
     valid_port "$HTTP_PORT" || die "bad HTTP_PORT: $HTTP_PORT"
     valid_port "$TLS_PORT" || die "bad TLS_PORT: $TLS_PORT"
+    [ -z "$DNS_PORT" ] || valid_port "$DNS_PORT" || die "bad DNS_PORT: $DNS_PORT"
     IFS=',' read -r -a ifnames <<<"$GUEST_IF"
     for ifname in "${ifnames[@]}"; do
       [[ $ifname =~ ^[A-Za-z0-9_.@-]{1,15}$ ]] || die "bad interface name: '$ifname'"
@@ -118,7 +128,7 @@ case "$action" in
       remove "$ipt"
       install "$ipt"
     done
-    echo "iptables.sh: installed for ${families[*]}: $GUEST_IF tcp/80 -> :$HTTP_PORT, tcp/443 -> :$TLS_PORT, udp/443 dropped, 853 rejected" >&2
+    echo "iptables.sh: installed for ${families[*]}: $GUEST_IF tcp/80 -> :$HTTP_PORT, tcp/443 -> :$TLS_PORT${DNS_PORT:+, 53 -> :$DNS_PORT}, udp/443 dropped, 853 rejected" >&2
     ;;
   down)
     for ipt in "${families[@]}"; do remove "$ipt"; done

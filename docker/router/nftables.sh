@@ -2,21 +2,25 @@
 # Router rules for safespot's transparent mode, with nftables (Debian ≥ 10, OpenWrt fw4, any kernel
 # with nf_tables; IPv4 and IPv6 in one `inet` table).
 #
-#   nftables.sh up     GUEST_IF [HTTP_PORT [TLS_PORT]]   install (or replace) the rules
-#   nftables.sh down   [GUEST_IF …]                      remove them (idempotent)
-#   nftables.sh status                                   print them
+#   nftables.sh up     GUEST_IF [HTTP_PORT [TLS_PORT [DNS_PORT]]]   install (or replace) the rules
+#   nftables.sh down   [GUEST_IF …]                                 remove them (idempotent)
+#   nftables.sh status                                              print them
 #
 #   GUEST_IF   the guests' interface, e.g. br-guest or wlan0-1; several as "wlan0-1,eth0.20"
 #   HTTP_PORT  safespot's transparent http listener (default 8080)
 #   TLS_PORT   safespot's transparent tls listener  (default 8443)
-# The same values may come from the environment: GUEST_IF, HTTP_PORT, TLS_PORT. Optional:
+#   DNS_PORT   safespot's DNS listener (listeners.dns, UDP and TCP): guests' port 53, to any address
+#              including the router's own, goes there. Unset: DNS is left alone (the listener is optional)
+# The same values may come from the environment: GUEST_IF, HTTP_PORT, TLS_PORT, DNS_PORT. Optional:
 #   EXCLUDE    addresses or CIDRs on the guest side never redirected (e.g. "10.0.0.5,10.0.0.64/28")
 #   TABLE      nftables table name (default safespot)
 #
 # What the rules do, for packets arriving on GUEST_IF only:
+#   - With DNS_PORT: UDP and TCP 53 -> REDIRECT to DNS_PORT, whatever server the guest names (a
+#     hard-coded 8.8.8.8 too), and also queries to the router itself (the resolver DHCP hands out).
 #   - TCP 80  -> REDIRECT to HTTP_PORT; TCP 443 -> REDIRECT to TLS_PORT (safespot routes by Host/SNI,
-#     it needs no original destination). Connections to the router's own addresses (its web UI, DNS)
-#     are left alone.
+#     it needs no original destination). Connections to the router's own addresses on 80/443 (its web
+#     UI) are left alone.
 #   - UDP 443 forwarded to the Internet is dropped: QUIC (HTTP/3 over UDP) is not proxied, so
 #     browsers must fall back to TCP, where the SNI is visible.
 #   - TCP and UDP 853 forwarded to the Internet are rejected: DNS over TLS / QUIC would bypass the
@@ -40,6 +44,7 @@ if [ $# -gt 0 ]; then shift; fi
 GUEST_IF=${1:-${GUEST_IF:-}}
 HTTP_PORT=${2:-${HTTP_PORT:-8080}}
 TLS_PORT=${3:-${TLS_PORT:-8443}}
+DNS_PORT=${4:-${DNS_PORT:-}}
 TABLE=${TABLE:-safespot}
 EXCLUDE=${EXCLUDE:-}
 
@@ -84,10 +89,13 @@ case "$action" in
     [ -n "$GUEST_IF" ] || usage
     valid_port "$HTTP_PORT" || die "bad HTTP_PORT: $HTTP_PORT"
     valid_port "$TLS_PORT" || die "bad TLS_PORT: $TLS_PORT"
+    [ -z "$DNS_PORT" ] || valid_port "$DNS_PORT" || die "bad DNS_PORT: $DNS_PORT"
     ifs=$(if_set "$GUEST_IF")
     excl=""
     [ -n "$v4_excl" ] && excl+="    iifname { $ifs } ip saddr { $v4_excl } return"$'\n'
     [ -n "$v6_excl" ] && excl+="    iifname { $ifs } ip6 saddr { $v6_excl } return"$'\n'
+    # DNS before the local return: the guests' resolver is usually the router itself.
+    [ -z "$DNS_PORT" ] || excl+="    iifname { $ifs } meta l4proto { tcp, udp } th dport 53 counter redirect to :$DNS_PORT comment \"DNS to safespot\""$'\n'
     # One transaction: create-then-delete makes "up" idempotent, then the whole table is (re)built.
     nft -f - <<EOF
 table inet $TABLE
@@ -107,7 +115,7 @@ ${excl}    iifname { $ifs } fib daddr type local return
   }
 }
 EOF
-    echo "nftables.sh: table inet $TABLE installed: $GUEST_IF tcp/80 -> :$HTTP_PORT, tcp/443 -> :$TLS_PORT, udp/443 dropped, 853 rejected" >&2
+    echo "nftables.sh: table inet $TABLE installed: $GUEST_IF tcp/80 -> :$HTTP_PORT, tcp/443 -> :$TLS_PORT${DNS_PORT:+, 53 -> :$DNS_PORT}, udp/443 dropped, 853 rejected" >&2
     ;;
   down)
     if table_exists; then

@@ -376,7 +376,7 @@ t.test('router scripts: bash syntax, strict mode, documented interface, shellche
     const path = join(DOCKER, 'router', name);
     const text = readFileSync(path, 'utf8');
     t.match(text, /^set -euo pipefail$/m, `${name}: strict mode`);
-    t.match(text, new RegExp(`${name.replace('.', '\\.')} up +GUEST_IF \\[HTTP_PORT \\[TLS_PORT\\]\\]`), `${name}: usage at the top`);
+    t.match(text, new RegExp(`${name.replace('.', '\\.')} up +GUEST_IF \\[HTTP_PORT \\[TLS_PORT \\[DNS_PORT\\]\\]\\]`), `${name}: usage at the top`);
     t.match(text, /down/, `${name}: a down mode`);
     t.doesNotThrow(() => execFileSync('bash', ['-n', path]), `${name}: bash -n`);
     const noArgs = spawnSync('bash', [path], { encoding: 'utf8' });
