@@ -67,11 +67,13 @@ export interface TestDnsServer {
 }
 
 /**
- * Start on 127.0.0.1. `records` answers exact (name, type) questions; a CNAME at the name answers
- * any type with the CNAME first, then the target's records of that type; nothing known: NXDOMAIN.
+ * Start on 127.0.0.1 port 0 (or `at`: an IPv4 address and port, for a network namespace). `records`
+ * answers exact (name, type) questions; a CNAME at the name answers any type with the CNAME first,
+ * then the target's records of that type; nothing known: NXDOMAIN.
  * Over UDP an answer past 512 bytes (or the client's EDNS size) is sent truncated (TC, no records).
  */
-export async function startTestDns(records: readonly TestRecord[]): Promise<TestDnsServer> {
+export async function startTestDns(records: readonly TestRecord[], at: { host?: string; port?: number } = {}): Promise<TestDnsServer> {
+  const host = at.host ?? '127.0.0.1';
   const seen: SeenQuery[] = [];
   const answer = (msg: Buffer, transport: 'udp' | 'tcp'): Buffer | null => {
     const q = readQuestion(msg);
@@ -112,7 +114,7 @@ export async function startTestDns(records: readonly TestRecord[]): Promise<Test
     const a = answer(msg, 'udp');
     if (a) udp.send(a, rinfo.port, rinfo.address);
   });
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => udp.bind(at.port ?? 0, host, () => r()));
   const port = udp.address().port;
   const tcp: Server = createServer((sock) => {
     sock.on('error', () => {});
@@ -127,7 +129,7 @@ export async function startTestDns(records: readonly TestRecord[]): Promise<Test
       }
     });
   });
-  await new Promise<void>((r) => tcp.listen(port, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => tcp.listen(port, host, () => r()));
   return {
     port,
     seen,
