@@ -13,6 +13,9 @@
  *
  * URLs and client addresses go to the Observer only when recordUrls / recordClients say so.
  *
+ * onRequest remembers its verdicts per URL, per profile of the current policy (UrlVerdicts below);
+ * every request is still reported.
+ *
  * onImage (present only when `scanImage` is given): the injected scanner hashes the body (serve
  * passes sharp decoding + PDQ + exact hashes; proxy/ cannot import appliance/), then the current
  * policy's `decideImage` decides for the client's profile. It reports nothing itself: the image tap
@@ -23,6 +26,7 @@ import type { VerdictEvent } from '../audit/observer.js';
 import type { Decision } from '../policy/decision.js';
 import type { ScannedImageHashes } from '../policy/image-lists.js';
 import { interceptChoice } from '../policy/intercept.js';
+import { LruCache } from '../policy/lru.js';
 import { BLOCK_NO_POLICY, type Policy, type PolicyHolder } from '../policy/policy.js';
 import { safeSearchHost } from '../policy/safe-search.js';
 import type { ClientHelloInfo, ConnInfo, Hooks, ImageVerdict, Observer, Verdict } from './hooks.js';
@@ -86,6 +90,42 @@ function stricter(a: Decision, b: Decision): Decision {
 }
 
 
+/** The SafeSearch front end for a host (null: none, or no host). */
+function safeSearchFor(host: string | null): string | undefined {
+  return host === null ? undefined : (safeSearchHost(host) ?? undefined);
+}
+
+/** URLs longer than this are decided every time (rarely repeated; they would dominate the cache's memory). */
+const URL_VERDICT_MAX_LENGTH = 1024;
+/** Verdicts kept per profile: up to twice this many (policy/lru.ts). */
+const URL_VERDICTS_PER_PROFILE = 4096;
+
+/**
+ * onRequest's verdicts per URL, per profile of the current policy: a URL's verdict is a pure
+ * function of the policy, the client's profile and the URL (policy.decideUrl, then the profile's
+ * SafeSearch), so a URL asked for again (a page's assets, every guest's same front page) is decided
+ * once. Dropped whole when the policy is swapped. Memory: at most 2 × 4,096 URLs of at most 1,024
+ * characters per profile (~8 MiB at worst). The URLs stay in this process's memory only, as the
+ * requests themselves do: never written anywhere (hashed lists stay hashed; nothing is logged).
+ */
+class UrlVerdicts {
+  private policy: Policy | null = null;
+  private readonly byProfile = new Map<object, LruCache<string, Verdict>>();
+
+  of(policy: Policy, profile: object): LruCache<string, Verdict> {
+    if (policy !== this.policy) {
+      this.policy = policy;
+      this.byProfile.clear();
+    }
+    let c = this.byProfile.get(profile);
+    if (c === undefined) {
+      c = new LruCache(URL_VERDICTS_PER_PROFILE);
+      this.byProfile.set(profile, c);
+    }
+    return c;
+  }
+}
+
 /** Host of an absolute http URL, or null. */
 function urlHost(url: string): string | null {
   try {
@@ -115,6 +155,8 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
       durationSeconds: (performance.now() - started) / 1000,
     };
     if (opts.recordUrls) event.url = subject;
+    // Blocks only (allows never): the journal keeps a keyed hash of it, to count distinct sites.
+    if (decision.action === 'block' || decision.action === 'monitor') event.site = subject;
     if (opts.recordClients) event.client = conn.client;
     else event.budgetKey = clientKey(conn.client, clientIpv6Prefix);
     observer.verdict(event);
@@ -127,6 +169,8 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     if (!policy.profileFor(client).safeSearch) return undefined;
     return safeSearchHost(host) ?? undefined;
   };
+
+  const urlVerdicts = new UrlVerdicts();
 
   const verdict = (decision: Decision, connectHost: string | undefined): Verdict =>
     connectHost === undefined ? { decision } : { decision, connectHost };
@@ -202,9 +246,21 @@ export function createPolicyHooks(holder: PolicyHolder, rawObserver: Observer, o
     onRequest(url, conn) {
       const started = performance.now();
       const policy = holder.current;
-      const decision = policy === null ? BLOCK_NO_POLICY : policy.decideUrl(url, conn.client);
-      report(conn, url.startsWith('https:') ? 'https' : 'http', decision, started, url);
-      return verdict(decision, safeSearch(decision, urlHost(url), conn.client));
+      if (policy === null) {
+        report(conn, url.startsWith('https:') ? 'https' : 'http', BLOCK_NO_POLICY, started, url);
+        return verdict(BLOCK_NO_POLICY, undefined);
+      }
+      const profile = policy.profileFor(conn.client);
+      const cache = urlVerdicts.of(policy, profile);
+      let v = url.length <= URL_VERDICT_MAX_LENGTH ? cache.get(url) : undefined;
+      if (v === undefined) {
+        const decision = policy.decideUrl(url, conn.client);
+        // The URL's host is parsed only for a profile that enforces SafeSearch.
+        v = verdict(decision, decision.action !== 'block' && profile.safeSearch ? safeSearchFor(urlHost(url)) : undefined);
+        if (url.length <= URL_VERDICT_MAX_LENGTH) cache.set(url, v);
+      }
+      report(conn, url.startsWith('https:') ? 'https' : 'http', v.decision, started, url);
+      return v;
     },
   };
 }
