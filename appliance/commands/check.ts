@@ -13,6 +13,8 @@
  * with the bypass `signal` or the SafeSearch `target`), so one line answers "by DNS and by SNI".
  */
 import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { decodeBundle } from '../../policy/bundle.js';
 import { SafespotError } from '../../policy/errors.js';
 import { compilePolicy, PolicyHolder, type CompileInput, type Policy } from '../../policy/policy.js';
@@ -20,7 +22,7 @@ import { createDnsHooks } from '../../proxy/dns/hook.js';
 import { TYPE } from '../../proxy/dns/codec.js';
 import { loadConfigFile, type Config } from '../config.js';
 import type { Command, Io } from '../io.js';
-import { parseCommandArgs, readLines, writeOut } from '../io.js';
+import { parseCommandArgs, writeOut } from '../io.js';
 import { ListCache } from '../lists/cache.js';
 import { displaySource, isUrlSource } from '../lists/prepare.js';
 import { readListFile } from '../lists/builtin.js';
@@ -132,9 +134,32 @@ export const run: Command = async (args, io) => {
   // The config is validated even with --bundle, so a broken config is never silently ignored.
   const config = values.config ? loadConfigFile(values.config) : undefined;
   const policy = values.bundle ? loadBundle(values.bundle) : compilePolicy(await checkInput(config!, io));
-  for await (const raw of readLines(io.stdin)) {
-    if (raw.trim() === '') continue;
-    await writeOut(io.stdout, `${checkLine(policy, raw, config?.dns.blocked)}\n`);
+  for await (const lines of lineBatches(io.stdin)) {
+    let out = '';
+    for (const raw of lines) if (raw.trim() !== '') out += `${checkLine(policy, raw, config?.dns.blocked)}\n`;
+    if (out !== '') await writeOut(io.stdout, out);
   }
   return 0;
 };
+
+const LINE_END = /\r\n|\n|\r/;
+
+/**
+ * The lines of `input` (UTF-8; ended by LF, CRLF or a lone CR, as node:readline splits them), one
+ * array per chunk read, so every chunk's verdicts go out in one write: a write per verdict line was
+ * a tenth of `check`'s time with 100,000 lines (one syscall each on a pipe or file). A line is
+ * answered as soon as the chunk holding its end arrives, so a caller writing one line at a time and
+ * waiting still gets each answer.
+ */
+async function* lineBatches(input: Readable): AsyncGenerator<string[]> {
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  for await (const chunk of input) {
+    // A CRLF cut between two chunks reads as a CR line end and an empty line, which check skips.
+    const lines = (rest + (typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer))).split(LINE_END);
+    rest = lines.pop()!;
+    if (lines.length > 0) yield lines;
+  }
+  const last = (rest + decoder.end()).split(LINE_END).filter((l) => l !== '');
+  if (last.length > 0) yield last;
+}
