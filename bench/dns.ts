@@ -7,7 +7,10 @@
  * utime+stime from /proc), plus RSS with the list loaded and time to ready. Prints figures, never
  * pass/fail. Loopback only; every run is bounded by dnsperf's -l.
  *
- *   node dist/bench/dns.js [--entries 1000000] [--seconds 10] [--clients 4]
+ *   node dist/bench/dns.js [--entries 1000000] [--seconds 10] [--clients 4] [--rounds 1] [--before OLD/dist/bench/dns.js]
+ * With --rounds N every server runs N times in turn and the medians are printed, with the ratios
+ * the issue's goals name taken within each round; --before adds another build's listener to each
+ * round (an A/B in the same run).
  * Needs the Debian packages dnsperf and dnsmasq-base.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -18,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nullObserver } from '../audit/observer.js';
 import { CidrSet } from '../policy/ip.js';
+import { decodeBundle, encodeBundle } from '../policy/bundle.js';
 import { compilePolicy, PolicyHolder } from '../policy/policy.js';
 import { createDnsHooks } from '../proxy/dns/hook.js';
 import { startDnsListener } from '../proxy/dns/listener.js';
@@ -56,12 +60,19 @@ async function upstreamResponder(): Promise<number> {
 }
 
 // --- child modes -------------------------------------------------------------------------------
-async function childSafespot(entries: number, upstream: number): Promise<void> {
+function benchPolicyText(entries: number): string {
+  return Array.from({ length: entries }, (_, i) => `blk-${i}.test`).join('\n');
+}
+
+/** `bundle`: the compiled policy's file, loaded as a restart or a cluster worker loads it (no compile in this process). */
+async function childSafespot(entries: number, upstream: number, bundle?: string): Promise<void> {
   const t0 = performance.now();
-  const text = Array.from({ length: entries }, (_, i) => `blk-${i}.test`).join('\n');
-  const policy = compilePolicy({ lists: [{ id: 'bench', category: 'adult', kind: 'domains', text }] });
+  const policy = bundle ? decodeBundle(readFileSync(bundle)) : compilePolicy({ lists: [{ id: 'bench', category: 'adult', kind: 'domains', text: benchPolicyText(entries) }] });
   const holder = new PolicyHolder();
   holder.swap(policy);
+  if (typeof global.gc === 'function') global.gc();
+  // What the process holds with the policy alone, before the DNS listener exists.
+  const policyRss = process.memoryUsage.rss() / 2 ** 20;
   const dns = await startDnsListener(
     {
       endpoint: { host: '127.0.0.1', port: 0 },
@@ -85,7 +96,7 @@ async function childSafespot(entries: number, upstream: number): Promise<void> {
     nullObserver,
   );
   if (typeof global.gc === 'function') global.gc();
-  process.stdout.write(`${JSON.stringify({ port: dns.address().port, readyMs: Math.round(performance.now() - t0) })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: dns.address().port, readyMs: Math.round(performance.now() - t0), policyRss })}\n`);
 }
 
 async function childBare(): Promise<void> {
@@ -112,13 +123,13 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function readyLine(child: ChildProcess): Promise<{ port: number; readyMs: number }> {
+function readyLine(child: ChildProcess): Promise<{ port: number; readyMs: number; policyRss?: number }> {
   return new Promise((res, rej) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const nl = out.indexOf('\n');
-      if (nl >= 0) res(JSON.parse(out.slice(0, nl)) as { port: number; readyMs: number });
+      if (nl >= 0) res(JSON.parse(out.slice(0, nl)) as { port: number; readyMs: number; policyRss?: number });
     });
     child.once('exit', (c) => rej(new Error(`child exited ${c}`)));
   });
@@ -151,13 +162,16 @@ async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
     // A clean exit on SIGINT, so `node --cpu-prof` writes its profile.
     process.on('SIGINT', () => process.exit(0));
-    if (process.argv[3] === 'safespot') await childSafespot(Number(process.argv[4]), Number(process.argv[5]));
+    if (process.argv[3] === 'safespot') await childSafespot(Number(process.argv[4]), Number(process.argv[5]), process.argv[6]);
     else await childBare();
     return;
   }
   const entries = arg('entries', 1_000_000);
   const seconds = arg('seconds', 10);
   const clients = arg('clients', 4);
+  const rounds = arg('rounds', 1);
+  const bi = process.argv.indexOf('--before');
+  const before = bi > 0 ? process.argv[bi + 1] : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'safespot-bench-dns-'));
   const upstream = await upstreamResponder();
   const files = {
@@ -168,10 +182,12 @@ async function main(): Promise<void> {
   writeFileSync(files.blocked, Array.from({ length: 100_000 }, (_, i) => `blk-${(i * 7919) % entries}.test A`).join('\n') + '\n');
   writeFileSync(files.cached, Array.from({ length: 1000 }, (_, i) => `ok-${i}.example A`).join('\n') + '\n');
   writeFileSync(files.uncached, Array.from({ length: 3_000_000 }, (_, i) => `u${i}.example A`).join('\n') + '\n');
+  const bundleFile = join(dir, 'policy.bundle');
+  writeFileSync(bundleFile, encodeBundle(compilePolicy({ lists: [{ id: 'bench', category: 'adult', kind: 'domains', text: benchPolicyText(entries) }] })));
   const conf = join(dir, 'dnsmasq.conf');
   writeFileSync(conf, Array.from({ length: entries }, (_, i) => `address=/blk-${i}.test/0.0.0.0`).join('\n') + '\n');
 
-  type Server = { name: string; child: ChildProcess; port: number; readyMs: number };
+  type Server = { name: string; child: ChildProcess; port: number; readyMs: number; policyRss?: number };
   const start = async (name: string): Promise<Server> => {
     if (name === 'dnsmasq') {
       const port = 20000 + Math.floor(Math.random() * 20000);
@@ -180,33 +196,72 @@ async function main(): Promise<void> {
       const readyMs = await waitUdp(port, 'blk-0.test');
       return { name, child, port, readyMs: Math.round(readyMs + (performance.now() - t0 - readyMs)) };
     }
-    const child = spawn(process.execPath, ['--expose-gc', SELF, '--child', name, String(entries), String(upstream)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // `safespot-before`: the same child mode from another build (an A/B in one run).
+    const script = name === 'safespot-before' ? before! : SELF;
+    const mode = name === 'bare-node' ? 'bare' : 'safespot';
+    const extra = name === 'safespot-bundle' ? [bundleFile] : [];
+    const child = spawn(process.execPath, ['--expose-gc', script, '--child', mode, String(entries), String(upstream), ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
     const r = await readyLine(child);
     return { name, child, ...r };
   };
 
-  const rows: string[] = [];
-  for (const name of ['safespot', 'dnsmasq', 'bare-node']) {
-    const s = await start(name);
-    const pid = s.child.pid!;
-    // Warm the cached names (one query each) before measuring.
-    if (name !== 'bare-node') await dnsperf(s.port, files.cached, 1, 1);
-    const rss = rssMiB(pid);
-    for (const mode of name === 'bare-node' ? (['blocked'] as const) : (['blocked', 'cached', 'uncached'] as const)) {
-      const c0 = cpuSeconds(pid);
-      const r = await dnsperf(s.port, files[mode], seconds, clients);
-      const cpu = cpuSeconds(pid) - c0;
-      const us = (cpu / r.completed) * 1e6;
-      rows.push(`| ${name} | ${name === 'bare-node' ? 'any (no parsing)' : mode} | ${Math.round(r.qps)} | ${us.toFixed(1)} µs | ${(us * 1000 / 1000).toFixed(1)} ms |  ${rss.toFixed(0)} MiB | ${s.readyMs} ms |`);
-      process.stderr.write(`${rows[rows.length - 1]}\n`);
+  type Mode = 'blocked' | 'cached' | 'uncached';
+  const servers = [...(before ? ['safespot-before'] : []), 'safespot', 'safespot-bundle', 'dnsmasq', 'bare-node'];
+  /** Per round: server -> mode -> {qps, µs}; and RSS, ready time. */
+  const results: { [server: string]: { [mode: string]: { qps: number; us: number }[] } } = {};
+  const memory: { [server: string]: { rss: number[]; ready: number[]; policyRss: number[] } } = {};
+  for (let round = 0; round < rounds; round++) {
+    for (const name of servers) {
+      const s = await start(name);
+      const pid = s.child.pid!;
+      // Warm the cached names (one query each) before measuring.
+      if (name !== 'bare-node') await dnsperf(s.port, files.cached, 1, 1);
+      const rss = rssMiB(pid);
+      (memory[name] ??= { rss: [], ready: [], policyRss: [] }).rss.push(rss);
+      memory[name]!.ready.push(s.readyMs);
+      if (s.policyRss !== undefined) memory[name]!.policyRss.push(s.policyRss);
+      // The bundle-loading child is there for its memory; its speed is the compiling child's (the same code).
+      const modes: Mode[] = name === 'bare-node' || name === 'safespot-bundle' ? ['blocked'] : ['blocked', 'cached', 'uncached'];
+      for (const mode of modes) {
+        const c0 = cpuSeconds(pid);
+        const r = await dnsperf(s.port, files[mode], seconds, clients);
+        const cpu = cpuSeconds(pid) - c0;
+        const us = (cpu / r.completed) * 1e6;
+        ((results[name] ??= {})[mode] ??= []).push({ qps: r.qps, us });
+        process.stderr.write(`round ${round + 1}: ${name} ${mode} ${Math.round(r.qps)} qps ${us.toFixed(1)} µs/query, RSS ${rss.toFixed(0)} MiB, ready ${s.readyMs} ms\n`);
+      }
+      s.child.kill('SIGTERM');
+      await new Promise((r) => s.child.once('exit', r));
     }
-    s.child.kill('SIGTERM');
-    await new Promise((r) => s.child.once('exit', r));
   }
   rmSync(dir, { recursive: true, force: true });
-  process.stdout.write(`entries ${entries}, dnsperf -c ${clients} -l ${seconds}, loopback, node ${process.version}\n`);
-  process.stdout.write('| server | queries | qps | CPU per query | CPU per 1,000 queries | RSS with list | ready |\n|---|---|---|---|---|---|---|\n');
-  process.stdout.write(`${rows.join('\n')}\n`);
+  const median = (xs: number[]): number => {
+    const a = [...xs].sort((x, y) => x - y);
+    return a.length % 2 ? a[(a.length - 1) >> 1]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2;
+  };
+  process.stdout.write(`entries ${entries}, dnsperf -c ${clients} -l ${seconds}, ${rounds} round(s), medians, loopback, node ${process.version}\n`);
+  process.stdout.write('| server | queries | qps | CPU per query (= ms per 1,000) | RSS with list | ready |\n|---|---|---|---|---|---|\n');
+  for (const name of servers) {
+    for (const [mode, rs] of Object.entries(results[name]!)) {
+      const label = name === 'bare-node' ? 'any (no parsing)' : mode;
+      process.stdout.write(`| ${name} | ${label} | ${Math.round(median(rs.map((r) => r.qps)))} | ${median(rs.map((r) => r.us)).toFixed(1)} µs | ${median(memory[name]!.rss).toFixed(0)} MiB | ${Math.round(median(memory[name]!.ready))} ms |\n`);
+    }
+  }
+  // Ratios within each round (the machine is shared: a round's servers ran minutes apart, not days).
+  const ratio = (a: string, am: Mode, b: string, bm: Mode): string => {
+    const xs = results[a]![am]!.map((r, i) => r.us / results[b]![bm]![i]!.us);
+    return `${median(xs).toFixed(2)}× (rounds ${xs.map((x) => x.toFixed(2)).join(', ')})`;
+  };
+  process.stdout.write(`\nblocked: safespot / dnsmasq CPU per query ${ratio('safespot', 'blocked', 'dnsmasq', 'blocked')} (goal ≤ 2)\n`);
+  process.stdout.write(`cached: safespot / bare Node floor ${ratio('safespot', 'cached', 'bare-node', 'blocked')} (goal ≤ 1.5)\n`);
+  process.stdout.write(`RSS: safespot / dnsmasq ${(median(memory.safespot!.rss) / median(memory.dnsmasq!.rss)).toFixed(2)}×, loaded from the bundle ${(median(memory['safespot-bundle']!.rss) / median(memory.dnsmasq!.rss)).toFixed(2)}× (goal ≤ 1)\n`);
+  for (const name of ['safespot', 'safespot-bundle']) {
+    const m = memory[name]!;
+    process.stdout.write(`${name}: RSS with the policy alone ${median(m.policyRss).toFixed(0)} MiB, with the DNS listener started and warmed ${median(m.rss).toFixed(0)} MiB\n`);
+  }
+  if (before) {
+    for (const m of ['blocked', 'cached', 'uncached'] as Mode[]) process.stdout.write(`${m}: safespot / safespot-before CPU per query ${ratio('safespot', m, 'safespot-before', m)}\n`);
+  }
   process.exit(0);
 }
 

@@ -1,8 +1,8 @@
 /**
  * The answer cache: processed upstream answers (./answer.ts) by question (name, type, class), kept
  * for their TTL (bounded by dns.maxTtl when processed), bounded in entries and in bytes. A Map in
- * insertion order is the eviction order: a hit moves the entry to the end (least recently used goes
- * first). What an entry leads to (its CNAME targets) is decided again on every hit, by the listener,
+ * insertion order is the eviction order: a hit moves the entry to the end unless it is among the
+ * most recently moved half (least recently used goes first, approximately). What an entry leads to (its CNAME targets) is decided again on every hit, by the listener,
  * so a policy swap applies to cached answers at once.
  */
 import type { Processed } from './answer.js';
@@ -12,11 +12,14 @@ export interface CacheEntry {
   /** Milliseconds (the listener's clock) when it was stored, and when it expires. */
   readonly stored: number;
   readonly expires: number;
+  /** The cache's use count when the entry last moved to the end of the order. */
+  used: number;
 }
 
 export class AnswerCache {
   private readonly map = new Map<string, CacheEntry>();
   private bytes = 0;
+  private uses = 0;
 
   constructor(
     private readonly maxEntries: number,
@@ -30,12 +33,19 @@ export class AnswerCache {
   get(key: string, now: number): CacheEntry | undefined {
     const e = this.map.get(key);
     if (e === undefined) return undefined;
-    this.map.delete(key);
     if (e.expires <= now) {
+      this.map.delete(key);
       this.bytes -= e.answer.body.length;
       return undefined;
     }
-    this.map.set(key, e);
+    // Moved to the end only when it is not among the most recently moved half: a hot name costs one
+    // lookup per hit, not a delete and a set, and what is evicted is still never used recently.
+    const use = ++this.uses;
+    if (use - e.used > this.maxEntries >> 1) {
+      this.map.delete(key);
+      this.map.set(key, e);
+      e.used = use;
+    }
     return e;
   }
 
@@ -54,7 +64,7 @@ export class AnswerCache {
       this.map.delete(first.value[0]);
       this.bytes -= first.value[1].answer.body.length;
     }
-    this.map.set(key, { answer, stored: now, expires: now + answer.ttl * 1000 });
+    this.map.set(key, { answer, stored: now, expires: now + answer.ttl * 1000, used: ++this.uses });
     this.bytes += size;
   }
 

@@ -23,7 +23,7 @@ import type { BypassKind, Observer, VerdictEvent } from '../../audit/observer.js
 import { combineObservers } from '../../audit/observer.js';
 import { clientKey, clientText } from '../limits.js';
 import type { Endpoint } from '../upstream.js';
-import { blockedAnswer, cnameTo, emptyAnswer, formErr, processUpstream, serveAnswer, type BlockAddresses, type Processed } from './answer.js';
+import { blockedAnswer, cnameTo, emptyAnswer, formErr, localSoa, processUpstream, serveAnswer, type BlockAddresses, type Processed } from './answer.js';
 import { AnswerCache } from './cache.js';
 import { CLASS_IN, DnsFormatError, hasHeader, parseQuery, RCODE, TYPE, type Query } from './codec.js';
 import type { DnsHooks, DnsVerdict } from './hook.js';
@@ -145,54 +145,98 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
     observer.verdict(e);
   };
 
-  /** Cached or asked upstream: the processed answer for a question. Throws on upstream failure. */
-  const lookup = async (name: string, type: number, cls: number): Promise<{ answer: Processed; age: number }> => {
-    const key = AnswerCache.key(name, type, cls);
+  /** The answer cache's entry for a question, if fresh: the processed answer and its age in seconds. */
+  const cached = (name: string, type: number, cls: number): { answer: Processed; age: number } | null => {
     const now = Date.now();
-    const hit = cache.get(key, now);
-    if (hit) return { answer: hit.answer, age: Math.floor((now - hit.stored) / 1000) };
-    const raw = await forwarder.query(name, type, cls);
-    const answer = processUpstream(raw, processOpts);
-    cache.set(key, answer, Date.now());
-    return { answer, age: 0 };
+    const hit = cache.get(AnswerCache.key(name, type, cls), now);
+    return hit ? { answer: hit.answer, age: Math.floor((now - hit.stored) / 1000) } : null;
   };
 
-  const blockedReply = (q: Query, raw: Uint8Array): Uint8Array =>
-    opts.blocked === 'nxdomain' ? emptyAnswer(q, raw, RCODE.NXDOMAIN, true) : blockedAnswer(q, raw, opts.blockAddresses, opts.blockTtl);
+  /** Asked upstream, processed, cached. Throws on upstream failure. */
+  const fetchUpstream = async (name: string, type: number, cls: number): Promise<Processed> => {
+    const raw = await forwarder.query(name, type, cls);
+    const answer = processUpstream(raw, processOpts);
+    cache.set(AnswerCache.key(name, type, cls), answer, Date.now());
+    return answer;
+  };
 
-  /** One query's answer, or null to send nothing. Never throws. */
-  const handle = async (buf: Uint8Array, client: string, transport: 'udp' | 'tcp'): Promise<Uint8Array | null> => {
+  /** Local negative answers (NXDOMAIN, NODATA) carry this SOA: negative TTL = dns.blockTtl (RFC 2308). */
+  const soa = localSoa(opts.blockTtl);
+
+  const blockedReply = (q: Query, msg: Uint8Array): Uint8Array =>
+    opts.blocked === 'nxdomain' ? emptyAnswer(q, msg, RCODE.NXDOMAIN, true, soa) : blockedAnswer(q, msg, opts.blockAddresses, opts.blockTtl, soa);
+
+  /**
+   * A processed answer (cached or fresh) made the client's: every name it leads to decided (CNAME
+   * cloaking), counted, stamped. Synchronous: a cached answer costs no promise.
+   */
+  const answerWith = (q: Query, msg: Uint8Array, client: string, verdict: DnsVerdict & { kind: 'forward' | 'cname' }, answer: Processed, age: number, limit: number, started: number): Uint8Array => {
+    if (verdict.kind === 'cname') answer = cnameTo(q.qname, verdict.target, answer, opts.blockTtl);
+    // CNAME cloaking: every name the answer leads to is decided like the question's.
+    let decision = verdict.decision;
+    const names = answer.names;
+    for (let i = verdict.kind === 'cname' ? -1 : 0; i < names.length; i++) {
+      const n = i < 0 ? (verdict as { target: string }).target : names[i]!;
+      let d: Decision;
+      try {
+        d = current.onAnswerName(n, client);
+      } catch {
+        d = FAILED;
+      }
+      if (d.action === 'block') {
+        bypass('cname_cloaking');
+        report(client, q, d, started);
+        return blockedReply(q, msg);
+      }
+      if (d.action === 'monitor' && decision.action === 'allow') decision = d;
+    }
+    if (answer.echRemoved > 0) bypass('ech_removed');
+    report(client, q, decision, started);
+    return serveAnswer(answer, q, msg, age, limit);
+  };
+
+  const upstreamFailed = (q: Query, msg: Uint8Array, client: string, verdict: DnsVerdict, started: number, err: unknown): Uint8Array => {
+    observer.upstreamError(err instanceof DnsFormatError ? 'other' : 'timeout');
+    report(client, q, verdict.decision, started);
+    return emptyAnswer(q, msg, RCODE.SERVFAIL);
+  };
+
+  /**
+   * One query's answer: the bytes at once (local answers, cached answers, refusals), a promise only
+   * when the answer must be asked upstream, or null to send nothing. `msg` is the client's query;
+   * the answer copies its question bytes. May throw only on a bug (the callers count and drop it).
+   */
+  const handle = (msg: Uint8Array, client: string, transport: 'udp' | 'tcp'): Uint8Array | null | Promise<Uint8Array> => {
     let q: Query;
     try {
-      q = parseQuery(buf);
+      q = parseQuery(msg);
     } catch (err) {
       if (!(err instanceof DnsFormatError)) throw err;
-      if (hasHeader(buf)) {
+      if (hasHeader(msg)) {
         observer.dnsMalformed?.('formerr');
-        return formErr(buf);
+        return formErr(msg);
       }
       observer.dnsMalformed?.('dropped');
       return null;
     }
-    const raw = buf.subarray(12, q.questionEnd);
     const w = who(client);
     if (!w.ok) {
       observer.limitHit('client_forbidden');
-      return emptyAnswer(q, raw, RCODE.REFUSED);
+      return emptyAnswer(q, msg, RCODE.REFUSED);
     }
     if (!limiter.take(w.key, Date.now())) {
       observer.limitHit('dns_rate');
-      return transport === 'udp' ? null : emptyAnswer(q, raw, RCODE.REFUSED);
+      return transport === 'udp' ? null : emptyAnswer(q, msg, RCODE.REFUSED);
     }
-    if (q.opcode !== 0) return emptyAnswer(q, raw, RCODE.NOTIMP);
+    if (q.opcode !== 0) return emptyAnswer(q, msg, RCODE.NOTIMP);
     if (q.edns && q.edns.version !== 0) {
       // RFC 6891 §6.1.3 wants BADVERS (an extended rcode carried in our OPT); FORMERR without an OPT,
       // what a server without EDNS answers, tells the client the same: ask again with version 0.
       observer.dnsMalformed?.('formerr');
-      return emptyAnswer({ ...q, edns: null }, raw, RCODE.FORMERR);
+      return emptyAnswer({ ...q, edns: null }, msg, RCODE.FORMERR);
     }
     // Zone transfers, other classes (CH version.bind, …) and meta types are not ours to serve.
-    if (q.qclass !== CLASS_IN || q.qtype === 251 || q.qtype === 252 || q.qtype === TYPE.OPT) return emptyAnswer(q, raw, RCODE.REFUSED);
+    if (q.qclass !== CLASS_IN || q.qtype === 251 || q.qtype === 252 || q.qtype === TYPE.OPT) return emptyAnswer(q, msg, RCODE.REFUSED);
     // Local answers (one record at most, a question of at most 259 bytes) always fit in 512 bytes.
     const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(q.edns.udpSize, 4096) : 512;
     const started = performance.now();
@@ -206,11 +250,11 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
       case 'signal':
         bypass(verdict.signal);
         report(client, q, verdict.decision, started);
-        return emptyAnswer(q, raw, verdict.answer === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR, true);
+        return emptyAnswer(q, msg, verdict.answer === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR, true, soa);
       case 'block':
         if (verdict.decision.category === 'bypass' && isEncryptedDnsEndpoint(q.qname)) bypass('encrypted_dns_endpoint');
         report(client, q, verdict.decision, started);
-        return blockedReply(q, raw);
+        return blockedReply(q, msg);
       case 'forward':
       case 'cname':
         break;
@@ -220,48 +264,32 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
     if (q.qtype === TYPE.HTTPS && opts.https === 'empty') {
       bypass('https_refused');
       report(client, q, verdict.decision, started);
-      return emptyAnswer(q, raw, RCODE.NOERROR);
+      return emptyAnswer(q, msg, RCODE.NOERROR, false, soa);
     }
-    let answer: Processed;
-    let age: number;
-    try {
-      if (verdict.kind === 'cname') {
-        const front = await lookup(verdict.target, q.qtype, q.qclass);
-        answer = cnameTo(q.qname, verdict.target, front.answer, opts.blockTtl);
-        age = front.age;
-      } else ({ answer, age } = await lookup(q.qname, q.qtype, q.qclass));
-    } catch (err) {
-      observer.upstreamError(err instanceof DnsFormatError ? 'other' : 'timeout');
-      report(client, q, verdict.decision, started);
-      return emptyAnswer(q, raw, RCODE.SERVFAIL);
-    }
-    // CNAME cloaking: every name the answer leads to is decided like the question's.
-    const names = verdict.kind === 'cname' ? [verdict.target, ...answer.names] : answer.names;
-    let decision = verdict.decision;
-    for (const n of names) {
-      let d: Decision;
-      try {
-        d = current.onAnswerName(n, client);
-      } catch {
-        d = FAILED;
-      }
-      if (d.action === 'block') {
-        bypass('cname_cloaking');
-        report(client, q, d, started);
-        return blockedReply(q, raw);
-      }
-      if (d.action === 'monitor' && decision.action === 'allow') decision = d;
-    }
-    if (answer.echRemoved > 0) bypass('ech_removed');
-    report(client, q, decision, started);
-    return serveAnswer(answer, q, raw, age, limit);
+    const v = verdict;
+    const askName = v.kind === 'cname' ? v.target : q.qname;
+    const hit = cached(askName, q.qtype, q.qclass);
+    if (hit !== null) return answerWith(q, msg, client, v, hit.answer, hit.age, limit, started);
+    const qq = q;
+    return fetchUpstream(askName, q.qtype, q.qclass).then(
+      (answer) => answerWith(qq, msg, client, v, answer, 0, limit, started),
+      (err: unknown) => upstreamFailed(qq, msg, client, v, started, err),
+    );
   };
 
-  const safeHandle = (buf: Uint8Array, client: string, transport: 'udp' | 'tcp'): Promise<Uint8Array | null> =>
-    handle(buf, client, transport).catch(() => {
+  /** handle(), and whatever it throws (a bug) counted as a dropped query: never past here. */
+  const safeHandle = (msg: Uint8Array, client: string, transport: 'udp' | 'tcp'): Uint8Array | null | Promise<Uint8Array | null> => {
+    const dropped = (): null => {
       observer.dnsMalformed?.('dropped');
       return null;
-    });
+    };
+    try {
+      const out = handle(msg, client, transport);
+      return out instanceof Promise ? out.catch(dropped) : out;
+    } catch {
+      return dropped();
+    }
+  };
 
   // --- TCP ------------------------------------------------------------------------------
   const tcpSockets = new Set<Socket>();
@@ -278,24 +306,32 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
     const client = clientText(sock.remoteAddress);
     let pending: Buffer = Buffer.alloc(0);
     let inFlight = 0;
+    const sendTcp = (msg: Uint8Array, out: Uint8Array | null): void => {
+      if (out === null) {
+        // Unreadable even as a header: the stream may be out of step; end it.
+        if (!hasHeader(msg)) sock.destroy();
+      } else if (!sock.destroyed) {
+        const framed = Buffer.allocUnsafe(out.length + 2);
+        framed.writeUInt16BE(out.length, 0);
+        framed.set(out, 2);
+        sock.write(framed);
+      }
+    };
     const pump = (): void => {
       while (pending.length >= 2 && inFlight < opts.tcp.maxInFlight) {
         const len = pending.readUInt16BE(0);
         if (pending.length < len + 2) break;
         const msg = new Uint8Array(pending.subarray(2, len + 2));
         pending = pending.subarray(len + 2);
+        const out = safeHandle(msg, client, 'tcp');
+        if (!(out instanceof Promise)) {
+          sendTcp(msg, out);
+          continue;
+        }
         inFlight++;
-        void safeHandle(msg, client, 'tcp').then((out) => {
+        void out.then((o) => {
           inFlight--;
-          if (out === null) {
-            // Unreadable even as a header: the stream may be out of step; end it.
-            if (!hasHeader(msg)) sock.destroy();
-          } else if (!sock.destroyed) {
-            const framed = Buffer.allocUnsafe(out.length + 2);
-            framed.writeUInt16BE(out.length, 0);
-            framed.set(out, 2);
-            sock.write(framed);
-          }
+          sendTcp(msg, o);
           if (sock.isPaused() && inFlight < opts.tcp.maxInFlight) sock.resume();
           pump();
         });
@@ -348,11 +384,12 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
     s.on('error', () => {});
     s.on('message', (msg, rinfo) => {
       const client = clientText(rinfo.address);
-      void safeHandle(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), client, 'udp').then((out) => {
-        // No callback: with one, each answer costs a send request and a callback (cpu profile under
-        // bench/dns.ts, blocked names: doSend 62 % -> 48 % of busy time).
-        if (out !== null) s.send(Buffer.from(out.buffer, out.byteOffset, out.length), rinfo.port, rinfo.address);
-      });
+      // Local and cached answers go out in this same call: no promise, no extra turn. No send
+      // callback: with one, each answer costs a send request and a callback (cpu profile under
+      // bench/dns.ts, blocked names: doSend 62 % -> 48 % of busy time).
+      const out = safeHandle(msg, client, 'udp');
+      if (out instanceof Promise) void out.then((o) => o !== null && s.send(o, rinfo.port, rinfo.address));
+      else if (out !== null) s.send(out, rinfo.port, rinfo.address);
     });
     return { host: a.address, port: a.port };
   };

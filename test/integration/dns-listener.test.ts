@@ -103,6 +103,8 @@ interface Dig {
   status: string;
   flags: string[];
   answer: string[];
+  /** The authority section, TTL column kept (the negative TTL is what is tested). */
+  authority: string[];
 }
 
 async function dig(port: number, name: string, type: string, ...extra: string[]): Promise<Dig> {
@@ -114,7 +116,12 @@ async function dig(port: number, name: string, type: string, ...extra: string[])
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => l.split(/\s+/).filter((_, i) => i !== 1).join(' ')); // drop the TTL column
-  return { status, flags, answer };
+  const auth = /;; AUTHORITY SECTION:\n([\s\S]*?)(?:\n\n|$)/.exec(stdout)?.[1] ?? '';
+  const authority = auth
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => l.split(/\s+/).join(' '));
+  return { status, flags, answer, authority };
 }
 
 t.test('the DNS listener against dig and Node, with a recording upstream', async (t) => {
@@ -164,6 +171,22 @@ t.test('the DNS listener against dig and Node, with a recording upstream', async
     t.same(ddr.answer, [], 'designated resolvers: NODATA');
     for (const n of ['use-application-dns.net', 'mask.icloud.com', 'mask-h2.icloud.com', '_dns.resolver.arpa']) t.equal(upstream.asked(n), 0, `${n} never forwarded`);
     for (const k of ['encrypted_dns_canary', 'private_relay', 'designated_resolver']) t.ok(obs.bypasses.includes(k), `${k} counted`);
+  });
+
+  t.test('local NXDOMAIN and NODATA carry an SOA with the negative TTL (RFC 2308); the block address does not', async (t) => {
+    const soa = (name: string): string => `${name}. 60 IN SOA safespot.invalid. hostmaster.safespot.invalid. 1 3600 600 86400 60`;
+    const canary = await dig(port, 'use-application-dns.net', 'A');
+    t.equal(canary.status, 'NXDOMAIN');
+    t.same(canary.authority, [soa('use-application-dns.net')], 'NXDOMAIN: the SOA, owner the question name, MINIMUM = dns.blockTtl');
+    t.ok(canary.flags.includes('aa'), 'authoritative');
+    const ddr = await dig(port, '_dns.resolver.arpa', 'SVCB');
+    t.same(ddr.authority, [soa('_dns.resolver.arpa')], 'NODATA (designated resolvers): the SOA');
+    const mx = await dig(port, 'blocked.test', 'MX');
+    t.same(mx.authority, [soa('blocked.test')], 'NODATA for a blocked name: the SOA');
+    const tcp = await dig(port, 'blocked.test', 'HTTPS', '+tcp');
+    t.same(tcp.authority, [soa('blocked.test')], 'the same over TCP');
+    const a = await dig(port, 'blocked.test', 'A');
+    t.same(a.authority, [], 'a blocked A answer (the block address) has none');
   });
 
   t.test('CNAME cloaking: a chain to a blocked name blocks; to an allowed one passes', async (t) => {
@@ -272,7 +295,9 @@ t.test('blocked: nxdomain, and the block-page address for A', async (t) => {
   holder.swap(policy());
   const nx = await startDnsListener(options(upstream.port, { blocked: 'nxdomain' }), createDnsHooks(holder), nullObserver);
   t.teardown(() => nx.close());
-  t.equal((await dig(nx.address().port, 'blocked.test', 'A')).status, 'NXDOMAIN');
+  const nxa = await dig(nx.address().port, 'blocked.test', 'A');
+  t.equal(nxa.status, 'NXDOMAIN');
+  t.same(nxa.authority, ['blocked.test. 60 IN SOA safespot.invalid. hostmaster.safespot.invalid. 1 3600 600 86400 60'], 'dns.blocked: nxdomain carries the SOA');
   const page = await startDnsListener(options(upstream.port, { blockAddresses: { v4: Uint8Array.of(192, 0, 2, 80), v6: new Uint8Array(16) } }), createDnsHooks(holder), nullObserver);
   t.teardown(() => page.close());
   t.same((await dig(page.address().port, 'blocked.test', 'A')).answer, ['blocked.test. IN A 192.0.2.80']);

@@ -5,7 +5,7 @@
  * fuzzed. Every failure must be a DnsFormatError, never another exception.
  */
 import t, { type Test } from 'tap';
-import { processUpstream, serveAnswer, truncated } from '../../proxy/dns/answer.js';
+import { blockedAnswer, emptyAnswer, localSoa, processUpstream, serveAnswer, truncated } from '../../proxy/dns/answer.js';
 import { DnsFormatError, encodeName, parseQuery, parseResponse, readName, RCODE, TYPE } from '../../proxy/dns/codec.js';
 
 /** Labels of a name, by hand: the test's own encoder, independent of the codec's. */
@@ -158,7 +158,7 @@ t.test('serveAnswer: the client id, its question bytes, aged TTLs, an OPT, and T
   const clientQuery = Uint8Array.from([...header(0x4242, 0x0100, 1, 0, 0, 1), ...labels('WwW.aLLowed.TEST'), ...u16(TYPE.HTTPS), ...u16(1), 0, ...u16(TYPE.OPT), ...u16(1232), ...u32(0), ...u16(0)]);
   const q = parseQuery(clientQuery);
   const raw = clientQuery.subarray(12, q.questionEnd);
-  const out = serveAnswer(p, q, raw, 100, 1232);
+  const out = serveAnswer(p, q, clientQuery, 100, 1232);
   t.equal((out[0]! << 8) | out[1]!, 0x4242, 'the client id');
   t.same([...out.subarray(12, 12 + raw.length)], [...raw], 'the question exactly as the client wrote it (0x20 case kept)');
   const r = parseResponse(out);
@@ -168,15 +168,60 @@ t.test('serveAnswer: the client id, its question bytes, aged TTLs, an OPT, and T
   t.equal(r.flags & 0x0020, 0, 'AD never passed on');
   t.same(r.records.map((x) => x.ttl), [200, 300, 0], 'TTLs aged by 100 s (the OPT last, TTL field 0)');
   t.equal(r.records[2]!.type, TYPE.OPT, 'an OPT because the client sent one');
-  const small = serveAnswer(p, q, raw, 0, out.length - 1);
+  const small = serveAnswer(p, q, clientQuery, 0, out.length - 1);
   const tr = parseResponse(small);
   t.equal(tr.flags & 0x0200, 0x0200, 'TC when the answer does not fit');
   t.same(tr.records.map((x) => x.type), [TYPE.OPT], 'and no records but the OPT');
-  t.same(truncated(q, raw, 0).length, small.length);
+  t.same(truncated(q, clientQuery, 0).length, small.length);
   const plainQuery = query('www.allowed.test', TYPE.HTTPS);
   const pq = parseQuery(plainQuery);
-  const plain = parseResponse(serveAnswer(p, pq, plainQuery.subarray(12, pq.questionEnd), 0, 512));
+  const plain = parseResponse(serveAnswer(p, pq, plainQuery, 0, 512));
   t.notOk(plain.records.some((x) => x.type === TYPE.OPT), 'no OPT for a client without EDNS (RFC 6891 §7)');
+});
+
+t.test('local negative answers carry an SOA (RFC 2308), byte by byte; positive and refusing ones do not', async (t) => {
+  const soaRdata = [...labels('safespot.invalid'), ...labels('hostmaster.safespot.invalid'), ...u32(1), ...u32(3600), ...u32(600), ...u32(86400), ...u32(60)];
+  const soaRecord = [0xc0, 12, ...u16(TYPE.SOA), ...u16(1), ...u32(60), ...u16(soaRdata.length), ...soaRdata];
+  const opt = [0, ...u16(TYPE.OPT), ...u16(1232), ...u32(0), ...u16(0)];
+  const soa = localSoa(60);
+  t.same([...soa.rdata], soaRdata, 'SOA rdata: MNAME, RNAME under .invalid, serial, refresh, retry, expire, MINIMUM = the negative TTL');
+
+  // NXDOMAIN (a bypass signal, or dns.blocked: nxdomain): AA, RD echoed, RA, one authority record.
+  const nxq = query('Use-Application-DNS.net', TYPE.A, 4096, 0xbeef);
+  const nx = emptyAnswer(parseQuery(nxq), nxq, RCODE.NXDOMAIN, true, soa);
+  t.same([...nx], [...header(0xbeef, 0x8583, 1, 0, 1, 1), ...labels('Use-Application-DNS.net'), ...u16(TYPE.A), ...u16(1), ...soaRecord, ...opt], 'NXDOMAIN + SOA + OPT');
+  const nr = parseResponse(nx);
+  t.same(nr.records.map((r) => [r.section, r.type, r.name]), [[1, TYPE.SOA, 'use-application-dns.net'], [2, TYPE.OPT, '']], 'the SOA is in the authority section, owned by the question name');
+
+  // NODATA for a blocked name's other types (HTTPS here), no EDNS: no OPT.
+  const hq = query('blk.test', TYPE.HTTPS, undefined, 7);
+  const nodata = blockedAnswer(parseQuery(hq), hq, { v4: new Uint8Array(4), v6: new Uint8Array(16) }, 60, soa);
+  t.same([...nodata], [...header(7, 0x8580, 1, 0, 1, 0), ...labels('blk.test'), ...u16(TYPE.HTTPS), ...u16(1), ...soaRecord], 'NODATA + SOA');
+
+  // A blocked A name: the block address, no SOA (a positive answer).
+  const aq = query('blk.test', TYPE.A, undefined, 8);
+  const a = blockedAnswer(parseQuery(aq), aq, { v4: Uint8Array.of(192, 0, 2, 80), v6: new Uint8Array(16) }, 60, soa);
+  t.same([...a], [...header(8, 0x8580, 1, 1, 0, 0), ...labels('blk.test'), ...u16(TYPE.A), ...u16(1), 0xc0, 12, ...u16(TYPE.A), ...u16(1), ...u32(60), ...u16(4), 192, 0, 2, 80], 'A with the block address, no SOA');
+
+  // REFUSED carries none.
+  const refused = emptyAnswer(parseQuery(aq), aq, RCODE.REFUSED);
+  t.same([...refused], [...header(8, 0x8185, 1, 0, 0, 0), ...labels('blk.test'), ...u16(TYPE.A), ...u16(1)], 'REFUSED: question only');
+  t.equal(localSoa(5).rdata.at(-1), 5, 'the negative TTL follows the option');
+});
+
+t.test('readName: the fast path and the escaping path read the same names', async (t) => {
+  const names = ['a.test', 'WWW.Example.TEST', 'x_y-z.*.test', `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`];
+  for (const n of names) {
+    const buf = Uint8Array.from([...header(0, 0, 1, 0, 0, 0), ...labels(n)]);
+    t.equal(readName(buf, 12).name, n.toLowerCase(), n.slice(0, 30));
+  }
+  // 253 text octets are the most a name can carry (255 on the wire); one more label byte fails.
+  const over = Uint8Array.from([...header(0, 0, 1, 0, 0, 0), ...labels(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`)]);
+  expectFormat(t, () => readName(over, 12), '256 octets (fast path)');
+  const overEsc = Uint8Array.from([...header(0, 0, 1, 0, 0, 0), ...labels(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}!`)]);
+  expectFormat(t, () => readName(overEsc, 12), '256 octets (escaping path)');
+  const mixed = Uint8Array.from([...header(0, 0, 1, 0, 0, 0), 3, 0x61, 0x2e, 0x62, 4, 0x74, 0x65, 0x73, 0x74, 0]);
+  t.equal(readName(mixed, 12).name, 'a\\046b.test', 'a dot inside a label falls back to \\DDD');
 });
 
 /** xorshift32: a seeded generator, so a failing case can be replayed. */

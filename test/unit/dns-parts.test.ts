@@ -45,7 +45,10 @@ t.test('stripEch: removes exactly the ech param, drops mandatory-ech and unreada
   }
 });
 
-const answer = (bytes: number, ttl: number): Processed => ({ body: new Uint8Array(bytes), ttlOffsets: [], ttl, rcode: 0, names: [], echRemoved: 0, questionEnd: 12 });
+const answer = (bytes: number, ttl: number): Processed => {
+  const body = new Uint8Array(bytes);
+  return { body, ttlOffsets: [], ttl, rcode: 0, names: [], echRemoved: 0, questionEnd: 12, tail: body.subarray(12), tailTtlOffsets: [] };
+};
 
 t.test('AnswerCache: TTL expiry, entry and byte bounds, least recently used first', async (t) => {
   const c = new AnswerCache(3, 1000);
