@@ -12,10 +12,11 @@
  * and priorities): what is proven is our rules inside that shape, not fw4's generator.
  *
  * With the rules: a blocked request is refused by the box, an allowed one served, the box's journal
- * names the guest's own address (no SNAT), QUIC is dropped, 853 rejected, port 53 reaches the box,
- * guests cannot open the box's other ports, and the box's return route is what makes it work.
- * With the rules removed the same blocked request reaches the origin: the rules did the work.
- * The DNS listener (issue 18) is not used: a UDP/TCP stand-in on the box shows where port 53 goes.
+ * names the guest's own address (no SNAT), QUIC is dropped, 853 rejected, guest DNS to any server
+ * (dig, UDP and TCP) is answered by the box's DNS listener (issue 18: blocked names get 0.0.0.0 and
+ * never leave, allowed ones are forwarded to the origin's recording DNS server), guests cannot open
+ * the box's other ports, and the box's return route is what makes it work. With the rules removed
+ * the same blocked request, and the same DNS question, reach the origin: the rules did the work.
  */
 import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -24,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
+import { pathToFileURL } from 'node:url';
 import { namespaceSupport } from '../helpers/netns.js';
 
 const run = promisify(execFile);
@@ -32,28 +34,34 @@ const CLI = join(ROOT, 'dist', 'appliance', 'cli.js');
 const ROUTER_DIR = join(ROOT, 'docker', 'router');
 const IP = { guest: '10.231.1.2', routerGuest: '10.231.1.1', routerWan: '10.231.2.1', origin: '10.231.2.2', routerLan: '10.231.3.1', box: '10.231.3.2' };
 
-/** The origin: web on 80/443, UDP 443/4433, DNS-port and 853 listeners that say what reached them. */
+/**
+ * The origin: web on 80/443, UDP 443/4433 and 853 listeners that say what reached them, and a real
+ * DNS server on 53 (test/helpers/dns-upstream.ts) that prints every question it gets as `seen NAME`.
+ */
 const ORIGIN_SCRIPT = `
 import https from 'node:https';
 import http from 'node:http';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-const [key, cert, tag] = [readFileSync(process.argv[2]), readFileSync(process.argv[3]), process.argv[4]];
+import { startTestDns, rd } from ${JSON.stringify(pathToFileURL(resolve(import.meta.dirname, '..', 'helpers', 'dns-upstream.js')).href)};
+const [key, cert] = [readFileSync(process.argv[2]), readFileSync(process.argv[3])];
 const answer = (req, res) => { res.setHeader('content-type', 'text/plain'); res.end('origin says hello to ' + req.headers.host + req.url); };
-if (tag === 'origin') {
-  https.createServer({ key, cert }, answer).listen(443, '0.0.0.0');
-  http.createServer(answer).listen(80, '0.0.0.0');
-  net.createServer((s) => { console.log('tcp 853'); s.destroy(); }).listen(853, '0.0.0.0');
-}
-const dnsPort = tag === 'origin' ? 53 : 5353;
-net.createServer((s) => { s.on('error', () => {}); s.once('data', (d) => { console.log('tcp dns ' + d.toString()); s.end(tag + ' dns'); }); }).listen(dnsPort, '0.0.0.0');
-for (const port of tag === 'origin' ? [443, 4433, 853, 53] : [5353]) {
+https.createServer({ key, cert }, answer).listen(443, '0.0.0.0');
+http.createServer(answer).listen(80, '0.0.0.0');
+net.createServer((s) => { console.log('tcp 853'); s.destroy(); }).listen(853, '0.0.0.0');
+for (const port of [443, 4433, 853]) {
   const s = dgram.createSocket('udp4');
-  s.on('message', (m, r) => { console.log('udp ' + port + ' ' + m.toString()); s.send(tag + ' dns', r.port, r.address); });
+  s.on('message', (m) => console.log('udp ' + port + ' ' + m.toString()));
   s.bind(port, '0.0.0.0');
 }
-console.log(tag + ' ready');
+const dns = await startTestDns([
+  { name: 'allowed.test', type: 1, rdata: rd.a('10.231.2.2') },
+  { name: 'blocked.test', type: 1, rdata: rd.a('10.231.2.99') },
+], { host: '0.0.0.0', port: 53 });
+let printed = 0;
+setInterval(() => { for (; printed < dns.seen.length; printed++) console.log('seen ' + dns.seen[printed].name + ' ' + dns.seen[printed].transport); }, 20);
+console.log('origin ready');
 `;
 
 interface Result { code: number; stdout: string; stderr: string }
@@ -76,6 +84,13 @@ function nsSpawn(ns: string, cmd: string, args: string[]): ChildProcess {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.on('error', () => undefined);
   return child;
+}
+
+/** dig from the guest namespace: [status, the first answer's data]. */
+async function dig(ns: string, server: string, name: string, tcp: boolean): Promise<[string, string]> {
+  const r = await nsExec(ns, 'dig', [`@${server}`, name, 'A', '+tries=1', '+time=3', '+nocookie', '+noall', '+comments', '+answer', ...(tcp ? ['+tcp'] : [])]);
+  const answer = r.stdout.split('\n').find((l) => l !== '' && !l.startsWith(';'))?.split(/\s+/).pop() ?? '';
+  return [/status: (\w+)/.exec(r.stdout)?.[1] ?? 'none', answer];
 }
 
 async function must(cmd: string, args: string[]): Promise<void> {
@@ -146,6 +161,9 @@ function fw4Shape(dir: string, withIncludes: boolean): string {
     '    iifname "guest0" oifname "wan0" accept comment "zone forwarding guest -> wan"',
     '    iifname { "lan0", "wan0" } accept comment "lan and wan may forward (the box reaches origins)"',
     '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    inc('thin-ap-input.nft') + '  }',
     '  chain srcnat {',
     '    type nat hook postrouting priority srcnat; policy accept;',
     // The box is reached through a masqueraded zone here, the harder case: the include must keep guests.
@@ -156,11 +174,10 @@ function fw4Shape(dir: string, withIncludes: boolean): string {
   ].join('\n');
 }
 
-/** The shipped includes with the example values replaced by this topology's (the DNS line enabled). */
+/** The shipped includes with the example values replaced by this topology's. */
 function localiseIncludes(dir: string): void {
-  for (const name of ['thin-ap-dstnat.nft', 'thin-ap-forward.nft', 'thin-ap-srcnat.nft']) {
+  for (const name of ['thin-ap-dstnat.nft', 'thin-ap-forward.nft', 'thin-ap-input.nft', 'thin-ap-srcnat.nft']) {
     const text = readFileSync(join(ROUTER_DIR, 'openwrt', name), 'utf8')
-      .replace(/^# (iifname .*th dport 53 .*)$/m, '$1')
       .replaceAll('br-guest', 'guest0')
       .replaceAll('192.168.1.10', IP.box);
     writeFileSync(join(dir, name), text);
@@ -173,7 +190,7 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
     t.skip(`network namespaces unavailable: ${reason}`, () => undefined);
     return;
   }
-  for (const tool of ['curl', 'openssl', 'nft', 'iptables']) {
+  for (const tool of ['curl', 'openssl', 'nft', 'iptables', 'dig']) {
     const has = await run('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false);
     if (!has) {
       t.fail(`${tool} missing (test/setup-system.sh installs it)`);
@@ -221,11 +238,13 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
         'listeners:',
         '  http: { host: 0.0.0.0, port: 8080 }',
         '  tls: { host: 0.0.0.0, port: 8443 }',
+        '  dns: { host: 0.0.0.0, port: 5353 }',
         'admin: { host: 127.0.0.1, port: 9090 }',
         // Only the guests' subnet: a guest hidden behind the router's address would be refused.
         'clients: [10.231.1.0/24]',
         'upstream:',
         `  hosts: { allowed.test: ${IP.origin}, blocked.test: ${IP.origin} }`,
+        `  dnsServers: ["${IP.origin}:53"]`,
         'lists:',
         `  - { id: demo-adult, category: adult, kind: domains, source: ${join(ROOT, 'appliance', 'demo', 'adult.txt')} }`,
         `journal: { path: ${journal}, recordClients: true }`,
@@ -233,17 +252,18 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
         '',
       ].join('\n'));
 
-      const logs = { origin: '', box: '', serve: '' };
-      const origin = nsSpawn(venue.origin, process.execPath, [join(dir, 'listeners.mjs'), join(dir, 'key.pem'), join(dir, 'cert.pem'), 'origin']);
+      const logs = { origin: '', serve: '' };
+      const origin = nsSpawn(venue.origin, process.execPath, [join(dir, 'listeners.mjs'), join(dir, 'key.pem'), join(dir, 'cert.pem')]);
       t.teardown(() => void origin.kill('SIGKILL'));
       origin.stdout?.on('data', (d: Buffer) => (logs.origin += d.toString()));
-      const standIn = nsSpawn(venue.box, process.execPath, [join(dir, 'listeners.mjs'), join(dir, 'key.pem'), join(dir, 'cert.pem'), 'box']);
-      t.teardown(() => void standIn.kill('SIGKILL'));
-      standIn.stdout?.on('data', (d: Buffer) => (logs.box += d.toString()));
+      origin.stderr?.on('data', (d: Buffer) => (logs.origin += d.toString()));
       const serve = nsSpawn(venue.box, process.execPath, [CLI, 'serve', '--config', join(dir, 'config.yaml')]);
       t.teardown(() => void serve.kill('SIGKILL'));
       serve.stderr?.on('data', (d: Buffer) => (logs.serve += d.toString()));
-      await waitFor('origin and box listeners', () => logs.origin.includes('origin ready') && logs.box.includes('box ready'));
+      await waitFor('origin listeners', () => logs.origin.includes('origin ready')).catch((err) => {
+        t.comment(logs.origin);
+        throw err;
+      });
       await waitFor('safespot ready on the box', async () => (await nsExec(venue.box, 'curl', ['-fsS', 'http://127.0.0.1:9090/readyz'], 3000)).code === 0)
         .catch((err) => {
           t.comment(logs.serve);
@@ -303,14 +323,17 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
       t.equal(dot.stdout.trim(), 'ECONNREFUSED', 'TCP 853 is rejected at once (a reset, not a silent drop)');
       t.notMatch(logs.origin, /tcp 853/, 'TCP 853 never reaches the origin');
 
-      // Port 53 goes to the box's DNS port, UDP and TCP, whatever resolver the guest names.
-      const dnsUdp = `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{console.log(m.toString());s.close()});s.send('q-udp',53,'${IP.origin}');setTimeout(()=>process.exit(3),3000).unref();`;
-      const udpAnswer = await nsExec(venue.guest, process.execPath, ['-e', dnsUdp]);
-      t.equal(udpAnswer.stdout.trim(), 'box dns', 'UDP 53 answered by the box');
-      const dnsTcp = `const c=require('net').connect(53,'${IP.origin}',()=>c.write('q-tcp'));c.on('data',(d)=>{console.log(d.toString());c.destroy()});c.on('error',(e)=>{console.log(e.code)});`;
-      const tcpAnswer = await nsExec(venue.guest, process.execPath, ['-e', dnsTcp], 5000);
-      t.equal(tcpAnswer.stdout.trim(), 'box dns', 'TCP 53 answered by the box');
-      t.notMatch(logs.origin, /q-udp|q-tcp/, 'no DNS query reaches the origin');
+      // Port 53 goes to the box's DNS listener, UDP and TCP, whatever resolver the guest names (here
+      // the origin's own DNS server) and the router itself (the resolver DHCP hands out).
+      for (const [server, tcp] of [[IP.origin, false], [IP.origin, true], [IP.routerGuest, false]] as const) {
+        const via = `${tcp ? 'TCP' : 'UDP'} to ${server}`;
+        t.same(await dig(venue.guest, server, 'blocked.test', tcp), ['NOERROR', '0.0.0.0'], `${via}: the box's listener answers a blocked name with the block address`);
+        t.same(await dig(venue.guest, server, 'allowed.test', tcp), ['NOERROR', '10.231.2.2'], `${via}: an allowed one is answered (forwarded by the box)`);
+      }
+      await waitFor('the box\'s question for allowed.test at the origin', () => /^seen allowed\.test udp$/m.test(logs.origin), 5000)
+        .then(() => t.pass('the box forwarded the allowed name to its resolver'), (err: Error) => t.fail(err.message));
+      t.notMatch(logs.origin, /^seen blocked\.test/m, 'the blocked name never reached the origin\'s DNS server');
+      t.notMatch(logs.origin, /^seen allowed\.test tcp$/m, 'nor did the guest\'s own TCP question (only the box\'s, over UDP)');
 
       // Guests reach the box only through the DNAT: not its listeners (or admin port) directly.
       const direct = await curl(['--connect-timeout', '3', `http://${IP.box}:8080/`]);
@@ -339,8 +362,9 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
       t.equal(down.code, 0, `rules removed: ${down.stderr}`);
       const after = await blockedTls();
       t.equal(after.stdout, 'origin says hello to blocked.test/', `with the rules removed the blocked request reaches the origin: ${after.stderr}`);
-      const udpAfter = await nsExec(venue.guest, process.execPath, ['-e', dnsUdp]);
-      t.equal(udpAfter.stdout.trim(), 'origin dns', 'UDP 53 reaches the origin again');
+      t.same(await dig(venue.guest, IP.origin, 'blocked.test', false), ['NOERROR', '10.231.2.99'], 'and the DNS question is answered by the origin\'s server again');
+      await waitFor('the guest\'s question at the origin', () => /^seen blocked\.test udp$/m.test(logs.origin), 5000)
+        .then(() => t.pass('which saw it'), (err: Error) => t.fail(err.message));
       t.notMatch(logs.serve, /10\.231\.1\.2/, 'the box\'s operational log names no client address');
     });
   }
