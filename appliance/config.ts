@@ -421,11 +421,13 @@ export function validateConfig(doc: unknown, baseDir: string, origin = 'config')
   return deepFreeze(resolvePaths(result.data, baseDir));
 }
 
-/** Read, parse and validate a YAML config file. */
-export function loadConfigFile(path: string): Readonly<Config> {
+/** Read, parse and validate a YAML config file; `onBytes` sees the exact bytes read (a reload journals their SHA-256). */
+export function loadConfigFile(path: string, onBytes?: (bytes: Buffer) => void): Readonly<Config> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    const bytes = readFileSync(path);
+    onBytes?.(bytes);
+    text = bytes.toString('utf8');
   } catch (cause) {
     throw new SafespotError('ERR_CONFIG_READ', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
   }

@@ -27,6 +27,9 @@ export const JOURNAL_KINDS = [
   // Retention removed the oldest rows of the tree; detail says how many and the new tree base
   // (audit/journal-tree.ts), so a verifier can tell pruning from deletion.
   'journal_prune',
+  // An operator's action on the appliance (issue 21, point 7): `action` says which (ADMIN_ACTIONS
+  // of audit/journal.ts), `detail` the digests that identify what came into force, never list text.
+  'admin',
 ] as const;
 export type JournalKind = (typeof JOURNAL_KINDS)[number];
 

@@ -85,6 +85,20 @@ export interface JournalEvent {
   budgetKey?: string | null;
 }
 
+/**
+ * What an `admin` row records (issue 21, point 7), in its `action` column:
+ * - `reload`: SIGHUP or POST /reload (detail: the trigger, the SHA-256 of the config file read, and
+ *   whether it came into force or was refused and why);
+ * - `list_swap`: a list's new version came into force (list, category; detail: the SHA-256 of the
+ *   list body and its entries, never a line of it);
+ * - `ca_change`: the interception CA in ca.dir is another one than the journal last recorded
+ *   (detail: its SHA-256 fingerprint, and the one it replaced).
+ * Retention pruning has rows of its own kind, `journal_prune`. All are leaves of the same tree.
+ */
+export const ADMIN_ACTIONS = ['reload', 'list_swap', 'ca_change'] as const;
+export type AdminAction = (typeof ADMIN_ACTIONS)[number];
+const ADMIN_SET = new Set<string>(ADMIN_ACTIONS);
+
 /** Columns a count can be grouped by; `day` is the UTC date (YYYY-MM-DD). */
 export type GroupColumn = 'category' | 'match' | 'list' | 'listener' | 'protocol' | 'action' | 'day';
 const GROUP_SQL: Record<GroupColumn, string> = {
@@ -129,6 +143,13 @@ export interface Journal {
   query(from: number, to: number, kinds?: readonly JournalKind[]): JournalRow[];
   /** The newest event before `time` (ms) of one of `kinds`, or null. */
   lastBefore(time: number, kinds: readonly JournalKind[]): JournalRow | null;
+  /** The newest `admin` row with this action (any time), or null: e.g. the CA last recorded. */
+  lastAdmin(action: AdminAction): JournalRow | null;
+  /**
+   * Distinct site tags (journalObserver's keyed hashes) of own-row block verdicts in [from, to),
+   * excluding self-test verdicts: in total and per category. Aggregate rows carry no tag.
+   */
+  distinctSites(from: number, to: number): { total: number; byCategory: Record<string, number>; untaggedEvents: number };
   /** Per list id, the time (ms) of its newest event before `time` of one of `kinds`. */
   lastTimePerList(time: number, kinds: readonly JournalKind[]): Map<string, number>;
   /** Grouped counts over the same rows `query` returns. */
@@ -314,6 +335,7 @@ export function openJournal(opts: JournalOptions): Journal {
     if (lifecycle && (e.kind === 'start' || e.kind === 'stop') && !internal) return;
     if (e.kind === 'journal_prune' && !internal) throw new SafespotError('ERR_JOURNAL', "journal_prune rows are the journal's own");
     if (e.kind === 'journal_loss') throw new SafespotError('ERR_JOURNAL', 'journal_loss rows are the journal\'s own: use noteLost()');
+    if (e.kind === 'admin' && !ADMIN_SET.has(String(e.action))) throw new SafespotError('ERR_JOURNAL', `unknown admin action "${String(e.action)}"`);
     const row = toRow(e);
     if (row.kind === 'verdict' || row.kind === 'image') {
       // The client keys the budget even when it is not stored (it stays in memory, for a minute).
@@ -458,6 +480,22 @@ export function openJournal(opts: JournalOptions): Journal {
         .get(time, ...kinds) as JournalRow | undefined;
       return row ?? null;
     },
+    lastAdmin(action) {
+      const row = db.prepare("SELECT * FROM events WHERE kind = 'admin' AND action = ? ORDER BY time DESC, id DESC LIMIT 1").get(action) as JournalRow | undefined;
+      return row ?? null;
+    },
+    distinctSites(from, to) {
+      // Own rows only (count = 1 and detail a tag): an aggregate row's events have no tag of their own.
+      const where = "kind = 'verdict' AND action = 'block' AND time >= ? AND time < ? AND (listener IS NULL OR listener <> 'selftest')";
+      const tagged = `${where} AND detail LIKE '${SITE_TAG_PREFIX}%'`;
+      const total = Number(db.prepare(`SELECT COUNT(DISTINCT detail) FROM events WHERE ${tagged}`).pluck().get(from, to) ?? 0);
+      const byCategory: Record<string, number> = {};
+      for (const r of db.prepare(`SELECT category, COUNT(DISTINCT detail) AS n FROM events WHERE ${tagged} GROUP BY category`).all(from, to) as Array<{ category: string | null; n: number }>) {
+        byCategory[r.category ?? 'none'] = r.n;
+      }
+      const untagged = Number(db.prepare(`SELECT ${countSql} FROM events WHERE ${where} AND (detail IS NULL OR detail NOT LIKE '${SITE_TAG_PREFIX}%')`).pluck().get(from, to) ?? 0);
+      return { total, byCategory, untaggedEvents: untagged };
+    },
     lastTimePerList(time, kinds) {
       const out = new Map<string, number>();
       if (kinds.length === 0) return out;
@@ -531,14 +569,21 @@ export function openJournal(opts: JournalOptions): Journal {
   };
 }
 
+/** How a verdict row's detail holds its site tag (audit/site-tag.ts): `site:` + 16 hex digits. */
+export const SITE_TAG_PREFIX = 'site:';
+
 /**
  * The journal's Observer: block and monitor verdicts and image matches (never allows, never
  * connection counts). url and client are passed on and kept only if the journal is configured to.
+ * With `siteTag` (audit/site-tag.ts), a verdict's `site` is kept only as its keyed hash, in the
+ * row's detail, so that a report can count distinct blocked sites without any host on disk.
  */
-export function journalObserver(j: Pick<Journal, 'record'>): Observer {
+export function journalObserver(j: Pick<Journal, 'record'>, opts: { siteTag?: (site: string) => string | null } = {}): Observer {
+  const tag = opts.siteTag;
   return {
     verdict(e) {
       if (e.action !== 'block' && e.action !== 'monitor') return;
+      const t = tag !== undefined && e.site !== undefined && e.listener !== 'selftest' ? tag(e.site) : null;
       j.record({
         kind: 'verdict',
         listener: e.listener,
@@ -546,6 +591,7 @@ export function journalObserver(j: Pick<Journal, 'record'>): Observer {
         action: e.action,
         category: e.category,
         list: e.list,
+        detail: t === null ? null : SITE_TAG_PREFIX + t,
         url: e.url ?? null,
         client: e.client ?? null,
         budgetKey: e.budgetKey ?? null,

@@ -138,6 +138,8 @@ export interface Metrics {
   /** Each list's configured refresh interval in seconds (0: refreshed only on reload), so staleness alerts are exact. */
   readonly policyRefreshInterval: { set(list: string, seconds: number): void };
   readonly policyRefreshFailures: { inc(list: string, reason: RefreshFailureReason): void };
+  /** A list matched a request, name or image that was blocked or monitored (safespot_list_hits_total; canaries not counted). */
+  readonly listHits: { inc(list: string): void };
   /** Replaces the one series of safespot_policy_info with the given bundle version. */
   readonly policyInfo: { set(version: string): void };
   readonly filteringActive: { set(active: boolean): void };

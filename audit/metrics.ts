@@ -156,6 +156,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   const requestCells = new TallyCells(4, ([listener, protocol, action, category]) => ({ listener, protocol, action, category }));
   const helloCells = new TallyCells(1, ([result]) => ({ result }));
   const connectionCells = new TallyCells(1, ([listener]) => ({ listener }));
+  const listHitCells = new TallyCells(1, ([list]) => ({ list }));
   const requests = new Counter({
     name: 'safespot_requests_total',
     help: 'Verdicts on guest requests and connections, by listener, protocol, action and list category.',
@@ -266,6 +267,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     help: 'Failed list loads or refreshes (the last good version stays in use), by list and reason.',
     labelNames: ['list', 'reason'] as const,
     registers,
+  });
+  const listHits = new Counter({
+    name: 'safespot_list_hits_total',
+    help: 'Blocked or monitored requests, DNS names and images, by the list that matched (configured list ids; self-test canaries not counted).',
+    labelNames: ['list'] as const,
+    registers,
+    collect: () => flushCounts(listHitCells, (labels, n) => listHits.inc(labels, n)),
   });
   const policyInfo = new Gauge({
     name: 'safespot_policy_info',
@@ -427,6 +435,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     policyRefreshFailures: {
       inc: (l, r) => policyRefreshFailures.inc({ list: list(l), reason: clamp(r, refreshReasonSet, OTHER) }),
     },
+    listHits: { inc: (l) => void listHitCells.cell(list(l)).n++ },
     policyInfo: {
       set(v) {
         policyInfo.reset();
@@ -482,6 +491,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       for (const l of listList) {
         if (l === OTHER) continue;
         for (const reason of REFRESH_FAILURE_REASONS) policyRefreshFailures.inc({ list: l, reason }, 0);
+        listHits.inc({ list: l }, 0);
       }
       for (const l of listeners) if (l !== 'selftest') connectionsActive.inc({ listener: l }, 0);
     },

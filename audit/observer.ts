@@ -21,6 +21,12 @@ export interface VerdictEvent {
   /** Client address; kept in the journal only when journal.recordClients is on, never in metrics. */
   client?: string;
   /**
+   * What was decided on (a host, `host:port` or URL), given for blocks and monitors only: the
+   * journal keeps just its keyed hash (audit/site-tag.ts) to count distinct blocked sites; never
+   * stored, logged or exported as it is.
+   */
+  site?: string;
+  /**
    * Who the journal's per-client budget counts this under (an IPv4 address or an IPv6 /64), given
    * even when recordClients is off: it stays in memory for a minute, is never stored or exported.
    */
@@ -71,6 +77,8 @@ export function metricsObserver(m: Metrics): Observer {
     verdict(e) {
       m.requests.inc({ listener: e.listener, protocol: e.protocol, action: e.action, category: e.category });
       m.decisionDuration.observe(e.durationSeconds);
+      // Hits per list: what a list blocked or would have blocked, canaries left out (as in reports).
+      if (e.list !== null && (e.action === 'block' || e.action === 'monitor') && e.listener !== 'selftest') m.listHits.inc(e.list);
     },
     clientHello: (r) => m.clientHello.inc(r),
     upstreamError: (r) => m.upstreamErrors.inc(r),
@@ -83,6 +91,7 @@ export function metricsObserver(m: Metrics): Observer {
     connectionClosed: (l) => m.connectionsActive.dec(l),
     imageScanned: (r) => m.imagesScanned.inc(r),
     imageBlocked(e) {
+      m.listHits.inc(e.list);
       if (e.action === 'monitor') m.imagesMonitored.inc({ category: e.category, match: e.match });
       else m.imagesBlocked.inc({ category: e.category, match: e.match });
     },

@@ -10,7 +10,7 @@ import type { ReloadResult } from '../lists/policy-manager.js';
 
 export function applianceRoutes(
   config: () => Readonly<Config>,
-  reloadFromFile: () => Promise<ReloadResult>,
+  reloadFromFile: (trigger: 'http') => Promise<ReloadResult>,
   forwardPort: () => number | undefined,
   extra: Readonly<Record<string, Route>> = {},
 ): Record<string, Route> {
@@ -26,7 +26,7 @@ export function applianceRoutes(
         res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' }).end('{"error":"POST only"}\n');
         return;
       }
-      void reloadFromFile().then((r) => {
+      void reloadFromFile('http').then((r) => {
         res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
       });
     },

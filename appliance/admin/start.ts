@@ -16,7 +16,8 @@ export interface ApplianceAdminOptions {
   /** The config in force now (the PAC reads admin.pacProxy from it on each request). */
   readonly config: () => Readonly<Config>;
   readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
-  readonly reloadFromFile: () => Promise<ReloadResult>;
+  /** POST /reload (journaled with trigger `http`). */
+  readonly reloadFromFile: (trigger: 'http') => Promise<ReloadResult>;
   /** The forward listener's bound port, once known. */
   readonly forwardPort: () => number | undefined;
   readonly routes: Readonly<Record<string, Route>>;

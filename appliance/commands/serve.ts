@@ -57,6 +57,6 @@ export const run: Command = async (args, io) => {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => void app.reloadFromFile());
+    process.on('SIGHUP', () => void app.reloadFromFile('sighup'));
   });
 };

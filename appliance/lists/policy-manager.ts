@@ -16,7 +16,10 @@
  * copy is the list cache's `bundle` entry; with none, start-up fails closed until it arrives.
  *
  * Every outcome is evidence: refresh failures and last-success times go to the metrics, loads,
- * refreshes, failures and active/inactive periods to the journal.
+ * refreshes, failures and active/inactive periods to the journal; and each list whose version in
+ * force changes gets an `admin` row, action `list_swap`, with the SHA-256 of its body and its
+ * entries (issue 21, point 7): an auditor can tell which version of each list was enforced when,
+ * without any line of it.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,12 +76,14 @@ function saveBundle(dir: string, bytes: Uint8Array): void {
 /** One configuration's lists: its refresher and the bodies in force. */
 class ListSet {
   readonly bodies = new Map<string, Uint8Array>();
+  /** SHA-256 (hex) of each body in `bodies`, as the refresher verified it. */
+  readonly digests = new Map<string, string>();
   readonly refresher: ListRefresher;
   readonly #dispatcher: { close(): Promise<void> };
 
   constructor(
     readonly config: Readonly<Config>,
-    onUpdate: (set: ListSet, id: string, body: Uint8Array) => Promise<void>,
+    onUpdate: (set: ListSet, id: string, body: Uint8Array, sha256: string) => Promise<void>,
     deps: ManagerDeps & { readonly compiler: CompileWorker },
   ) {
     const { metrics, journal, log } = deps;
@@ -94,7 +99,7 @@ class ListSet {
       // Lists: parsed in the compile worker, whose garbage goes with it (lists/compile-worker.ts).
       countEntries: (body, id) => (config.bundle ? bundleEntries(loadBundle(body)) : countInWorker(config, deps.compiler, body, id)),
       startup: config.sources.startup,
-      onUpdate: (id, body) => onUpdate(this, id, body),
+      onUpdate: (id, body, info) => onUpdate(this, id, body, info.sha256),
       onFailure: (id, reason, message) => {
         metrics.policyRefreshFailures.inc(id, reason);
         journal.record({ kind: 'list_failure', list: id, category: category(id), detail: `${reason}: ${message}`.slice(0, 300) });
@@ -129,6 +134,8 @@ export class PolicyManager {
   #digest: string | null = null;
   /** Compiles not run because the input was that of the policy in force (start from the last good bundle, reload). */
   compilesSkipped = 0;
+  /** SHA-256 of each list body in force, by list id (journaled as `list_swap` when it changes). */
+  readonly #inForce = new Map<string, string>();
 
   private constructor(deps: ManagerDeps) {
     this.#deps = deps;
@@ -198,7 +205,7 @@ export class PolicyManager {
   }
 
   #newSet(config: Readonly<Config>): ListSet {
-    return new ListSet(config, (set, id, body) => this.#onUpdate(set, id, body), { ...this.#deps, compiler: this.#compiler });
+    return new ListSet(config, (set, id, body, sha256) => this.#onUpdate(set, id, body, sha256), { ...this.#deps, compiler: this.#compiler });
   }
 
   /** Enforce the last good bundle at once when it was built from the same lists. */
@@ -225,7 +232,10 @@ export class PolicyManager {
   async #initial(set: ListSet): Promise<ReloadResult> {
     const { log } = this.#deps;
     const initial = await set.refresher.loadInitial();
-    for (const [id, l] of initial.lists) set.bodies.set(id, l.body);
+    for (const [id, l] of initial.lists) {
+      set.bodies.set(id, l.body);
+      set.digests.set(id, l.sha256);
+    }
     if (initial.missing.length) {
       const error = `list(s) not available yet: ${initial.missing.map((m) => `${m.id}${m.reason ? ` (${m.reason})` : ''}`).join(', ')}`;
       log.error('policy incomplete', { error, missing: initial.missing.map((m) => ({ list: m.id, reason: m.reason, message: m.message })) });
@@ -245,6 +255,7 @@ export class PolicyManager {
       if (current && digest === this.#digest) {
         this.compilesSkipped++;
         log.info('lists and options unchanged: the policy in force is theirs, not compiled again', { version: current.version, how });
+        this.#noteSwaps(set);
         return { ok: true, version: current.version };
       }
       const policy = await this.#compiler.compile(input);
@@ -252,6 +263,7 @@ export class PolicyManager {
         if (l.report.malformed > 0) log.warn('list has malformed lines', { list: l.id, malformed: l.report.malformed, lines: l.report.malformedLines });
       }
       this.#install(policy, how, set.config.state.dir, digest);
+      this.#noteSwaps(set);
       return { ok: true, version: policy.version };
     } catch (err) {
       const error = errorText(err);
@@ -269,6 +281,7 @@ export class PolicyManager {
       if (!body) throw new SafespotError('ERR_INTERNAL', 'no policy bundle');
       const policy = loadBundle(body);
       this.#install(policy, how, set.config.state.dir, null);
+      this.#noteSwaps(set);
       return { ok: true, version: policy.version };
     } catch (err) {
       const error = errorText(err);
@@ -279,15 +292,22 @@ export class PolicyManager {
   }
 
   /** A verified new body from the refresher: compile with it; a throw refuses the update. */
-  async #onUpdate(set: ListSet, id: string, body: Uint8Array): Promise<void> {
+  async #onUpdate(set: ListSet, id: string, body: Uint8Array, sha256: string): Promise<void> {
     const previous = set.bodies.get(id);
+    const previousDigest = set.digests.get(id);
     set.bodies.set(id, body);
+    set.digests.set(id, sha256);
+    const restore = (): void => {
+      if (previous) set.bodies.set(id, previous);
+      else set.bodies.delete(id);
+      if (previousDigest !== undefined) set.digests.set(id, previousDigest);
+      else set.digests.delete(id);
+    };
     if (set !== this.#set) return; // a set still loading: #initial compiles it
     if (set.config.bundle) {
       const outcome = this.#installBundle(set, `refreshed ${id}`);
       if (!outcome.ok) {
-        if (previous) set.bodies.set(id, previous);
-        else set.bodies.delete(id);
+        restore();
         throw new SafespotError('ERR_BUNDLE_CORRUPT', outcome.error ?? 'bundle refused');
       }
       return;
@@ -295,8 +315,7 @@ export class PolicyManager {
     if (set.config.lists.some((l) => !set.bodies.has(l.id))) return; // still waiting for others
     const outcome = await this.#compile(set, `refreshed ${id}`);
     if (!outcome.ok) {
-      if (previous) set.bodies.set(id, previous);
-      else set.bodies.delete(id);
+      restore();
       throw new SafespotError('ERR_LIST_INVALID', outcome.error ?? 'compile failed');
     }
   }
@@ -321,6 +340,29 @@ export class PolicyManager {
       } catch (err) {
         log.warn('could not save the last good policy bundle', { error: errorText(err) });
       }
+    }
+  }
+
+  /** `set`'s lists are in force now: an admin `list_swap` row for each whose body differs from before. */
+  #noteSwaps(set: ListSet): void {
+    const { journal } = this.#deps;
+    const entries = (id: string): number | undefined => this.holder.current?.lists.find((l) => l.id === id)?.entries;
+    for (const [id, sha] of set.digests) {
+      if (this.#inForce.get(id) === sha) continue;
+      const n = entries(id);
+      journal.record({
+        kind: 'admin',
+        action: 'list_swap',
+        list: id,
+        category: set.config.lists.find((l) => l.id === id)?.category ?? null,
+        detail: `sha256:${sha}${n === undefined ? '' : `; ${n} entries`}${this.#inForce.has(id) ? '' : '; first in force since start'}`,
+      });
+      this.#inForce.set(id, sha);
+    }
+    for (const id of [...this.#inForce.keys()]) {
+      if (set.digests.has(id)) continue;
+      journal.record({ kind: 'admin', action: 'list_swap', list: id, detail: 'removed from the configuration' });
+      this.#inForce.delete(id);
     }
   }
 

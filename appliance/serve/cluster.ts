@@ -24,7 +24,7 @@ import type { AdminHandle } from '../admin/listener.js';
 import { ClusterScrape, type MetricJson } from './cluster-metrics.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { reloadConfigFile } from './reload.js';
+import { reloadConfigFile, type ReloadTrigger } from './reload.js';
 import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { startApplianceAdmin } from '../admin/start.js';
@@ -55,7 +55,7 @@ export interface ClusterAppliance {
   workers(): number[];
   config(): Readonly<Config>;
   reload(next?: Readonly<Config>): Promise<ReloadResult>;
-  reloadFromFile(): Promise<ReloadResult>;
+  reloadFromFile(trigger?: ReloadTrigger): Promise<ReloadResult>;
   selftest(): Promise<void>;
   /** Stop every worker (each drains, bounded, and sends its last journal events), then flush the journal. */
   close(): Promise<void>;
@@ -157,8 +157,8 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     }
   }
 
-  async function reloadFromFile(): Promise<ReloadResult> {
-    return reloadConfigFile(opts.configPath, reload, log);
+  async function reloadFromFile(trigger: ReloadTrigger = 'internal'): Promise<ReloadResult> {
+    return reloadConfigFile(opts.configPath, reload, log, { journal, trigger });
   }
 
   async function reload(next?: Readonly<Config>): Promise<ReloadResult> {

@@ -34,6 +34,8 @@ export interface InterceptSetup {
   readonly routes: Record<string, Route>;
   /** Non-fatal problems (the CA's own warnings: loose key mode, near expiry). */
   readonly warnings: readonly string[];
+  /** The CA in use (interception or admin.serveCa), public facts only: journaled when it changes. */
+  readonly ca?: { readonly fingerprint: string; readonly notAfter: Date };
 }
 
 /** Names of the places that turn interception on, for the error message. */
@@ -93,8 +95,10 @@ export async function setupInterception(c: Readonly<Config>): Promise<InterceptS
       { cause: err },
     );
   }
-  const routes = serveCa ? caRoutes(caInstallInfo(ca)) : {};
-  if (users.length === 0) return { routes, warnings: ca.warnings };
+  const info = caInstallInfo(ca);
+  const routes = serveCa ? caRoutes(info) : {};
+  const inUse = { fingerprint: info.sha256Fingerprint, notAfter: info.notAfter };
+  if (users.length === 0) return { routes, warnings: ca.warnings, ca: inUse };
   const edge: InterceptEdgeOptions = { minter: new LeafMinter(ca, { cacheSize: 1000 }), upstreamCa: upstreamTrust(c), mintsPerMinute: c.intercept.mintsPerMinute };
-  return { edge, routes, warnings: ca.warnings };
+  return { edge, routes, warnings: ca.warnings, ca: inUse };
 }

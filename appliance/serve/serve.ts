@@ -20,12 +20,14 @@ import type { Config } from '../config.js';
 import { listenerLabels, policyHookOptions, proxyOptions } from './options.js';
 import { setupInterception } from './intercept-setup.js';
 import type { Logger } from '../log.js';
-import { reloadConfigFile } from './reload.js';
+import { reloadConfigFile, type ReloadTrigger } from './reload.js';
 import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { metricLabels } from '../lists/bundle-source.js';
 import { categoryResults, probeForwardListener, runCanaries } from './selftest.js';
 import { loadOrCreateIdentity } from '../../audit/identity.js';
+import { loadOrCreateSiteKey, siteTagger } from '../../audit/site-tag.js';
+import { noteCaInForce } from './admin-record.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { startDnsFromConfig } from './dns.js';
 import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
@@ -42,8 +44,8 @@ export interface Appliance {
   config(): Readonly<Config>;
   /** Apply `next` (or refresh every list of the current config); the old policy keeps serving on failure. */
   reload(next?: Readonly<Config>): Promise<ReloadResult>;
-  /** SIGHUP and POST /reload: re-read the config file (when serve has one) and reload; a bad file is refused. */
-  reloadFromFile(): Promise<ReloadResult>;
+  /** SIGHUP and POST /reload: re-read the config file (when serve has one) and reload; a bad file is refused. Journaled. */
+  reloadFromFile(trigger?: ReloadTrigger): Promise<ReloadResult>;
   /** Run the self-test now. */
   selftest(): Promise<void>;
   /** Stop accepting, drain (bounded), flush the journal. */
@@ -115,19 +117,22 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
     checkpointIntervalMs: config.journal.checkpointInterval,
   });
   metrics.watchJournal(() => journal.stats());
-  return { interception, labels, metrics, journal };
+  noteCaInForce(journal, interception.ca);
+  // Distinct blocked sites without a host on disk (audit/site-tag.ts): the key stays in state.dir.
+  const siteTag = siteTagger(loadOrCreateSiteKey(config.state.dir).key);
+  return { interception, labels, metrics, journal, siteTag };
 }
 
 export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
   let config = initial;
-  const { interception, metrics, journal } = await startEvidence(config, log);
+  const { interception, metrics, journal, siteTag } = await startEvidence(config, log);
   const manager = await PolicyManager.start(config, { metrics, journal, log }).catch((err: unknown) => {
     journal.close();
     throw err;
   });
   const holder = manager.holder;
 
-  const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
+  const observer = combineObservers(metricsObserver(metrics), journalObserver(journal, { siteTag }));
   const hookOptions = policyHookOptions;
   let forwardPort: number | undefined; // bound port of the forward listener, for the PAC file
   const { admin, ownEndpoints } = await startApplianceAdmin({
@@ -168,8 +173,8 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   await selftest();
   const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 
-  async function reloadFromFile(): Promise<ReloadResult> {
-    return reloadConfigFile(opts.configPath, reload, log);
+  async function reloadFromFile(trigger: ReloadTrigger = 'internal'): Promise<ReloadResult> {
+    return reloadConfigFile(opts.configPath, reload, log, { journal, trigger });
   }
 
   async function reload(next?: Readonly<Config>): Promise<ReloadResult> {

@@ -15,6 +15,7 @@
  */
 import { combineObservers, createMetrics, metricsObserver } from '../../audit/metrics.js';
 import { journalObserver } from '../../audit/journal.js';
+import { loadOrCreateSiteKey, siteTagger } from '../../audit/site-tag.js';
 import { decodeBundle } from '../../policy/bundle.js';
 import { SafespotError } from '../../policy/errors.js';
 import { PolicyHolder } from '../../policy/policy.js';
@@ -105,7 +106,9 @@ export async function runWorker(): Promise<void> {
   }
 
   const journal = journalForwarder(send);
-  const observer = combineObservers(metricsObserver(metrics), journalObserver(journal));
+  // The primary made the site-tag key in state.dir before starting workers (serve.ts startEvidence).
+  const siteTag = siteTagger(loadOrCreateSiteKey(config.state.dir).key);
+  const observer = combineObservers(metricsObserver(metrics), journalObserver(journal, { siteTag }));
   const interception = await setupInterception(config);
   let proxy: ProxyHandle | null = null;
   let stopping: Promise<void> | null = null;

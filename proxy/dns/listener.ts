@@ -140,6 +140,8 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
       durationSeconds: (performance.now() - started) / 1000,
     };
     if (opts.recordNames) e.url = q.qname;
+    // Blocks only: the journal keeps a keyed hash of the name, to count distinct sites.
+    if (d.action === 'block' || d.action === 'monitor') e.site = q.qname;
     if (opts.recordClients) e.client = client;
     else e.budgetKey = who(client).key;
     observer.verdict(e);
