@@ -18,10 +18,19 @@ export interface ConnInfo {
   /** Remote IP address as text (IPv4-mapped IPv6 shown as plain IPv4). */
   readonly client: string;
   /**
-   * A self-test or health-check request: a loopback client that sent `X-Safespot-Selftest`. Its
-   * verdicts are reported under the `selftest` listener, so probes never inflate guest figures.
+   * A self-test or health-check request: a loopback client that sent `X-Safespot-Selftest` (HTTP) or
+   * offered the SELFTEST_ALPN protocol in its ClientHello (TLS). Its verdicts are reported under the
+   * `selftest` listener, so probes never inflate guest figures.
    */
   readonly selftest?: boolean;
+}
+
+/** The ALPN protocol id a loopback self-test probe offers on a TLS listener (never a real protocol). */
+export const SELFTEST_ALPN = 'safespot-selftest';
+
+/** Guests are never on loopback: only the appliance itself (self-test, health checks) may mark its probes. */
+export function loopbackClient(client: string): boolean {
+  return client === '::1' || client.startsWith('127.') || client.startsWith('::ffff:127.');
 }
 
 /** What the ClientHello says (proxy/client-hello.ts). */

@@ -9,7 +9,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { handleConnect, type TunnelHttp } from './connect.js';
-import type { ConnInfo, ListenerName } from './hooks.js';
+import { loopbackClient, type ConnInfo, type ListenerName } from './hooks.js';
 import type { HttpForwarder } from './http-forward.js';
 import { routeAbsolute, type HttpRoute } from './route.js';
 import { adoptSockets, createForwardListener } from './forward-listener.js';
@@ -28,8 +28,7 @@ const REFUSALS = {
 /** Loopback clients may mark a request as a self-test / health check (never a guest: guests are not on loopback). */
 function selftestConn(conn: ConnInfo, req: IncomingMessage): ConnInfo {
   if (req.headers['x-safespot-selftest'] === undefined) return conn;
-  const loopback = conn.client === '::1' || conn.client.startsWith('127.');
-  return loopback ? { ...conn, selftest: true } : conn;
+  return loopbackClient(conn.client) ? { ...conn, selftest: true } : conn;
 }
 
 /** Answer a socket refused at admission (client networks 403, connection limits 503). */

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { SafespotError } from '../policy/errors.js';
-import type { ClientHelloInfo, ConnInfo } from './hooks.js';
+import { loopbackClient, SELFTEST_ALPN, type ClientHelloInfo, type ConnInfo } from './hooks.js';
 import { readClientHello, type HelloOutcome } from './hello-reader.js';
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, refuseTls } from './refuse.js';
@@ -107,9 +107,10 @@ function refuseHello(ctx: EdgeContext, socket: Socket, outcome: Exclude<HelloOut
 }
 
 /** A parsed ClientHello: decide, then intercept, refuse with an alert, or connect and splice. */
-function afterHello(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo, bytes: Buffer, conn: ConnInfo, target: TlsTarget | undefined): void {
+function afterHello(ctx: EdgeContext, socket: Socket, hello: ClientHelloInfo, bytes: Buffer, guest: ConnInfo, target: TlsTarget | undefined): void {
   const { observer } = ctx;
   observer.clientHello(hello.ech ? 'ech' : hello.sni === null ? 'no_sni' : 'sni');
+  const conn = hello.alpn.length > 0 && hello.alpn.includes(SELFTEST_ALPN) && loopbackClient(guest.client) ? { ...guest, selftest: true } : guest;
   const verdict = decide(ctx, hello, conn, target);
   if (verdict.intercept && ctx.interception) {
     // This client's profile intercepts this host: a block page or filtered HTTPS instead of an alert or a splice.

@@ -10,6 +10,10 @@
  *   policy goes to every worker as bundle bytes, a new worker gets the current one at start), the
  *   admin listener (/metrics merges every worker's registry with the primary's, serve/cluster-metrics.ts),
  *   the self-test (through the forward listener, so through a worker) and the signals.
+ * - The guests' DNS listener (listeners.dns) runs in the primary too: the primary holds the compiled
+ *   policy already (the PolicyManager's, the one the workers are sent), so DNS costs no second copy
+ *   of the lists, a reload reaches it with the same swap, and its verdicts go straight to the
+ *   journal and to this registry (merged into /metrics). docs/dns.md says why not a worker.
  *
  * This file composes those parts; the worker processes themselves (fork, start handshake, restarts,
  * drain) are serve/worker-pool.ts, and the /metrics collector is ClusterScrape in
@@ -17,7 +21,9 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Journal } from '../../audit/journal.js';
-import type { Metrics } from '../../audit/metrics.js';
+import { combineObservers, metricsObserver, type Metrics } from '../../audit/metrics.js';
+import { journalObserver } from '../../audit/journal.js';
+import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
 import { encodeBundle } from '../../policy/bundle.js';
 import type { Policy, PolicyHolder } from '../../policy/policy.js';
 import type { AdminHandle } from '../admin/listener.js';
@@ -29,6 +35,7 @@ import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { runSelftest, startEvidence } from './serve.js';
+import { startDnsFromConfig } from './dns.js';
 import type { Addresses } from './worker-ipc.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -49,6 +56,8 @@ export interface ClusterAppliance {
   readonly metrics: Metrics;
   readonly journal: Journal;
   readonly admin: AdminHandle | null;
+  /** The DNS listener (listeners.dns), in this process, or null. */
+  readonly dns: DnsListenerHandle | null;
   /** Bound addresses of the listeners (the workers share them). */
   readonly proxy: { addresses(): Addresses };
   /** Pids of the workers now alive. */
@@ -111,6 +120,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   // --- admin ---------------------------------------------------------------------------------------
   const { admin, ownEndpoints } = await startApplianceAdmin({
     config: () => config,
+    journal,
     registry: scrape.exposition(),
     reloadFromFile,
     forwardPort: () => pool.bound?.forward?.port,
@@ -142,8 +152,17 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     throw err;
   }
 
+  // --- DNS: here, on the primary's policy (the hooks read the holder on every question) ---------------
+  const dns = await startDnsFromConfig(config, holder, combineObservers(metricsObserver(metrics), journalObserver(journal))).catch(async (err: unknown) => {
+    await pool.stop(0);
+    await admin?.close();
+    await manager.stop();
+    journal.close();
+    throw err;
+  });
+
   // --- self-test, reload, close ----------------------------------------------------------------------
-  const selftest = (): Promise<void> => runSelftest({ config, holder, forward: pool.bound?.forward, metrics, journal, log });
+  const selftest = (): Promise<void> => runSelftest({ config, holder, listeners: pool.bound ?? {}, metrics, journal, log });
   await selftest();
   const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 
@@ -187,6 +206,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     metrics,
     journal,
     admin,
+    dns,
     proxy: { addresses: () => ({ ...(pool.bound ?? {}) }) },
     workers: () => pool.all().map((s) => s.pid),
     config: () => config,
@@ -196,6 +216,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
     async close() {
       timer.stop();
       await pool.stop(config.limits.drainTimeout);
+      await dns?.close();
       await admin?.close();
       await manager.stop();
       journal.close();

@@ -1,10 +1,14 @@
 /**
  * The self-test: configured canaries (a URL or host per category that must be blocked, such as the
  * test URLs list providers put in their lists) are decided through the live policy on a schedule.
- * A canary passes when it is blocked under its expected category. Results go to the metrics and
+ * A canary passes when it is blocked under its expected category, by the policy and by every
+ * configured listener a guest reaches (forward, transparent http, transparent tls: canaryProbes).
+ * Results go to the metrics and
  * the journal, so an auditor can ask "does a test URL get blocked right now?" and "did it all period?".
  */
 import { request } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
+import { SELFTEST_ALPN } from '../../proxy/hooks.js';
 import type { Decision, Subject } from '../../policy/decision.js';
 
 export interface Canary {
@@ -43,29 +47,120 @@ export function runCanaries(canaries: readonly Canary[], decide: ((s: Subject) =
   });
 }
 
+/** Where a probe dials a listener bound to `host` (a wildcard bind is reached on loopback). */
+function dialHost(host: string): string {
+  return host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host.replace(/^\[|\]$/g, '');
+}
+
 /**
- * Ask the forward listener itself for an http:// canary, marked as a self-test (loopback clients may
- * mark requests with `X-Safespot-Selftest`; their verdicts count under the `selftest` listener, never
- * as guest traffic). Resolves with an error text, or null when the listener answered with a block.
+ * One marked HTTP request to a listener of the appliance (loopback clients may mark requests with
+ * `X-Safespot-Selftest`; their verdicts count under the `selftest` listener, never as guest traffic).
+ * Resolves with an error text, or null when the listener answered with a block (403).
  */
-export function probeForwardListener(host: string, port: number, url: string, timeoutMs = 5000): Promise<string | null> {
-  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host.replace(/^\[|\]$/g, '');
+function probeHttp(listener: string, host: string, port: number, path: string, hostHeader: string, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
-    let host: string;
-    try {
-      host = new URL(url).host;
-    } catch {
-      resolve('canary url does not parse');
-      return;
-    }
-    const req = request({ host: target, port, method: 'GET', path: url, headers: { host, 'x-safespot-selftest': 'selftest', connection: 'close' }, timeout: timeoutMs }, (res) => {
+    const req = request({ host: dialHost(host), port, method: 'GET', path, headers: { host: hostHeader, 'x-safespot-selftest': 'selftest', connection: 'close' }, timeout: timeoutMs }, (res) => {
       res.resume();
-      resolve(res.statusCode === 403 ? null : `listener answered ${res.statusCode ?? '?'} instead of a block`);
+      resolve(res.statusCode === 403 ? null : `the ${listener} listener answered ${res.statusCode ?? '?'} instead of a block`);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => resolve(`listener unreachable (${err.message})`));
+    req.on('error', (err) => resolve(`the ${listener} listener is unreachable (${err.message})`));
     req.end();
   });
+}
+
+/** Ask the forward listener itself for an http:// canary (an absolute URL, as a browser's proxy request). */
+export function probeForwardListener(host: string, port: number, url: string, timeoutMs = 5000): Promise<string | null> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return Promise.resolve('canary url does not parse');
+  }
+  return probeHttp('forward', host, port, url, u.host, timeoutMs);
+}
+
+/** Ask the transparent http listener for a canary the way a redirected guest's browser does: origin-form path and Host. */
+export function probeTransparentHttp(host: string, port: number, canaryHost: string, path: string, timeoutMs = 5000): Promise<string | null> {
+  return probeHttp('transparent http', host, port, path, canaryHost, timeoutMs);
+}
+
+/**
+ * Open a TLS connection to the transparent TLS listener with the canary host as SNI, offering the
+ * self-test ALPN id (a loopback client offering it is counted under `selftest`). A block is the
+ * refusal alert (access_denied) before any handshake, or, where the category is intercepted, a
+ * handshake with the appliance's CA and a 403 block page; anything else is a failure.
+ */
+export function probeTlsListener(host: string, port: number, sni: string, timeoutMs = 5000): Promise<string | null> {
+  return new Promise((resolve) => {
+    let done = false;
+    const end = (r: string | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const socket = tlsConnect({ host: dialHost(host), port, servername: sni, ALPNProtocols: [SELFTEST_ALPN, 'http/1.1'], rejectUnauthorized: false });
+    const timer = setTimeout(() => end('the transparent tls listener did not answer in time'), timeoutMs);
+    socket.on('error', (err: Error & { code?: string }) => {
+      end(err.code === 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED' ? null : `the transparent tls listener failed otherwise than a block (${err.code ?? err.message})`);
+    });
+    socket.on('close', () => end('the transparent tls listener closed without a block'));
+    socket.on('secureConnect', () => {
+      // Intercepted: the appliance terminated TLS; its answer must be the block page.
+      let head = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => {
+        head += d;
+        const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+        if (m) end(m[1] === '403' ? null : `the transparent tls listener answered ${m[1]} instead of a block`);
+        else if (head.length > 64) end('the transparent tls listener answered something other than HTTP');
+      });
+      socket.write(`GET / HTTP/1.1\r\nHost: ${sni}\r\nX-Safespot-Selftest: selftest\r\nConnection: close\r\n\r\n`);
+    });
+  });
+}
+
+/** The listeners a self-test probes, as bound. */
+export interface ProbedListeners {
+  readonly forward?: { host: string; port: number } | undefined;
+  readonly http?: { host: string; port: number } | undefined;
+  readonly tls?: { host: string; port: number } | undefined;
+}
+
+/**
+ * The listener paths a canary is probed on (issue 21, point 6): the policy deciding it is not
+ * enough, the listener a guest reaches must block it too. An http:// URL canary goes through the
+ * forward listener (absolute URL) and the transparent http one (path + Host); a host canary through
+ * the transparent http one (`/` on it) and, when the policy blocks the host itself (not only some
+ * of its URLs), the transparent tls one by SNI. `hostBlocked` says whether it does.
+ */
+export function canaryProbes(c: Canary, listeners: ProbedListeners, hostBlocked: (host: string) => boolean, timeoutMs = 5000): Array<Promise<string | null>> {
+  const probes: Array<Promise<string | null>> = [];
+  let host: string;
+  let path = '/';
+  let plain = false;
+  if (c.url) {
+    let u: URL;
+    try {
+      u = new URL(c.url);
+    } catch {
+      return [Promise.resolve('canary url does not parse')];
+    }
+    host = u.hostname;
+    plain = u.protocol === 'http:';
+    path = `${u.pathname}${u.search}`;
+    if (plain && listeners.forward) probes.push(probeForwardListener(listeners.forward.host, listeners.forward.port, c.url, timeoutMs));
+    if (plain && listeners.http) probes.push(probeTransparentHttp(listeners.http.host, listeners.http.port, u.host, path, timeoutMs));
+  } else if (c.host) {
+    host = c.host;
+    if (listeners.http) probes.push(probeTransparentHttp(listeners.http.host, listeners.http.port, host, '/', timeoutMs));
+  } else {
+    return [];
+  }
+  if (listeners.tls && hostBlocked(host)) probes.push(probeTlsListener(listeners.tls.host, listeners.tls.port, host, timeoutMs));
+  return probes;
 }
 
 /**

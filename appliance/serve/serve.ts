@@ -24,7 +24,7 @@ import { reloadConfigFile, type ReloadTrigger } from './reload.js';
 import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { metricLabels } from '../lists/bundle-source.js';
-import { categoryResults, probeForwardListener, runCanaries } from './selftest.js';
+import { canaryProbes, categoryResults, runCanaries, type ProbedListeners } from './selftest.js';
 import { loadOrCreateIdentity } from '../../audit/identity.js';
 import { loadOrCreateSiteKey, siteTagger } from '../../audit/site-tag.js';
 import { noteCaInForce } from './admin-record.js';
@@ -55,25 +55,24 @@ export interface Appliance {
 export interface SelftestDeps {
   readonly config: Readonly<Config>;
   readonly holder: PolicyHolder;
-  /** The forward listener's bound address, when there is one. */
-  readonly forward: { host: string; port: number } | undefined;
+  /** The listeners' bound addresses (forward, transparent http and tls), when there are any. */
+  readonly listeners: ProbedListeners;
   readonly metrics: Metrics;
   readonly journal: Pick<Journal, 'record'>;
   readonly log: Logger;
 }
 
-/** The canaries through the live policy and, for http:// canaries, through the forward listener itself. */
+/** The canaries through the live policy and through every listener a guest reaches (selftest.ts canaryProbes). */
 export async function runSelftest(d: SelftestDeps): Promise<void> {
   const { config, metrics, journal, log } = d;
   const policy = d.holder.current;
   const results = runCanaries(config.selftest.canaries, policy ? (s) => policy.decide(s) : null);
-  const fwd = d.forward;
-  for (const [i, c] of config.selftest.canaries.entries()) {
-    const r = results[i];
-    if (!r?.ok || !fwd || !c.url?.startsWith('http://')) continue;
-    const failure = await probeForwardListener(config.listeners.forward?.host ?? fwd.host, fwd.port, c.url);
-    if (failure) results[i] = { ...r, ok: false, detail: `decision ok, but ${failure}` };
-  }
+  const hostBlocked = (host: string): boolean => policy?.decide({ kind: 'host', host }).action === 'block';
+  const probed = await Promise.all(config.selftest.canaries.map((c, i) => (results[i]?.ok ? Promise.all(canaryProbes(c, d.listeners, hostBlocked)) : Promise.resolve([]))));
+  probed.forEach((failures, i) => {
+    const failure = failures.find((f) => f !== null);
+    if (failure) results[i] = { ...results[i]!, ok: false, detail: `decision ok, but ${failure}` };
+  });
   metrics.selftestLastRun.set(Date.now() / 1000);
   // One series per canary, and the category's gauge the minimum of its canaries (issue 21, point 6).
   for (const [category, ok] of categoryResults(results)) metrics.selftestSuccess.set(category, ok);
@@ -137,6 +136,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   let forwardPort: number | undefined; // bound port of the forward listener, for the PAC file
   const { admin, ownEndpoints } = await startApplianceAdmin({
     config: () => config,
+    journal,
     registry: metrics.registry,
     reloadFromFile,
     forwardPort: () => forwardPort,
@@ -169,7 +169,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     throw err;
   });
 
-  const selftest = (): Promise<void> => runSelftest({ config, holder, forward: proxy.addresses().forward, metrics, journal, log });
+  const selftest = (): Promise<void> => runSelftest({ config, holder, listeners: proxy.addresses(), metrics, journal, log });
   await selftest();
   const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 

@@ -1,0 +1,70 @@
+/**
+ * Canaries exercise every configured listener path, not only the policy (issue 21, point 6), on a
+ * real serve with the forward, transparent http and transparent tls listeners: an http:// URL
+ * canary goes through the forward listener and the transparent http one, a host canary through the
+ * transparent http one and, by SNI, the transparent tls one. The probes are marked (a header; the
+ * self-test ALPN id in the ClientHello), so their verdicts count under `listener="selftest"` and no
+ * guest figure moves.
+ *
+ * The failure case: a profile for the appliance's own loopback network with no lists. The policy's
+ * default decision blocks every canary, so a self-test that asks only the policy says "pass"; the
+ * listeners, deciding for the probe's real client address, let them through. The canaries must fail,
+ * naming the listener.
+ */
+import { join } from 'node:path';
+import t from 'tap';
+import { openJournal } from '../../audit/journal.js';
+import { CLI_DEMO_DIR, serve, tempConfig } from '../helpers/appliance.js';
+
+const LISTENERS = 'listeners: { forward: { host: 127.0.0.1, port: 0 }, http: { host: 127.0.0.1, port: 0 }, tls: { host: 127.0.0.1, port: 0 } }';
+const LISTS = `lists: [{ id: demo-adult, category: adult, kind: domains, source: ${join(CLI_DEMO_DIR, 'adult.txt')} }]`;
+const CANARIES = [
+  'selftest:',
+  '  interval: 1h',
+  '  canaries:',
+  '    - { id: adult-url, category: adult, url: "http://blocked.test/canary" }',
+  '    - { id: adult-host, category: adult, host: adult.test }',
+];
+
+const metrics = async (port: number): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+const sum = (text: string, re: RegExp): number => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+
+t.test('every listener blocks the canaries: they pass, counted under the selftest listener only', async (t) => {
+  const { config } = tempConfig(t, 'selftest-listeners', [LISTENERS, 'admin: { host: 127.0.0.1, port: 0 }', LISTS, ...CANARIES]);
+  const app = await serve(config);
+  t.teardown(() => void app.child.kill('SIGKILL'));
+  const text = await metrics(app.admin);
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-url",category="adult"\} 1$/m, 'the URL canary passes on forward and transparent http');
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-host",category="adult"\} 1$/m, 'the host canary passes on transparent http and tls');
+  // The URL canary: forward, http, and tls (blocked.test is listed as a whole host); the host canary:
+  // http and tls. Five probes, all marked.
+  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="selftest"[^}]*action="block"[^}]*\} (\d+)$/gm), 5, 'five probe verdicts, under listener="selftest"');
+  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="(?:forward|http|tls)"[^}]*action="block"[^}]*\} (\d+)$/gm), 0, 'no guest listener counted a block');
+});
+
+t.test('the policy blocks the canaries but the listeners let them through: the canaries fail, naming the listener', async (t) => {
+  const { dir, config } = tempConfig(t, 'selftest-listeners-fail', [
+    // No forward listener: before this test's fix only the forward listener was probed, so nothing caught it.
+    'listeners: { http: { host: 127.0.0.1, port: 0 }, tls: { host: 127.0.0.1, port: 0 } }',
+    'admin: { host: 127.0.0.1, port: 0 }',
+    LISTS,
+    'profiles: [{ name: appliance-itself, clients: ["127.0.0.0/8", "::1/128"], lists: [] }]',
+    'upstream: { connectTimeout: 1s }',
+    ...CANARIES,
+  ]);
+  const app = await serve(config);
+  t.teardown(() => void app.child.kill('SIGKILL'));
+  const text = await metrics(app.admin);
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-url",category="adult"\} 0$/m, 'the URL canary fails');
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-host",category="adult"\} 0$/m, 'the host canary fails');
+  t.match(text, /^safespot_selftest_success\{category="adult"\} 0$/m, 'and so does the category');
+  app.child.kill('SIGTERM');
+  await app.exited;
+  const j = openJournal({ path: join(dir, 'journal.db'), retentionDays: 400, recordUrls: false, recordClients: false, readOnly: true });
+  t.teardown(() => j.close());
+  const rows = j.query(0, Date.now() + 1000, ['selftest']);
+  t.same(rows.map((r) => [r.list, r.action]), [['adult-url', 'fail'], ['adult-host', 'fail']]);
+  t.match(rows[0]?.detail ?? '', /^decision ok, but the transparent http listener answered \d{3} instead of a block$/, 'the row says which listener let it through');
+  t.match(rows[1]?.detail ?? '', /^decision ok, but the transparent (http|tls) listener/, 'and for the host canary');
+  t.notMatch(JSON.stringify(rows), /blocked\.test|adult\.test/, 'never the canary URL or host');
+});
