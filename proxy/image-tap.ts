@@ -79,9 +79,9 @@ const BMP_HEADER_SIZES = new Set([12, 40, 52, 56, 64, 108, 124]);
 export function sniffImage(b: Uint8Array): SniffedImage | null {
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
   if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return 'png';
-  const ascii = (from: number, to: number): string => String.fromCharCode(...b.subarray(from, to));
-  if (b.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'gif';
-  if (b.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  // GIF87a / GIF89a; RIFF....WEBP (compared byte by byte: this runs on every undeclared body)
+  if (b.length >= 6 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38 && (b[4] === 0x37 || b[4] === 0x39) && b[5] === 0x61) return 'gif';
+  if (b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50) return 'webp';
   // "BM" alone is too weak (text starts with it); the DIB header size must be a known one.
   if (b.length >= 18 && b[0] === 0x42 && b[1] === 0x4d) {
     const dib = b[14]! | (b[15]! << 8) | (b[16]! << 16) | (b[17]! << 24);
@@ -104,8 +104,31 @@ const MAGIC: ReadonlyArray<ReadonlyArray<number | null>> = [
  * first byte already rules out every format is released at once, so streaming text is not held.
  */
 export function mayBeImage(b: Uint8Array): boolean {
+  if (b.length > 0 && !mayStartImage(b[0]!)) return false;
   if (sniffImage(b) !== null) return true;
   return MAGIC.some((m) => b.length < m.length && b.every((x, i) => m[i] === null || m[i] === x));
+}
+
+/** Whether a body starting with this byte may be an image (the first byte of every MAGIC above). */
+export function mayStartImage(first: number): boolean {
+  return first === 0xff || first === 0x89 || first === 0x47 || first === 0x52 || first === 0x42;
+}
+
+/**
+ * One response field from the raw head, as `IncomingMessage.headers` would give it (`join`: the
+ * values of a repeated field joined with ", ", else the first), or null. Reading `upRes.headers`
+ * builds node:http's header object for the whole response; the tap needs two fields of it.
+ */
+export function rawField(raw: readonly string[], lowerName: string, join: boolean): string | null {
+  let out: string | null = null;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== lowerName.length || name.toLowerCase() !== lowerName) continue;
+    if (out === null) out = raw[i + 1]!;
+    else if (join) out = `${out}, ${raw[i + 1]!}`;
+    else break;
+  }
+  return out;
 }
 
 // ---- the placeholder -----------------------------------------------------------------------------
@@ -275,8 +298,8 @@ export function tapImage(ctx: EdgeContext, a: TapArgs): boolean {
   const { req, upRes } = a;
   const status = upRes.statusCode ?? 0;
   if (req.method === 'HEAD' || status < 200 || status === 204 || status === 205 || status === 304) return false;
-  const contentType = single(upRes.headers['content-type']);
-  const encoding = (single(upRes.headers['content-encoding']) ?? '').trim().toLowerCase();
+  const contentType = rawField(upRes.rawHeaders, 'content-type', false);
+  const encoding = (rawField(upRes.rawHeaders, 'content-encoding', true) ?? '').trim().toLowerCase();
   const declared = declaredImage(contentType);
   if (status === 206) {
     const t = mediaType(contentType);
@@ -326,8 +349,12 @@ class ImageHold {
   private readonly onData = (chunk: Buffer): void => {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (this.phase === 'sniff' && (this.size >= SNIFF_BYTES || !mayBeImage(Buffer.concat(this.chunks)))) this.sniffed();
-    else if (this.phase === 'hold') {
+    if (this.phase === 'sniff') {
+      // Most undeclared bodies (text, scripts, JSON) are ruled out by their first byte: no copy.
+      if (this.size === chunk.length && chunk.length > 0 && !mayStartImage(chunk[0]!)) return this.notAnImage();
+      const first = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.size);
+      if (this.size >= SNIFF_BYTES || !mayBeImage(first)) this.sniffed(first);
+    } else if (this.phase === 'hold') {
       if (this.size > this.opts.maxBytes) this.unscanned('too_large');
       else if (!this.take(chunk.length)) this.unscanned('over_budget');
     }
@@ -347,7 +374,7 @@ class ImageHold {
 
   private readonly onEnd = (): void => {
     this.ended = true;
-    if (this.phase === 'sniff') this.sniffed();
+    if (this.phase === 'sniff') this.sniffed(this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size));
     else if (this.phase === 'hold') void this.scan();
   };
 
@@ -371,12 +398,14 @@ class ImageHold {
     if (this.phase === 'hold') this.startHold();
   }
 
-  private sniffed(): void {
-    if (sniffImage(Buffer.concat(this.chunks)) === null) {
-      this.finish();
-      this.release();
-      return;
-    }
+  /** The sniffed bytes (all that came) are no image: the response goes on unheld. */
+  private notAnImage(): void {
+    this.finish();
+    this.release();
+  }
+
+  private sniffed(first: Buffer): void {
+    if (sniffImage(first) === null) return this.notAnImage();
     this.phase = 'hold';
     this.startHold();
     if (this.phase === 'hold' && this.ended) void this.scan();
