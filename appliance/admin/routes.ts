@@ -1,24 +1,29 @@
 /**
  * The appliance's own admin routes beside /metrics, /healthz and /readyz (appliance/admin/listener.ts), shared
  * by the single-process and the worker (cluster) composition: POST /reload (token-protected), the PAC
- * file for explicit-proxy devices (public: devices have no token), and the interception CA routes.
+ * file for explicit-proxy devices (public: devices have no token), the interception CA routes and
+ * the venue's status page at `/` (status-page.ts).
  */
 import type { Route } from './listener.js';
 import type { Config } from '../config.js';
 import { pacRoute } from './pac.js';
 import type { ReloadResult } from '../lists/policy-manager.js';
+import { statusPageRoute, type StatusSources } from './status-page.js';
 
 export function applianceRoutes(
   config: () => Readonly<Config>,
   reloadFromFile: (trigger: 'http') => Promise<ReloadResult>,
   forwardPort: () => number | undefined,
   extra: Readonly<Record<string, Route>> = {},
+  /** What the venue's status page at `/` reads (status-page.ts); token-protected like /metrics. */
+  status?: Omit<StatusSources, 'config'>,
 ): Record<string, Route> {
   // Read on each request: admin.pacProxy follows a reload (the listener's address is as started).
   const forwardHost = config().listeners.forward?.host;
   const pac = { handler: pacRoute(() => config().admin?.pacProxy, forwardPort, forwardHost), public: true };
   return {
     ...extra,
+    ...(status ? { '/': statusPageRoute({ ...status, config }) } : {}),
     '/proxy.pac': pac,
     '/wpad.dat': pac,
     '/reload': (req, res) => {

@@ -10,12 +10,15 @@ import { boundEndpoint, type Endpoint } from '../../proxy/upstream.js';
 import { applianceRoutes } from './routes.js';
 import { readTokenFile, startAdmin, type AdminHandle, type Route } from './listener.js';
 import type { Config } from '../config.js';
+import type { Journal } from '../../audit/journal.js';
 import type { ReloadResult } from '../lists/policy-manager.js';
 
 export interface ApplianceAdminOptions {
   /** The config in force now (the PAC reads admin.pacProxy from it on each request). */
   readonly config: () => Readonly<Config>;
   readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
+  /** The journal's grouped counts, for the status page's blocked requests today and this month. */
+  readonly journal: Pick<Journal, 'count'>;
   /** POST /reload (journaled with trigger `http`). */
   readonly reloadFromFile: (trigger: 'http') => Promise<ReloadResult>;
   /** The forward listener's bound port, once known. */
@@ -39,7 +42,7 @@ export async function startApplianceAdmin(o: ApplianceAdminOptions): Promise<{ a
       port: config.admin.port,
       ...(token ? { token } : {}),
       registry: o.registry,
-      extraRoutes: applianceRoutes(o.config, o.reloadFromFile, o.forwardPort, o.routes),
+      extraRoutes: applianceRoutes(o.config, o.reloadFromFile, o.forwardPort, o.routes, { registry: o.registry, journal: o.journal }),
       isReady: o.isReady,
     });
   } catch (err) {

@@ -78,12 +78,17 @@ t.test('admin: own loopback listener, token required, no list content or client 
           // The one control endpoint: token-protected like /metrics; POST only.
           const want = auth === `Bearer ${TOKEN}` ? (method === 'POST' ? 200 : 405) : 401;
           t.equal(res.status, want, `${method} /reload ${auth === `Bearer ${TOKEN}` ? 'with' : 'without'} the token: ${want}`);
+        } else if (path === '/') {
+          // The venue's status page (status-page.ts): token-protected like /metrics, GET and HEAD; its body is in the leak check below.
+          const want = auth === `Bearer ${TOKEN}` ? (method === 'POST' ? 405 : 200) : 401;
+          t.equal(res.status, want, `${method} / ${auth === `Bearer ${TOKEN}` ? 'with' : 'without'} the token: ${want}`);
         } else t.ok(res.status === 404 || res.status === 401, `${method} ${path}: ${res.status}`);
       }
     }
   }
   const all = bodies.join('\n');
   t.match(all, /safespot_requests_total\{listener="forward",protocol="http",action="block",category="adult"\} 1/, 'the metrics really were read');
+  t.match(all, /id="filtering" data-active="1"/, 'the status page really was read');
   const forbidden = [
     ...listEntries(),
     ...visited,
