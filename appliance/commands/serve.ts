@@ -3,9 +3,9 @@
  * exit 0; a second signal exits at once). SIGHUP re-reads the config file and the lists and swaps
  * the policy without dropping a connection; a bad file is refused (every problem logged) and the
  * running configuration keeps serving. Listener addresses are fixed at start. With `workers` > 1
- * the same signals go to the primary, which stops or reloads its workers (docs/workers.md).
+ * the same signals go to the primary, which stops or reloads its workers (docs/workers.md); the
+ * DNS listener, when set, runs in the primary (docs/dns.md).
  */
-import { SafespotError } from '../../policy/errors.js';
 import { loadConfigFile, type Config } from '../config.js';
 import { defaultConfig } from '../default-config.js';
 import { parseCommandArgs, type Command } from '../io.js';
@@ -21,9 +21,6 @@ export const run: Command = async (args, io) => {
   const options = configPath ? { configPath } : {};
   // `workers` > 1: a cluster (serve/cluster.ts, docs/workers.md); 1 is the single-process appliance.
   const cluster = workerCount(config) > 1;
-  if (cluster && config.listeners.dns) {
-    throw new SafespotError('ERR_CONFIG_INVALID', 'listeners.dns runs with workers: 1 only (so far); one process answers a venue\'s DNS (docs/dns.md)');
-  }
   const app = cluster ? await startCluster(config, log, options) : await startAppliance(config, log, options);
   const dns = 'dns' in app && app.dns ? { dns: app.dns.address() } : {};
   const addresses = { ...app.proxy.addresses(), ...dns };
