@@ -59,6 +59,7 @@ export const ERRORS = {
   ERR_INTERNAL: { summary: 'An unexpected internal error.', http: 500, tls: 'internal_error', exit: 1 },
   ERR_LIST_INTEGRITY: { summary: 'A list source failed its integrity check (SHA-256 or Ed25519 signature); the last good version stays in use.', http: 500, tls: 'internal_error', exit: 1 },
   ERR_UPSTREAM_CERT: { summary: 'An intercepted upstream server presented a certificate that failed verification (expired, wrong name, unknown CA); it is never used.', http: 502, tls: 'internal_error', exit: 1 },
+  ERR_PROMETHEUS: { summary: 'A Prometheus HTTP API (the city report\'s source) could not be queried, or answered something that is not a query result.', http: 502, tls: 'internal_error', exit: 1 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -4,15 +4,17 @@
  * read-only, so a report can be made while the appliance runs.
  */
 import { SafespotError } from '../../policy/errors.js';
-import { openJournal } from '../../audit/journal.js';
-import { computeReport, loadReportInput, reportCsv, reportHtml, reportJson } from '../../audit/report.js';
+import { makeReport } from './audit-report.js';
 import { loadConfigFile } from '../config.js';
 import type { Command } from '../io.js';
-import { parseCommandArgs, writeOut } from '../io.js';
+import { parseCommandArgs } from '../io.js';
 import { KEY_USAGE, runKey, runVerify, VERIFY_USAGE } from './audit-verify.js';
+import { PROM_USAGE, runPromReport } from './audit-city.js';
 
 const USAGE =
-  'safespot audit report --config FILE --from ISO8601 --to ISO8601 [--format json|csv|html] [--journal FILE]\n' +
+  'safespot audit report --config FILE --from ISO8601 --to ISO8601 [--format json|csv|html] [--out FILE] [--lang en|sq] [--journal FILE]\n' +
+  '  signed with the appliance key when state.dir holds it: json embeds the signature, csv and html need --out FILE (signature in FILE.sig);\n' +
+  PROM_USAGE +
   '  --from is inclusive, --to exclusive; a date alone (2025-06-01) means midnight UTC;\n' +
   '  a date and time needs a zone (2025-06-01T00:00:00Z or +02:00).';
 
@@ -48,6 +50,12 @@ const runReport: Command = async (args, io) => {
       to: { type: 'string' },
       format: { type: 'string', default: 'json' },
       journal: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      lang: { type: 'string' },
+      // issue 20: the city report from a central Prometheus (appliance/commands/audit-city.ts).
+      prometheus: { type: 'string' },
+      'venue-label': { type: 'string', default: 'venue' },
+      'prometheus-token-file': { type: 'string' },
     },
     USAGE,
     true,
@@ -56,7 +64,7 @@ const runReport: Command = async (args, io) => {
     throw new SafespotError('ERR_USAGE', `expected the subcommand "report", "key" or "verify"\nusage: ${USAGE}\n       ${KEY_USAGE}\n       ${VERIFY_USAGE}`);
   }
   const problems: string[] = [];
-  if (!values.config && !values.journal) problems.push('--config FILE (or --journal FILE) is required');
+  if (!values.config && !values.journal && !values.prometheus) problems.push('--config FILE (or --journal FILE) is required');
   if (!values.from) problems.push('--from is required');
   if (!values.to) problems.push('--to is required');
   const from = values.from ? parseIsoTime(values.from) : null;
@@ -69,29 +77,9 @@ const runReport: Command = async (args, io) => {
   if (problems.length > 0 || from === null || to === null) {
     throw new SafespotError('ERR_USAGE', `bad arguments\nusage: ${USAGE}`, { details: problems });
   }
+  if (values.prometheus) return runPromReport({ ...values, prometheus: values.prometheus, from, to, format }, io);
 
   const config = values.config ? loadConfigFile(values.config) : null;
-  const journalPath = values.journal ?? config!.journal.path;
-  const journal = openJournal({
-    path: journalPath,
-    retentionDays: config?.journal.retentionDays ?? 400,
-    recordUrls: false,
-    recordClients: false,
-    readOnly: true,
-  });
-  let text: string;
-  try {
-    const input = loadReportInput(journal, {
-      from,
-      to,
-      categories: config ? [...new Set(config.lists.map((l) => l.category))] : [],
-      lists: config ? config.lists.map((l) => l.id) : [],
-    });
-    const report = computeReport(input);
-    text = format === 'csv' ? reportCsv(report) : format === 'html' ? reportHtml(report) : reportJson(report);
-  } finally {
-    journal.close();
-  }
-  await writeOut(io.stdout, text);
-  return 0;
+  // Signed when the config's appliance identity exists (issue 21): appliance/commands/audit-report.ts.
+  return makeReport({ config, journalPath: values.journal ?? config!.journal.path, from, to, format, out: values.out, lang: values.lang }, io);
 };
