@@ -76,7 +76,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   let config = initial;
   const count = workerCount(config);
   // The workers load the CA again for their edge, and get the same metric labels.
-  const { interception, labels, metrics, journal } = await startEvidence(config, log);
+  const { interception, labels, metrics, journal, siteTag } = await startEvidence(config, log);
 
   let bundle: { bytes: Uint8Array; version: string } | null = null;
   const scrape = new ClusterScrape(metrics.registry, (id) => {
@@ -153,7 +153,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   }
 
   // --- DNS: here, on the primary's policy (the hooks read the holder on every question) ---------------
-  const dns = await startDnsFromConfig(config, holder, combineObservers(metricsObserver(metrics), journalObserver(journal))).catch(async (err: unknown) => {
+  const dns = await startDnsFromConfig(config, holder, combineObservers(metricsObserver(metrics), journalObserver(journal, { siteTag }))).catch(async (err: unknown) => {
     await pool.stop(0);
     await admin?.close();
     await manager.stop();
