@@ -5,7 +5,7 @@
  * proxy/dns/codec.ts), with uncompressed names except where a record asks for a raw answer.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, type Server } from 'node:net';
+import { createServer, isIP, type Server } from 'node:net';
 
 export interface TestRecord {
   readonly name: string;
@@ -67,9 +67,9 @@ export interface TestDnsServer {
 }
 
 /**
- * Start on 127.0.0.1 port 0 (or `at`: an IPv4 address and port, for a network namespace). `records`
- * answers exact (name, type) questions; a CNAME at the name answers any type with the CNAME first,
- * then the target's records of that type; nothing known: NXDOMAIN.
+ * Start on 127.0.0.1 port 0 (or `at`: an address, IPv4 or IPv6, and port, for a network namespace).
+ * `records` answers exact (name, type) questions; a CNAME at the name answers any type with the CNAME
+ * first, then the target's records of that type; nothing known: NXDOMAIN.
  * Over UDP an answer past 512 bytes (or the client's EDNS size) is sent truncated (TC, no records).
  */
 export async function startTestDns(records: readonly TestRecord[], at: { host?: string; port?: number } = {}): Promise<TestDnsServer> {
@@ -109,7 +109,7 @@ export async function startTestDns(records: readonly TestRecord[], at: { host?: 
     }
     return body;
   };
-  const udp: UdpSocket = createSocket('udp4');
+  const udp: UdpSocket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
   udp.on('message', (msg, rinfo) => {
     const a = answer(msg, 'udp');
     if (a) udp.send(a, rinfo.port, rinfo.address);

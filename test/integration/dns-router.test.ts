@@ -4,8 +4,8 @@
  * "another server" at 198.51.100.53, see ../helpers/dns-netns.ts), the router's rules installed by
  * the shipped docker/router/nftables.sh and iptables.sh with DNS_PORT, and dig on the guest side.
  *
- * The guest asks 198.51.100.53 (a hard-coded public resolver) and the router's own address, over
- * UDP and TCP, port 53. With the rules: every question reaches safespot's DNS listener; a blocked
+ * The guest asks 198.51.100.53 (a hard-coded public resolver), its IPv6 twin 2001:db8:53::53 and
+ * the router's own addresses, over UDP and TCP, port 53 (the listener binds `::`, both families). With the rules: every question reaches safespot's DNS listener; a blocked
  * name gets 0.0.0.0 and never leaves; an allowed one is forwarded to the venue's resolver; CNAME
  * cloaking is caught; the other server sees nothing; DoT/DoQ (853) are rejected. With the rules
  * removed the same questions reach the other server and get its answers: the rules did the work.
@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createTopology, namespaceSupport, type Topology } from '../helpers/netns.js';
-import { OTHER_DNS, startFarSide } from '../helpers/dns-netns.js';
+import { IP6, OTHER_DNS, OTHER_DNS6, startFarSide } from '../helpers/dns-netns.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -65,9 +65,9 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
     'listeners:',
     '  http: { host: 0.0.0.0, port: 8080 }',
     '  tls: { host: 0.0.0.0, port: 8443 }',
-    `  dns: { host: 0.0.0.0, port: ${DNS_PORT} }`,
+    `  dns: { host: "::", port: ${DNS_PORT} }`,
     'admin: { host: 127.0.0.1, port: 9090 }',
-    'clients: [10.231.1.0/24]',
+    'clients: [10.231.1.0/24, "fd00:231:1::/64"]',
     'upstream: { dnsServers: ["10.231.2.2:53"] }',
     'lists:',
     `  - { id: demo-adult, category: adult, kind: domains, source: ${join(ROOT, 'appliance', 'demo', 'adult.txt')} }`,
@@ -83,7 +83,7 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
     t.test(`rules by ${flavour.name}`, async (t) => {
       const topo = await createTopology();
       t.teardown(() => topo.destroy());
-      const far = await startFarSide(topo, dir);
+      const far = await startFarSide(topo, dir, { ipv6: true });
       t.teardown(() => void far.child.kill('SIGKILL'));
 
       const router = topo.spawn(topo.router, process.execPath, [CLI, 'serve', '--config', join(dir, 'config.yaml')]);
@@ -122,6 +122,14 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
       t.same([local.status, local.answers], ['NOERROR', ['0.0.0.0']], 'a question to the router itself (the DHCP resolver) reaches the listener too');
       const localAllowed = await dig(topo, topo.ip.routerGuest, 'allowed.test', true);
       t.same(localAllowed.answers, ['10.231.2.2'], 'and over TCP');
+      // IPv6 guests: the same rules (nftables' inet table; ip6tables) send their port 53 to the listener.
+      for (const [server, tcp] of [[OTHER_DNS6, false], [OTHER_DNS6, true], [IP6.routerGuest, false]] as const) {
+        const via = `${tcp ? 'TCP' : 'UDP'} over IPv6 to ${server}`;
+        const b = await dig(topo, server, 'blocked.test', tcp);
+        t.same([b.status, b.answers], ['NOERROR', ['0.0.0.0']], `${via}: the block answer`);
+        const a = await dig(topo, server, 'allowed.test', tcp);
+        t.same([a.status, a.answers], ['NOERROR', ['10.231.2.2']], `${via}: the venue resolver's answer`);
+      }
 
       // DoT / DoQ to the other server: rejected at the router (its 853 listeners hear nothing).
       const dot = `const c=require('net').connect(853,'${OTHER_DNS}');c.on('connect',()=>{console.log('connected');c.destroy()});c.on('error',(e)=>console.log(e.code));setTimeout(()=>{console.log('timeout');process.exit()},3000).unref();`;
@@ -134,12 +142,12 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
       await dig(topo, OTHER_DNS, 'marker.allowed.test', false);
       await far.waitFor('seen resolver marker.allowed.test 1 udp');
       const log = far.log();
-      t.notMatch(log, /^seen other /m, 'the other server got no question while the rules were in place');
+      t.notMatch(log, /^seen other6? /m, 'the other server (IPv4 and IPv6) got no question while the rules were in place');
       t.notMatch(log, /^seen resolver (www\.)?blocked\.test /m, 'blocked names never left the appliance');
       t.notMatch(log, /^(tcp|udp) 853/m, 'nothing reached port 853');
 
       const metrics = await topo.exec(topo.router, 'curl', ['-fsS', 'http://127.0.0.1:9090/metrics']);
-      t.equal(metric(metrics.stdout, 'safespot_requests_total{listener="dns",protocol="dns",action="block",category="adult"}'), 4, 'the DNS blocks are counted (UDP, TCP, cloaked, via the router)');
+      t.equal(metric(metrics.stdout, 'safespot_requests_total{listener="dns",protocol="dns",action="block",category="adult"}'), 7, 'the DNS blocks are counted (UDP, TCP, cloaked, via the router; three over IPv6)');
       t.equal(metric(metrics.stdout, 'safespot_bypass_total{kind="cname_cloaking"}'), 1, 'cloaking counted');
 
       // Rules removed: the same questions go to the server the guest named, and get its answers.
@@ -150,6 +158,9 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
         t.same([direct.status, direct.answers], ['NOERROR', ['203.0.113.66']], `${tcp ? 'TCP' : 'UDP'}: without the rules the other server answers the blocked name`);
         await far.waitFor(`seen other blocked.test 1 ${tcp ? 'tcp' : 'udp'}`).then(() => t.pass('and it saw the question'), (err: Error) => t.fail(err.message));
       }
+      const direct6 = await dig(topo, OTHER_DNS6, 'blocked.test', false);
+      t.same(direct6.answers, ['203.0.113.66'], 'and over IPv6');
+      await far.waitFor('seen other6 blocked.test 1 udp').then(() => t.pass('which saw it'), (err: Error) => t.fail(err.message));
       t.equal((await topo.exec(topo.client, process.execPath, ['-e', dot])).stdout.trim(), 'connected', 'without the rules TCP 853 gets through');
       await topo.exec(topo.client, process.execPath, ['-e', doq]);
       await far.waitFor('udp 853 probe-853').then(() => t.pass('and UDP 853'), (err: Error) => t.fail(err.message));
