@@ -76,7 +76,11 @@ export interface Checkpointer {
 export function createCheckpointer(db: Db, identity: Identity): Checkpointer {
   const insert = db.prepare('INSERT INTO checkpoints (size, last_id, time, note, frontier) VALUES (?, ?, ?, ?, ?)');
   const sealed = db.prepare('SELECT last_id FROM checkpoints ORDER BY id DESC LIMIT 1').pluck();
-  const write = db.transaction((reason: CheckpointReason, time: number): StoredCheckpoint => {
+  const lastTime = db.prepare('SELECT MAX(time) FROM checkpoints').pluck();
+  const write = db.transaction((reason: CheckpointReason, asked: number): StoredCheckpoint => {
+    // Two processes may sign (the appliance, and `audit report`, audit/report-make.ts): the time was
+    // read before this transaction waited for the lock, so keep checkpoint times in id order.
+    const time = Math.max(asked, Number(lastTime.get() ?? 0));
     const s = extend(db, lastTreeState(db));
     const note = signNote(formatCheckpoint({ origin: identity.name, size: s.size, root: s.frontier.root(), time, reason }), identity);
     const id = Number(insert.run(s.size, s.lastId, time, note, s.frontier.toBytes()).lastInsertRowid);

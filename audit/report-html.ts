@@ -4,6 +4,8 @@
  * escaped; the markup is XHTML-style well-formed (every element closed) so that it also parses as XML.
  */
 import type { Report } from './report.js';
+import { figuresHtml } from './report-figures.js';
+import { en, fill, REPORT_STRINGS, type ReportLang, type ReportStrings } from './report-strings.js';
 
 export function esc(value: unknown): string {
   return String(value)
@@ -24,10 +26,13 @@ const dur = (seconds: number): string => {
   return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${s % 60}s` : `${s}s`;
 };
 
-function table(head: string[], rows: Array<Array<string | number>>, empty = 'none'): string {
+function table(head: string[], rows: Array<Array<string | number>>, empty = 'none', num: (n: number) => string = fmt, mono = false): string {
   const th = head.map((h) => `<th>${esc(h)}</th>`).join('');
+  // In a two-column table (label, value) the value may be a key or a hash: `mono` sets it so.
+  const cell = (c: string | number, i: number) =>
+    `<td${typeof c === 'number' ? ' class="n"' : mono && i > 0 ? ' class="mono"' : ''}>${esc(typeof c === 'number' ? num(c) : c)}</td>`;
   const body = rows.length
-    ? rows.map((r) => `<tr>${r.map((c) => `<td${typeof c === 'number' ? ' class="n"' : ''}>${esc(typeof c === 'number' ? fmt(c) : c)}</td>`).join('')}</tr>`).join('\n')
+    ? rows.map((r) => `<tr>${r.map(cell).join('')}</tr>`).join('\n')
     : `<tr><td colspan="${head.length}">${esc(empty)}</td></tr>`;
   return `<table><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
@@ -71,95 +76,150 @@ ${bars}
 const STYLE = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #111; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #999; }
-table { border-collapse: collapse; margin: .5em 0; } th, td { border: 1px solid #bbb; padding: 2px 8px; text-align: left; }
+table { border-collapse: collapse; margin: .5em 0; } th, td { border: 1px solid #bbb; padding: 2px 8px; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; } .note { color: #444; font-size: .9em; max-width: 50em; }
+code, pre, .mono { font-family: ui-monospace, monospace; font-size: .85em; overflow-wrap: anywhere; word-break: break-all; }
+pre { white-space: pre-wrap; background: #f3f3f3; border: 1px solid #bbb; padding: 6px 8px; max-width: 60em; }
+.verify { border: 2px solid #3b5b92; padding: 0 1em .5em; margin: 1em 0; max-width: 62em; }
+svg { max-width: 100%; height: auto; }
 svg text { font: 11px sans-serif; fill: #333; } svg .axis { stroke: #333; } svg .req { fill: #3b5b92; } svg .img { fill: #c0504d; }
 .key span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }
-@media print { body { margin: 0; } h2 { break-after: avoid; } table, svg { break-inside: avoid; } }
+@page { size: A4; margin: 14mm 12mm; }
+@media print {
+  body { margin: 0; font-size: 10.5pt; } h2 { break-after: avoid; } table, svg, .verify { break-inside: avoid; }
+  th, td { padding: 1px 5px; } .key span, svg rect { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+}
 `;
 
-export function reportHtml(r: Report): string {
+export interface HtmlOptions {
+  /** The language of the page (default en). */
+  lang?: ReportLang;
+  /** The report's file name, for the verify command it shows (default report.html). */
+  file?: string;
+}
+
+export function reportHtml(r: Report, opts: HtmlOptions = {}): string {
+  const S = REPORT_STRINGS[opts.lang ?? 'en'] ?? en;
+  const n = (v: number): string => v.toLocaleString(S.lang === 'sq' ? 'sq-AL' : 'en-US');
+  const tbl = (head: readonly string[], rows: Array<Array<string | number>>, empty = S.none) => table([...head], rows, empty, n);
   const f = r.filtering;
-  const cat = (m: Record<string, number>) => Object.entries(m).map(([k, n]) => [k, n] as Array<string | number>);
+  const cat = (m: Record<string, number>) => Object.entries(m).map(([k, v]) => [k, v] as Array<string | number>);
   const listRows = r.lists.map((l) => [
     l.list,
     l.loads,
     l.refreshes,
     l.failures,
-    l.lastSuccess ?? 'never',
+    l.lastSuccess ?? S.never,
     dur(l.largestGapSeconds),
     l.largestGap ? `${l.largestGap.from} – ${l.largestGap.to}` : '',
   ]);
   const HISTORY_ROWS = 500;
   const history = r.lists.flatMap((l) => l.history.map((h) => [h.time, l.list, h.kind, h.detail ?? ''] as Array<string | number>));
   history.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
-  const historyNote =
-    history.length > HISTORY_ROWS ? `<p class="note">${esc(`${history.length - HISTORY_ROWS} more list events are in the JSON form of this report.`)}</p>` : '';
-  const selftestRows = Object.entries(r.selftests.byCategory).map(([c, v]) => [c, v.passed, v.failed, v.last ? `${v.last.result} at ${v.last.time}` : '']);
+  const historyNote = history.length > HISTORY_ROWS ? `<p class="note">${esc(fill(S.moreHistory, { n: n(history.length - HISTORY_ROWS) }))}</p>` : '';
+  const result = (x: string) => (x === 'pass' ? S.pass : x === 'fail' ? S.fail : x);
+  const selftestRows = Object.entries(r.selftests.byCategory).map(([c, v]) => [
+    c,
+    v.passed,
+    v.failed,
+    v.last ? fill(S.lastResult, { result: result(v.last.result), time: v.last.time }) : '',
+  ]);
+  const venue: Array<Array<string | number>> = r.appliance
+    ? [
+        [S.venue, r.appliance.site.name ?? ''],
+        [S.venueId, r.appliance.site.id],
+      ]
+    : [];
+  const lost = r.journalKeeping.lostEvents;
   return `<!DOCTYPE html>
-<html lang="en" xmlns="http://www.w3.org/1999/xhtml">
+<html lang="${esc(S.lang)}" xmlns="http://www.w3.org/1999/xhtml">
 <head>
 <meta charset="utf-8" />
-<title>${esc(`safespot audit report ${r.period.from} – ${r.period.to}`)}</title>
+<title>${esc(`${S.title} ${r.period.from} – ${r.period.to}`)}</title>
 <style>${STYLE}</style>
 </head>
 <body>
-<h1>safespot audit report</h1>
-${table(
+<h1>${esc(S.title)}${r.appliance?.site.name ? ` – ${esc(r.appliance.site.name)}` : ''}</h1>
+${tbl(
   ['', ''],
   [
-    ['Period from', r.period.from],
-    ['Period to (exclusive)', r.period.to],
-    ['Measured until', r.period.measuredUntil],
-    ['Generated at', r.generatedAt],
-    ['Journal', r.journal],
+    ...venue,
+    [S.periodFrom, r.period.from],
+    [S.periodTo, r.period.to],
+    [S.measuredUntil, r.period.measuredUntil],
+    [S.generatedAt, r.generatedAt],
+    [S.journal, r.journal],
+    ...(r.generator ? [[S.generator, r.generator]] : []),
   ],
 )}
-<h2>Filtering active</h2>
-${table(
+${verification(r, S, opts.file ?? 'report.html', n)}
+<h2>${esc(S.policies)}</h2>
+${tbl([S.policyVersion, S.policySince, S.policyHow], r.policies.map((p) => [p.version, p.inForceAtStart ? `${p.since} (${S.policyAtStart})` : p.since, p.how ?? '']))}
+<h2>${esc(S.filteringActive)}</h2>
+${tbl(
   ['', ''],
   [
-    ['Fraction of the period with filtering active', pct(f.activeFraction)],
-    ['Active', dur(f.activeSeconds)],
-    ['Running without an enforced policy', dur(f.inactiveSeconds)],
-    ['Down (or no evidence of running)', dur(f.downSeconds)],
+    [S.fraction, pct(f.activeFraction)],
+    [S.active, dur(f.activeSeconds)],
+    [S.inactive, dur(f.inactiveSeconds)],
+    [S.down, dur(f.downSeconds)],
   ],
 )}
-<p class="note">${esc(f.note)}</p>
-${table(['from', 'to', 'state', 'duration'], f.gaps.map((g) => [g.from, g.to, g.state, dur(g.seconds)]), 'filtering was active for the whole measured period')}
-<h2>Blocked requests: ${esc(fmt(r.blockedRequests.total))}</h2>
-${table(['category', 'blocked requests'], cat(r.blockedRequests.byCategory))}
-<h2>Blocked images: ${esc(fmt(r.blockedImages.total))}</h2>
-${table(['category', 'blocked images'], cat(r.blockedImages.byCategory))}
-${table(['category', 'match type', 'blocked images'], r.blockedImages.byCategoryAndMatch.map((p) => [p.category, p.match, p.count]))}
-<h2>Blocks per day (UTC)</h2>
-<p class="key"><span style="background:#3b5b92"></span>requests<span style="background:#c0504d"></span>images</p>
+<p class="note">${esc(S.filteringNote)}</p>
+${tbl(S.gapHead, f.gaps.map((g) => [g.from, g.to, S.states[g.state], dur(g.seconds)]), S.noGaps)}
+<h2>${esc(S.blockedRequests)}: ${esc(n(r.blockedRequests.total))}</h2>
+${tbl([S.category, S.blockedRequests], cat(r.blockedRequests.byCategory))}
+<h2>${esc(S.blockedImages)}: ${esc(n(r.blockedImages.total))}</h2>
+${tbl([S.category, S.blockedImages], cat(r.blockedImages.byCategory))}
+${tbl([S.category, S.matchType, S.blockedImages], r.blockedImages.byCategoryAndMatch.map((p) => [p.category, p.match, p.count]))}
+<h2>${esc(S.blocksPerDay)}</h2>
+<p class="key"><span style="background:#3b5b92"></span>${esc(S.requests)}<span style="background:#c0504d"></span>${esc(S.images)}</p>
 ${blocksChart(r.blocksPerDay)}
-<h2>Monitored (would have been blocked)</h2>
-${table(['category', 'requests', 'images'], mergeMonitored(r))}
-<h2>Lists</h2>
-<p class="note">Largest gap: the longest stretch without a successful load or refresh, counted from the last success before the period (or the period start) to the end of what was measured.</p>
-${table(['list', 'loads', 'refreshes', 'failures', 'last success', 'largest gap', 'largest gap at'], listRows)}
-${table(['time', 'list', 'event', 'detail'], history.slice(0, HISTORY_ROWS))}
+<h2>${esc(S.monitored)}</h2>
+${tbl([S.category, S.requests, S.images], mergeMonitored(r))}
+<h2>${esc(S.lists)}</h2>
+<p class="note">${esc(S.listsNote)}</p>
+${tbl(S.listHead.slice(0, 7), listRows)}
+${tbl(S.historyHead, history.slice(0, HISTORY_ROWS))}
 ${historyNote}
-<h2>How the journal kept these events</h2>
-${table(
+<h2>${esc(S.keeping)}</h2>
+${tbl(
   ['', ''],
   [
-    ['Blocks kept as per-minute counts (in the figures above, without URL or client)', fmt(r.journalKeeping.aggregatedEvents)],
-    ['Aggregate rows', fmt(r.journalKeeping.aggregateRows)],
-    ...Object.entries(r.journalKeeping.aggregatedByReason).map(([k, n]) => [`  reason: ${k}`, fmt(n)]),
-    ['Events that could not be written (in no figure above)', fmt(r.journalKeeping.lostEvents)],
-    ...Object.entries(r.journalKeeping.lostByReason).map(([k, n]) => [`  reason: ${k}`, fmt(n)]),
+    [S.keptAggregated, n(r.journalKeeping.aggregatedEvents)],
+    [S.aggregateRows, n(r.journalKeeping.aggregateRows)],
+    ...Object.entries(r.journalKeeping.aggregatedByReason).map(([k, v]) => [`  ${S.reason}: ${k}`, n(v)]),
+    [S.lostEvents, n(lost)],
+    ...Object.entries(r.journalKeeping.lostByReason).map(([k, v]) => [`  ${S.reason}: ${k}`, n(v)]),
   ],
 )}
-<p class="note">${esc(r.journalKeeping.note)}</p>
-<h2>Self-tests: ${esc(fmt(r.selftests.passed))} passed, ${esc(fmt(r.selftests.failed))} failed</h2>
-${table(['category', 'passed', 'failed', 'last result'], selftestRows)}
-${table(['time', 'category', 'detail'], r.selftests.failures.map((x) => [x.time, x.category ?? '', x.detail ?? '']), 'no failed self-tests')}
-</body>
+<p class="note">${esc(`${S.keepingNote} ${lost > 0 ? fill(S.lostNote, { lost: n(lost) }) : S.noLoss}`)}</p>
+<h2>${esc(fill(S.selftests, { passed: n(r.selftests.passed), failed: n(r.selftests.failed) }))}</h2>
+${tbl(S.selftestHead, selftestRows)}
+${tbl(S.failureHead, r.selftests.failures.map((x) => [x.time, x.category ?? '', x.detail ?? '']), S.noFailures)}
+${figuresHtml(r.certification, S.lang)}</body>
 </html>
 `;
+}
+
+/** The box an auditor files the report by: the key's fingerprint, the covering checkpoint, the command. */
+function verification(r: Report, S: ReportStrings, file: string, n: (v: number) => string): string {
+  if (!r.appliance) return `<p class="note">${esc(S.unsigned)}</p>`;
+  const keyfile = `${r.appliance.site.id}.pub`;
+  const command = `safespot audit verify --key ${keyfile} ${file}`;
+  const cp = r.checkpoint;
+  const rows: Array<Array<string | number>> = [
+    [S.fingerprint, r.appliance.fingerprint],
+    [S.verifierKey, r.appliance.key],
+    ...(cp ? [[S.checkpoint, fill(S.checkpointValue, { size: n(cp.size), time: cp.time })], [S.root, cp.root]] : []),
+  ];
+  return `<div class="verify">
+<h2>${esc(S.verification)}</h2>
+${table(['', ''], rows, S.none, n, true)}
+<p class="note">${esc(fill(S.verifyHow, { keyfile, file }))}</p>
+<p>${esc(S.verifyCommand)}:</p>
+<pre>${esc(command)}</pre>
+</div>`;
 }
 
 function mergeMonitored(r: Report): Array<Array<string | number>> {

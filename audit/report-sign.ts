@@ -30,7 +30,7 @@
  *     format <json|csv|html>
  *     content sha256:<64 hex>
  *     period <from ISO 8601> <to ISO 8601>
- *     checkpoint <tree size> <base64 root> | checkpoint none
+ *     checkpoint <tree size> <base64 root> <time ISO 8601> <reason> | checkpoint none
  *     basis <canonical JSON of ReportBasis>
  *
  * The covering checkpoint's own signed note travels in the report (json `checkpoint.note`, csv
@@ -66,6 +66,8 @@ export interface ReportBasis {
   site: { id: string; name: string | null };
   /** html only: the language of the page. */
   lang?: string;
+  /** The file name the report was written to (the html shows the verify command with it). */
+  file?: string;
   /** The safespot version that made the report (its csv and html renderings are that version's). */
   generator: string;
 }
@@ -74,6 +76,9 @@ export interface ReportCheckpointRef {
   size: number;
   /** 32 bytes. */
   root: Buffer;
+  /** When the checkpoint was signed (Unix ms) and why (audit/checkpoint.ts CHECKPOINT_REASONS). */
+  time: number;
+  reason: string;
 }
 
 export interface ReportSignatureBody {
@@ -127,7 +132,10 @@ const isoMs = (ms: number): string => new Date(ms).toISOString();
 
 export function formatReportNote(b: ReportSignatureBody): string {
   if (!/^sha256:[0-9a-f]{64}$/.test(b.content)) throw new RangeError('content is sha256:<64 hex>');
-  const cp = b.checkpoint ? `checkpoint ${b.checkpoint.size} ${b.checkpoint.root.toString('base64')}` : 'checkpoint none';
+  if (b.checkpoint && !/^[a-z]+$/.test(b.checkpoint.reason)) throw new RangeError('a checkpoint reason is a lower-case word');
+  const cp = b.checkpoint
+    ? `checkpoint ${b.checkpoint.size} ${b.checkpoint.root.toString('base64')} ${isoMs(b.checkpoint.time)} ${b.checkpoint.reason}`
+    : 'checkpoint none';
   return [REPORT_NOTE_TAG, `key ${b.key}`, `format ${b.format}`, `content ${b.content}`, `period ${isoMs(b.from)} ${isoMs(b.to)}`, cp, `basis ${canonicalJson(b.basis)}`, ''].join('\n');
 }
 
@@ -169,6 +177,7 @@ function parseBasis(text: string): Parsed<ReportBasis> {
     typeof site.id !== 'string' ||
     !(site.name === null || typeof site.name === 'string') ||
     (b.lang !== undefined && typeof b.lang !== 'string') ||
+    (b.file !== undefined && typeof b.file !== 'string') ||
     typeof b.generator !== 'string'
   ) {
     return { ok: false, reason: 'the basis line lacks a field or has one of the wrong type' };
@@ -193,12 +202,13 @@ export function parseReportNote(text: string): Parsed<ReportSignatureBody> {
   if (from === null || to === null) return { ok: false, reason: 'the period line is not two ISO 8601 UTC times' };
   let checkpoint: ReportCheckpointRef | null = null;
   if (lines[5] !== 'checkpoint none') {
-    const m = /^checkpoint (0|[1-9][0-9]{0,15}) (\S+)$/.exec(lines[5]!);
+    const m = /^checkpoint (0|[1-9][0-9]{0,15}) (\S+) (\S+) ([a-z]+)$/.exec(lines[5]!);
     const root = m ? Buffer.from(m[2]!, 'base64') : null;
-    if (!m || !root || root.length !== 32 || root.toString('base64') !== m[2] || !Number.isSafeInteger(Number(m[1]))) {
-      return { ok: false, reason: 'the checkpoint line is not "checkpoint <size> <base64 root>"' };
+    const time = parseIsoMs(m?.[3]);
+    if (!m || !root || root.length !== 32 || root.toString('base64') !== m[2] || !Number.isSafeInteger(Number(m[1])) || time === null) {
+      return { ok: false, reason: 'the checkpoint line is not "checkpoint <size> <base64 root> <time> <reason>"' };
     }
-    checkpoint = { size: Number(m[1]), root };
+    checkpoint = { size: Number(m[1]), root, time, reason: m[4]! };
   }
   if (!lines[6]!.startsWith('basis ')) return { ok: false, reason: 'no basis line' };
   const basis = parseBasis(lines[6]!.slice('basis '.length));

@@ -12,6 +12,7 @@
  * audit/ imports only policy/errors.ts from our code.
  */
 import type { CountRow, Journal, JournalKeeping, JournalRow } from './journal.js';
+import { computeFigures, figuresCsvRows, loadFigures, type CertificationFigures, type FiguresInput } from './report-figures.js';
 
 const DAY_MS = 86_400_000;
 
@@ -42,7 +43,22 @@ export interface ReportInput {
   selftests: JournalRow[];
   /** Aggregate rows and lost events in the period (issue 22, finding 8). */
   keeping: JournalKeeping;
+  /** The figures certification asks for (audit/report-figures.ts); absent in inputs made by hand. */
+  figures?: FiguresInput;
+  /** The newest `list_load` row before the period: the policy in force at its start (issue 21). */
+  policyBefore?: JournalRow | null;
+  /** Who made the report (signed reports; audit/report-make.ts fills these in). */
+  appliance?: Report['appliance'];
+  checkpoint?: Report['checkpoint'];
+  generator?: string;
 }
+
+/**
+ * An open session whose last sign of life is at most this old when the report is made is taken as
+ * running: the report is measured until that sign of life (neither up nor down after it). Older, it
+ * died: the time after counts as down. Two heartbeats and some slack (audit/journal.ts HEARTBEAT_MS).
+ */
+export const LIVE_WINDOW_MS = 25_000;
 
 export type FilteringState = 'active' | 'inactive' | 'down';
 
@@ -50,6 +66,17 @@ export interface Report {
   period: { from: string; to: string; measuredUntil: string; seconds: number };
   generatedAt: string;
   journal: string;
+  /** The safespot that made the report. */
+  generator: string | null;
+  /** The appliance that signed it (null in an unsigned report). */
+  appliance: { site: { id: string; name: string | null }; key: string; fingerprint: string } | null;
+  /** Policy versions in force in the period: the one at its start, then each load, oldest first. */
+  policies: Array<{ version: string; since: string; how: string | null; inForceAtStart: boolean }>;
+  /**
+   * The signed checkpoint of the journal's tree that covers the report (every figure is computed from
+   * the rows it covers); `note` is the checkpoint's signed note (json only). Null when unsigned.
+   */
+  checkpoint: { size: number; root: string; time: string; reason: string; note?: string } | null;
   blockedRequests: { total: number; byCategory: Record<string, number> };
   blockedImages: {
     total: number;
@@ -102,6 +129,8 @@ export interface Report {
     lostByReason: Record<string, number>;
     note: string;
   };
+  /** The figures certification asks for: blocks by listener, distinct sites, hits per list, canaries, admin actions (audit/report-figures.ts). */
+  certification?: CertificationFigures;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -134,9 +163,11 @@ export function loadReportInput(
     lastSuccessBefore: journal.lastTimePerList(from, successKinds),
     stateEvents: journal.query(from, to, stateKinds),
     stateBefore: journal.lastBefore(from, stateKinds),
+    policyBefore: journal.lastBefore(from, ['list_load']),
     session: journal.session(),
     selftests: journal.query(from, to, ['selftest']),
     keeping: journal.keeping(from, to),
+    figures: loadFigures(journal, from, to),
   };
 }
 
@@ -181,7 +212,8 @@ function filteringOver(input: ReportInput, end: number): Report['filtering'] {
   let t = input.from;
   const totals: Record<FilteringState, number> = { active: 0, inactive: 0, down: 0 };
   const gaps: Report['filtering']['gaps'] = [];
-  const horizon = input.session.open && input.session.lastAlive !== null ? input.session.lastAlive : Infinity;
+  // A live session is measured only until its last sign of life (end is cut there, computeReport).
+  const horizon = input.session.open && input.session.lastAlive !== null && !isLive(input) ? input.session.lastAlive : Infinity;
   const span = (a: number, b: number, s: FilteringState): void => {
     if (b <= a) return;
     // Past the open session's last sign of life nothing proves the process was up.
@@ -295,9 +327,41 @@ function days(from: number, end: number): string[] {
   return out;
 }
 
+/** An open session whose last sign of life is recent when the report is made: the appliance runs. */
+function isLive(input: ReportInput): boolean {
+  const s = input.session;
+  return s.open && s.lastAlive !== null && input.generatedAt - s.lastAlive <= LIVE_WINDOW_MS;
+}
+
+/**
+ * Where the evidence of a report ends: `to`, or when it was made, whichever is earlier; while the
+ * appliance runs, at its last sign of life (the journal's heartbeat lags the report by up to 10 s:
+ * counting that lag as down understated the uptime of every report made at the venue).
+ */
+export function measuredEnd(input: ReportInput): number {
+  let end = Math.min(input.to, input.generatedAt);
+  if (isLive(input)) end = Math.min(end, input.session.lastAlive!);
+  return Math.max(input.from, end);
+}
+
+const POLICY_DETAIL = /^policy (\S+)(?: \(([^)]*)\))?/;
+
+/** Policy versions in force in [from, end): from `list_load` rows (detail "policy <version> (<how>): …"). */
+function policiesOver(input: ReportInput, end: number): Report['policies'] {
+  const out: Report['policies'] = [];
+  const add = (row: JournalRow, atStart: boolean): void => {
+    const m = POLICY_DETAIL.exec(row.detail ?? '');
+    if (!m) return;
+    out.push({ version: m[1]!, since: iso(row.time), how: m[2] ?? null, inForceAtStart: atStart });
+  };
+  if (input.policyBefore) add(input.policyBefore, true);
+  for (const e of input.listEvents) if (e.kind === 'list_load' && e.time < end) add(e, false);
+  return out;
+}
+
 /** The report, from plain input. Pure. */
 export function computeReport(input: ReportInput): Report {
-  const end = Math.max(input.from, Math.min(input.to, input.generatedAt));
+  const end = measuredEnd(input);
   const cats = input.categories;
   const blocked = { total: 0, byCategory: zeroed(cats) };
   const monitoredReq = { total: 0, byCategory: zeroed(cats) };
@@ -344,6 +408,10 @@ export function computeReport(input: ReportInput): Report {
     period: { from: iso(input.from), to: iso(input.to), measuredUntil: iso(end), seconds: (end - input.from) / 1000 },
     generatedAt: iso(input.generatedAt),
     journal: input.journalPath,
+    generator: input.generator ?? null,
+    appliance: input.appliance ?? null,
+    policies: policiesOver(input, end),
+    checkpoint: input.checkpoint ?? null,
     blockedRequests: blocked,
     blockedImages: {
       ...images,
@@ -355,6 +423,7 @@ export function computeReport(input: ReportInput): Report {
     filtering: filteringOver(input, end),
     selftests: selftestsOver(input),
     journalKeeping: keepingOver(input),
+    certification: computeFigures(input.figures, { lists: input.lists, selftests: input.selftests, listsOut: listsOver(input, end), noList: NO_LIST }),
   };
 }
 
@@ -375,6 +444,17 @@ export function reportCsv(r: Report): string {
   const rows: Array<[string, string, string, string | number | null]> = [];
   rows.push(['period', 'from', '', r.period.from], ['period', 'to', '', r.period.to], ['period', 'measured_until', '', r.period.measuredUntil]);
   rows.push(['period', 'generated_at', '', r.generatedAt]);
+  // Who made it and what covers it (issue 21): the csv's detached .sig signs these bytes too.
+  if (r.generator !== null) rows.push(['report', 'generator', '', r.generator]);
+  if (r.appliance) {
+    rows.push(['appliance', 'site_id', '', r.appliance.site.id], ['appliance', 'site_name', '', r.appliance.site.name]);
+    rows.push(['appliance', 'key', '', r.appliance.key], ['appliance', 'fingerprint', '', r.appliance.fingerprint]);
+  }
+  for (const p of r.policies) rows.push(['policy', p.version, p.inForceAtStart ? 'in_force_at_start' : 'loaded', p.since]);
+  if (r.checkpoint) {
+    rows.push(['checkpoint', 'size', '', r.checkpoint.size], ['checkpoint', 'root', '', r.checkpoint.root]);
+    rows.push(['checkpoint', 'time', '', r.checkpoint.time], ['checkpoint', 'reason', '', r.checkpoint.reason]);
+  }
   rows.push(['blocked_requests', 'total', '', r.blockedRequests.total]);
   for (const [c, n] of Object.entries(r.blockedRequests.byCategory)) rows.push(['blocked_requests', c, '', n]);
   rows.push(['blocked_images', 'total', '', r.blockedImages.total]);
@@ -401,6 +481,7 @@ export function reportCsv(r: Report): string {
   for (const [k, n] of Object.entries(j.aggregatedByReason)) rows.push(['journal', 'aggregated_events', k, n]);
   rows.push(['journal', 'lost_events', '', j.lostEvents]);
   for (const [k, n] of Object.entries(j.lostByReason)) rows.push(['journal', 'lost_events', k, n]);
+  rows.push(...figuresCsvRows(r.certification));
   const lines = [['section', 'key', 'subkey', 'value'], ...rows].map((row) => row.map((v) => csvCell(v)).join(','));
   return `${lines.join('\r\n')}\r\n`;
 }

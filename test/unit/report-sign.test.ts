@@ -32,7 +32,7 @@ const basis: ReportBasis = {
   site: { id: 'venue-a', name: 'Kafe Ërë' },
   generator: 'safespot 0.0.0-test',
 };
-const body: SignInput = { from: basis.from, to: basis.to, checkpoint: { size: 42, root: Buffer.alloc(32, 7) }, basis };
+const body: SignInput = { from: basis.from, to: basis.to, checkpoint: { size: 42, root: Buffer.alloc(32, 7), time: Date.UTC(2026, 3, 1, 0, 5), reason: 'report' }, basis };
 const report = { period: { from: '2026-01-01T00:00:00.000Z' }, blockedRequests: { total: 3, byCategory: { adult: 3, csam: 0 } } };
 
 t.test('canonical JSON sorts keys at every depth and drops undefined', async (t) => {
@@ -90,12 +90,12 @@ t.test('the note parser: round trip, every truncation and every one-byte change 
   for (let i = 0; i < text.length; i++) if (parseReportNote(text.slice(0, i)).ok) accepted++;
   t.equal(accepted, 0, 'no truncation parses');
   // A changed byte either fails to parse or parses to a different body (never silently the same).
-  const same = JSON.stringify(p.ok ? { ...p.value, checkpoint: { size: p.value.checkpoint?.size, root: p.value.checkpoint?.root.toString('hex') } } : null);
+  const same = JSON.stringify(p.ok ? { ...p.value, checkpoint: { ...p.value.checkpoint, root: p.value.checkpoint?.root.toString('hex') } } : null);
   let silent = 0;
   for (let i = 0; i < text.length; i++) {
     const mutated = text.slice(0, i) + String.fromCharCode(text.charCodeAt(i) ^ 1) + text.slice(i + 1);
     const q = parseReportNote(mutated);
-    if (q.ok && JSON.stringify({ ...q.value, checkpoint: { size: q.value.checkpoint?.size, root: q.value.checkpoint?.root.toString('hex') } }) === same) silent++;
+    if (q.ok && JSON.stringify({ ...q.value, checkpoint: { ...q.value.checkpoint, root: q.value.checkpoint?.root.toString('hex') } }) === same) silent++;
   }
   t.equal(silent, 0, 'no one-byte change parses to the same signature');
   // The signed note over it: any flipped byte fails verification.

@@ -107,6 +107,20 @@ t.test('fraction of the period with filtering active (hours of a 10 h period)', 
   t.equal(computeReport(input({ generatedAt: T0 - H })).filtering.activeFraction, null, 'nothing elapsed: no fraction');
 });
 
+t.test('a report made while the appliance runs does not count the heartbeat lag as down (issue 21)', async (t) => {
+  // Generated at 6 h, the session open, its last sign of life 8 s earlier (heartbeat every 10 s).
+  const gen = T0 + 6 * H;
+  const live = computeReport(input({ stateBefore: row('filtering_active', T0 - H), generatedAt: gen, session: { open: true, lastAlive: gen - 8_000 } }));
+  t.equal(live.filtering.downSeconds, 0, 'no down seconds at the end');
+  t.same(live.filtering.gaps, [], 'no gap');
+  t.equal(live.filtering.activeFraction, 1);
+  t.equal(live.period.measuredUntil, new Date(gen - 8_000).toISOString(), 'measured until the last sign of life, not claimed beyond it');
+  // A last sign of life older than the live window: it died; the time after it is down.
+  const dead = computeReport(input({ stateBefore: row('filtering_active', T0 - H), generatedAt: gen, session: { open: true, lastAlive: gen - 60_000 } }));
+  t.equal(dead.filtering.downSeconds, 60, 'a session silent for a minute counts as down from its last sign of life');
+  t.equal(dead.period.measuredUntil, new Date(gen).toISOString());
+});
+
 t.test('largest gap between successful list refreshes', async (t) => {
   const cases: Array<{ name: string; in: Partial<ReportInput>; gapHours: number; counts: [number, number, number] }> = [
     {
