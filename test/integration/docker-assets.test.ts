@@ -177,9 +177,14 @@ t.test('dashboard: valid JSON, titled panels with unique ids, no overlaps, the a
   }
   const variable = d.templating.list.find((v: any) => v.name === 'instance');
   t.ok(variable, 'template variable `instance`');
-  t.match(variable?.definition ?? '', /label_values\(safespot_[a-z_]+, instance\)/, 'instance values come from a safespot metric');
+  t.match(variable?.definition ?? '', /label_values\(safespot_[a-z_]+(\{venue=~"\$venue"\})?, instance\)/, 'instance values come from a safespot metric (of the chosen venues)');
   t.equal(variable?.includeAll, true, 'All is selectable (fleets)');
   t.equal(variable?.multi, true, 'several appliances selectable');
+  // The venue a city's store labels series with (issue 20); All is `.*`, which also matches series
+  // without the label, so a single appliance scraped directly still shows its data.
+  const venue = d.templating.list.find((v: any) => v.name === 'venue');
+  t.match(venue, { type: 'query', definition: 'label_values(safespot_build_info, venue)', multi: true, includeAll: true, allValue: '.*' }, 'template variable `venue`, All = .*');
+  t.ok(d.templating.list.indexOf(venue) < d.templating.list.indexOf(variable), 'venue comes before the appliance it narrows');
 });
 
 t.test('dashboard: every query uses documented metrics, each selected by $instance, and parses as PromQL', async (t) => {
@@ -197,6 +202,7 @@ t.test('dashboard: every query uses documented metrics, each selected by $instan
     for (const s of sels) {
       t.ok(isDocumented(s.name, documented), `"${panel}": ${s.name} is in docs/metrics.md`);
       t.match(s.matchers, /instance=~"\$instance"/, `"${panel}": ${s.name} is selected by the appliance selector`);
+      t.match(s.matchers, /venue=~"\$venue"/, `"${panel}": ${s.name} is selected by the venue selector`);
     }
   }
   // PromQL syntax: the queries, with Grafana's macros filled in, as recording rules for promtool.
@@ -204,7 +210,7 @@ t.test('dashboard: every query uses documented metrics, each selected by $instan
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const rules = exprs.map((e, i) => ({
     record: `dashboard:query_${i}`,
-    expr: e.expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '1d').replaceAll('$instance', '.*'),
+    expr: e.expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '1d').replaceAll('$instance', '.*').replaceAll('$venue', '.*'),
   }));
   writeFileSync(join(dir, 'queries.yml'), stringifyYaml({ groups: [{ name: 'dashboard', rules }] }));
   const check = promtool(['check', 'rules', 'queries.yml'], dir);
