@@ -409,7 +409,8 @@ t.test('wired end to end: refresher → compile in a worker thread → atomic sw
   const { CompileWorker } = await import('../../appliance/lists/compile-worker.js');
   const { PolicyHolder } = await import('../../policy/policy.js');
   const { parseUrlList } = await import('../../policy/lists.js');
-  const compiler = new CompileWorker();
+  // inlineBytes 0: these lists are small, and this test is about the worker thread's path.
+  const compiler = new CompileWorker({ inlineBytes: 0 });
   t.teardown(() => compiler.close());
   const holder = new PolicyHolder();
   // An image hash list rides along, so the test also shows image parts crossing the thread.

@@ -46,7 +46,10 @@ t.test('restart with the same lists and options: no compile, no compile worker',
   const { dir, config } = tempConfig(t, 'start-unchanged', []);
   const write = (allow: string) => writeFileSync(config, [...configLines(dir, allow), `journal: { path: ${join(dir, 'journal.db')} }`, `state: { dir: ${join(dir, 'state')} }`, ''].join('\n'));
   write('');
-  writeFileSync(join(dir, 'adult.txt'), 'a.test\nb.test\n');
+  // Above INLINE_BYTES (256 KiB): a list this size is compiled in the worker, whose start is the
+  // evidence of a compile here (smaller lists compile on the main thread, compile-worker-inline.test).
+  const filler = Array.from({ length: 20_000 }, (_, i) => `filler${i}.blocked.test\n`).join('');
+  writeFileSync(join(dir, 'adult.txt'), `a.test\nb.test\n${filler}`);
 
   const first = await run(t, config);
   t.match(first, /compile worker started/, 'the first start compiles in the worker');
@@ -59,7 +62,7 @@ t.test('restart with the same lists and options: no compile, no compile worker',
   t.notMatch(second, /"policy in force"[^\n]*"how":"compiled"/, 'no compiled policy was swapped in');
 
   // A changed list file: compiled again, and the new entry is enforced.
-  writeFileSync(join(dir, 'adult.txt'), 'a.test\nb.test\nc.test\n');
+  writeFileSync(join(dir, 'adult.txt'), `a.test\nb.test\nc.test\n${filler}`);
   const app = await serve(config);
   try {
     t.match(app.log(), /compile worker started/, 'a changed list is compiled');
