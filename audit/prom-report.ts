@@ -485,7 +485,6 @@ export async function buildPromReport(src: PromSource, opts: { from: number; to:
           continue;
         }
         if (windows.length > 1 && !downs && !carry && c >= expected - 1) continue;
-        carry = false;
         const ctx = interval ? 3 * interval : full;
         const rows = await api.instant(`${seriesSelector(metric)}[${Math.ceil(w.e - w.s + ctx)}ms]`, w.e - 1);
         const samples = rows[0]?.values ?? [];
@@ -496,9 +495,14 @@ export async function buildPromReport(src: PromSource, opts: { from: number; to:
           // A gap that began in the previous (skipped) window starts at its last sample, in the context.
           const lo = samples.some(([ts]) => ts < w.s) ? Math.max(from, w.s - ctx) : w.s;
           const found = findGaps(samples, interval, lo, w.e);
+          // A missing stretch carried in from the previous window lasts until this window's first
+          // sample, however short the rest is: findGaps alone would not count a stretch from the
+          // edge shorter than its tolerance (a second lost per window edge).
+          const first = samples.find(([ts]) => ts >= w.s)?.[0] ?? w.e;
+          if (carry && lo === w.s && first > w.s) gaps.push({ from: w.s, to: first, kind: 'missing' });
           gaps.push(...found);
           carry = found.some((g) => g.to >= w.e);
-        }
+        } else carry = false;
       }
       // Windows' gaps that touch are one gap.
       const merged: typeof gaps = [];
