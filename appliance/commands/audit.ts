@@ -10,6 +10,7 @@ import type { Command } from '../io.js';
 import { parseCommandArgs } from '../io.js';
 import { KEY_USAGE, runKey, runVerify, VERIFY_USAGE } from './audit-verify.js';
 import { PROM_USAGE, runPromReport } from './audit-city.js';
+import { MERGE_USAGE, runMerge } from './audit-merge.js';
 
 const USAGE =
   'safespot audit report --config FILE --from ISO8601 --to ISO8601 [--format json|csv|html] [--out FILE] [--lang en|sq] [--journal FILE]\n' +
@@ -38,6 +39,8 @@ export const run: Command = async (args, io) => {
   const sub = args[0];
   if (sub === 'key') return runKey(args, io);
   if (sub === 'verify') return runVerify(args, io);
+  // `merge` (issue 20): one city table from signed venue reports, appliance/commands/audit-merge.ts.
+  if (sub === 'merge') return runMerge(args, io);
   return runReport(args, io);
 };
 
@@ -61,7 +64,7 @@ const runReport: Command = async (args, io) => {
     true,
   );
   if (positionals.length !== 1 || positionals[0] !== 'report') {
-    throw new SafespotError('ERR_USAGE', `expected the subcommand "report", "key" or "verify"\nusage: ${USAGE}\n       ${KEY_USAGE}\n       ${VERIFY_USAGE}`);
+    throw new SafespotError('ERR_USAGE', `expected the subcommand "report", "key", "verify" or "merge"\nusage: ${USAGE}\n       ${KEY_USAGE}\n       ${VERIFY_USAGE}\n       ${MERGE_USAGE}`);
   }
   const problems: string[] = [];
   if (!values.config && !values.journal && !values.prometheus) problems.push('--config FILE (or --journal FILE) is required');
