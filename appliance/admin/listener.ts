@@ -5,7 +5,11 @@
  *
  * With a token, every route except /healthz (and extra routes marked public) needs
  * `Authorization: Bearer <token>`, compared in constant time over SHA-256 digests (equal lengths,
- * so neither the content nor the length of the token leaks through timing). Without a token the
+ * so neither the content nor the length of the token leaks through timing). A route marked
+ * `browser` (the venue's status page) also takes the token as the password of HTTP Basic
+ * authentication, for GET and HEAD only, and its 401 asks for Basic, so a browser prompts for it:
+ * a browser resends Basic credentials on its own, to any request to this origin, so a state-changing
+ * route (POST /reload) must never accept them (a page elsewhere could post to it). Without a token the
  * listener must be on loopback. It never serves list content or client data: only the registry,
  * the readiness reasons and what extraRoutes serve.
  */
@@ -17,8 +21,11 @@ import type { Registry } from 'prom-client';
 import { ERRORS, SafespotError } from '../../policy/errors.js';
 
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
-/** A handler (token-protected like /metrics), or one marked public (no token, e.g. the CA download). */
-export type Route = RouteHandler | { handler: RouteHandler; public: boolean };
+/**
+ * A handler (token-protected like /metrics), or one marked public (no token, e.g. the CA download),
+ * or a read-only page marked browser (the token also as a Basic password, GET and HEAD only).
+ */
+export type Route = RouteHandler | { handler: RouteHandler; public: boolean; browser?: boolean };
 
 export interface AdminOptions {
   host: string;
@@ -73,6 +80,18 @@ export function bearerMatches(header: string | undefined, expected: Buffer): boo
   return timingSafeEqual(given, expected) && m !== null;
 }
 
+/**
+ * Constant-time check of `Authorization: Basic base64(user:password)` whose password is the token
+ * (any user name: the token is the secret). Malformed base64 or no colon never matches.
+ */
+export function basicMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = /^Basic[ ]+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header ?? '');
+  const pair = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
+  const colon = pair.indexOf(':');
+  const given = digest(colon >= 0 ? pair.slice(colon + 1) : '');
+  return timingSafeEqual(given, expected) && colon >= 0;
+}
+
 function send(res: http.ServerResponse, status: number, type: string, body: string, head: boolean, extra: http.OutgoingHttpHeaders = {}): void {
   res.writeHead(status, {
     'content-type': type,
@@ -93,10 +112,15 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   }
   if (opts.token !== undefined && opts.token.length === 0) throw new SafespotError('ERR_CONFIG_INVALID', 'the admin token is empty');
   const expected = opts.token === undefined ? null : digest(opts.token);
-  const extra = new Map<string, { handler: RouteHandler; public: boolean }>();
+  const extra = new Map<string, { handler: RouteHandler; public: boolean; browser?: boolean }>();
   for (const [path, route] of Object.entries(opts.extraRoutes ?? {})) {
     extra.set(path, typeof route === 'function' ? { handler: route, public: false } : route);
   }
+  const authorized = (req: http.IncomingMessage, browser: boolean, expected: Buffer): boolean => {
+    const auth = req.headers.authorization;
+    if (bearerMatches(auth, expected)) return true;
+    return browser && (req.method === 'GET' || req.method === 'HEAD') && basicMatches(auth, expected);
+  };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET';
@@ -115,8 +139,10 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       return;
     }
     const isPublic = path === '/healthz' || (route?.public ?? false);
-    if (expected && !isPublic && !bearerMatches(req.headers.authorization, expected)) {
-      send(res, ERRORS.ERR_UNAUTHORIZED.http, 'text/plain; charset=utf-8', 'unauthorized\n', head, { 'www-authenticate': 'Bearer realm="safespot-admin"' });
+    if (expected && !isPublic && !authorized(req, route?.browser ?? false, expected)) {
+      // A browser page asks for Basic (the browser's own prompt: any user name, the token as password).
+      const challenge = route?.browser ? 'Basic realm="safespot venue status", charset="UTF-8"' : 'Bearer realm="safespot-admin"';
+      send(res, ERRORS.ERR_UNAUTHORIZED.http, 'text/plain; charset=utf-8', 'unauthorized\n', head, { 'www-authenticate': challenge });
       return;
     }
     if (route) {

@@ -15,7 +15,7 @@ export function applianceRoutes(
   reloadFromFile: (trigger: 'http') => Promise<ReloadResult>,
   forwardPort: () => number | undefined,
   extra: Readonly<Record<string, Route>> = {},
-  /** What the venue's status page at `/` reads (status-page.ts); token-protected like /metrics. */
+  /** What the venue's status page at `/` reads (status-page.ts); token-protected like /metrics (Basic too: listener.ts). */
   status?: Omit<StatusSources, 'config'>,
 ): Record<string, Route> {
   // Read on each request: admin.pacProxy follows a reload (the listener's address is as started).
@@ -23,7 +23,8 @@ export function applianceRoutes(
   const pac = { handler: pacRoute(() => config().admin?.pacProxy, forwardPort, forwardHost), public: true };
   return {
     ...extra,
-    ...(status ? { '/': statusPageRoute({ ...status, config }) } : {}),
+    // browser: the token is also taken as a Basic password here (GET/HEAD only), so staff can open it.
+    ...(status ? { '/': { handler: statusPageRoute({ ...status, config }), public: false, browser: true } } : {}),
     '/proxy.pac': pac,
     '/wpad.dat': pac,
     '/reload': (req, res) => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createMetrics, metricsObserver } from '../../audit/metrics.js';
-import { bearerMatches, isLoopbackHost, readTokenFile, startAdmin } from '../../appliance/admin/listener.js';
+import { basicMatches, bearerMatches, isLoopbackHost, readTokenFile, startAdmin } from '../../appliance/admin/listener.js';
 import { createHash } from 'node:crypto';
 
 const TOKEN = 'admin-token-abcdefghijklmnop';
@@ -145,6 +145,13 @@ t.test('token file reading and the constant-time comparison', async (t) => {
   t.notOk(bearerMatches(undefined, expected));
   t.notOk(bearerMatches('Bearer', expected));
   t.notOk(bearerMatches(`Bearer ${TOKEN} extra`, expected));
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  t.ok(basicMatches(`Basic ${b64(`staff:${TOKEN}`)}`, expected), 'Basic: the token as the password');
+  t.ok(basicMatches(`basic ${b64(`:${TOKEN}`)}`, expected), 'Basic: any user name, the scheme in any case');
+  t.notOk(basicMatches(`Basic ${b64(`a:b:${TOKEN}`)}`, expected), 'the password is all after the first colon');
+  for (const bad of [undefined, 'Basic', `Basic ${b64(TOKEN)}`, `Basic ${b64(`${TOKEN}:`)}`, `Basic ${b64(`staff:${TOKEN}x`)}`, `Basic ${b64(`staff:${TOKEN}`)} extra`, `Bearer ${b64(`staff:${TOKEN}`)}`, 'Basic %%%%', `Basic ${TOKEN}`]) {
+    t.notOk(basicMatches(bad, expected), `Basic refused: ${String(bad)}`);
+  }
 });
 
 t.test('a throwing route or readiness check is a 500, and the listener carries on; close() ends keep-alive connections', async (t) => {

@@ -208,29 +208,55 @@ t.test('the status page shows what was blocked, by category, and nothing about g
   }
 });
 
-t.test('with a token, / is refused exactly as /metrics is', async (t) => {
+t.test('with a token: / takes it as a bearer or as a Basic password (GET, HEAD), and nothing else does', async (t) => {
   const { dir, config } = statusConfig(t, 'status-token', 'admin: { host: 127.0.0.1, port: 0, tokenFile: token.txt }');
   const token = 'status-page-test-token-0123456789';
   writeFileSync(join(dir, 'token.txt'), `${token}\n`, { mode: 0o600 });
   const app = await serve(config);
   t.teardown(() => void app.child.kill('SIGKILL'));
+  const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
-  for (const auth of [undefined, 'Bearer wrong-token-wrong-token-00', `Basic ${Buffer.from(`x:${token}`).toString('base64')}`, `Bearer ${token}x`]) {
+  for (const auth of [undefined, 'Bearer wrong-token-wrong-token-00', `Bearer ${token}x`, basic('staff', `${token}x`), basic(token, ''), `Basic ${token}`, 'Basic !!!!', basic('', '')]) {
     const headers: Record<string, string> = auth ? { authorization: auth } : {};
     const status = await page(app, '/', headers);
     const metrics = await page(app, '/metrics', headers);
     t.equal(status.status, 401, `${auth ?? 'no token'}: / refused`);
-    t.same(
-      { status: status.status, body: status.body, auth: status.headers['www-authenticate'] },
-      { status: metrics.status, body: metrics.body, auth: metrics.headers['www-authenticate'] },
-      `${auth ?? 'no token'}: the same refusal as /metrics`,
-    );
+    t.equal(metrics.status, 401, `${auth ?? 'no token'}: /metrics refused`);
+    t.equal(status.body, metrics.body, `${auth ?? 'no token'}: the same refusal body as /metrics`);
+    t.match(status.headers['www-authenticate'], /^Basic realm="safespot venue status"/, '/ asks for Basic, so a browser prompts');
+    t.equal(metrics.headers['www-authenticate'], 'Bearer realm="safespot-admin"', '/metrics still asks for a bearer');
+    t.notOk(status.body.includes(token), 'no token in a refusal');
   }
-  const ok = await page(app, '/', { authorization: `Bearer ${token}` });
-  t.equal(ok.status, 200, 'with the token: the page');
-  t.match(ok.body, /id="filtering" data-active="1"/);
-  t.notOk(ok.body.includes(token), 'the token is not on the page');
+  for (const [what, auth] of [['bearer', `Bearer ${token}`], ['Basic, any user', basic('staff', token)], ['Basic, empty user', basic('', token)]] as const) {
+    const ok = await page(app, '/', { authorization: auth });
+    t.equal(ok.status, 200, `${what}: the page`);
+    t.match(ok.body, /id="filtering" data-active="1"/);
+    t.notOk(ok.body.includes(token), 'the token is not on the page');
+  }
+  // HEAD takes Basic too; but Basic opens nothing else: a browser resends it by itself to any
+  // request to this origin, so a page elsewhere could make it POST /reload or read /metrics.
+  const head = await request(`http://127.0.0.1:${app.admin}/`, { method: 'HEAD', headers: { authorization: basic('staff', token) } });
+  await head.body.dump();
+  t.equal(head.statusCode, 200, 'HEAD / with Basic');
+  const post = await request(`http://127.0.0.1:${app.admin}/`, { method: 'POST', headers: { authorization: basic('staff', token) } });
+  await post.body.dump();
+  t.equal(post.statusCode, 401, 'POST / with Basic: refused before the route');
+  const reload = await request(`http://127.0.0.1:${app.admin}/reload`, { method: 'POST', headers: { authorization: basic('staff', token) } });
+  t.equal(reload.statusCode, 401, 'POST /reload with Basic: refused');
+  t.equal(reload.headers['www-authenticate'], 'Bearer realm="safespot-admin"');
+  await reload.body.dump();
+  t.equal((await page(app, '/metrics', { authorization: basic('staff', token) })).status, 401, '/metrics with Basic: refused');
+  t.equal((await page(app, '/readyz', { authorization: basic('staff', token) })).status, 401, '/readyz with Basic: refused');
   t.equal((await page(app, '/healthz')).status, 200, '/healthz stays public');
+
+  // A real browser: credentials in the address (what a bookmark or the prompt gives) open the
+  // page; without them Chromium gets the 401 and shows no status.
+  const url = `http://127.0.0.1:${app.admin}/?lang=en`;
+  const withCreds = await chromium([...CHROMIUM_FLAGS, `--user-data-dir=${mkdtempSync(join(dir, 'profile-'))}`, '--dump-dom', url.replace('http://', `http://staff:${token}@`)]);
+  t.equal(withCreds.code, 0, 'chromium ran');
+  t.match(withCreds.stdout, /id="filtering" data-active="1"/, 'Chromium with the token as its Basic password: the status page');
+  const without = await chromium([...CHROMIUM_FLAGS, `--user-data-dir=${mkdtempSync(join(dir, 'profile-'))}`, '--dump-dom', url]);
+  t.notMatch(without.stdout, /id="filtering"/, 'Chromium without it: no status shown');
 });
 
 t.test('with workers, the primary shows the blocks every worker served', async (t) => {
