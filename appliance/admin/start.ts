@@ -1,8 +1,8 @@
 /**
  * The admin listener of a running appliance, the same for one process (serve.ts) and for the
  * primary of a cluster (serve/cluster.ts): the token (admin.tokenFile, or SAFESPOT_ADMIN_TOKEN_FILE
- * in containers), the routes (reload, PAC, CA), and its bound address registered as an endpoint the
- * proxy must never reach. A failed start runs the caller's cleanup before the error goes on, so
+ * in containers), the routes (reload, PAC, CA, the status page at /), and its bound address
+ * registered as an endpoint the proxy must never reach. A failed start runs the caller's cleanup before the error goes on, so
  * neither composition leaves a journal or a policy manager open behind it.
  */
 import type { Registry } from 'prom-client';
