@@ -7,7 +7,8 @@
  * Proven: each venue's row is exactly its own report's figures, and each report is exactly what its
  * journal gives (`audit verify --key K REPORT --journal J`, exit 0); the city's counts are the sums;
  * the filtering share is weighted by measured time and distinct sites are shown per venue, never as
- * a sum; text, json and csv; --keys DIR. Refused (exit 1, the file named): one byte edited, a key not
+ * a sum; a real Prometheus scraping the three venues gives the same per-venue and city figures
+ * through `audit report --prometheus` (the other way to the city table); text, json and csv; --keys DIR. Refused (exit 1, the file named): one byte edited, a key not
  * given, one venue twice over overlapping periods, one site signed by two keys, an unreadable file,
  * not a report, an unsigned report, a csv report, different periods (accepted with
  * --allow-different-periods, each period shown). Bad usage: exit 2, every problem listed.
@@ -19,6 +20,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { CLI_DEMO_DIR, runCli, serve, tempConfig, type Running } from '../helpers/appliance.js';
+import { havePrometheus } from '../helpers/prometheus.js';
+import { api, freePort, startProm, waitFor } from '../helpers/prom-process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,6 +43,7 @@ interface Venue {
   dir: string;
   config: string;
   run: Running;
+  admin: number;
   key: string;
   fingerprint: string;
 }
@@ -47,6 +51,7 @@ interface Venue {
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 t.test('audit merge: signed venue reports in one city table, and every refusal', async (t) => {
+  if (!havePrometheus()) throw new Error('prometheus is not installed: run `bash test/setup-system.sh` as root (or `apt-get install -y prometheus`)');
   // The origin of a listed image (sha256 list, category csam), generated now: synthetic noise.
   const image = await sharp(randomBytes(32 * 32 * 3), { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
   const origin = createServer((_req, res) => res.writeHead(200, { 'content-type': 'image/png', 'content-length': String(image.length) }).end(image));
@@ -60,9 +65,10 @@ t.test('audit merge: signed venue reports in one city table, and every refusal',
   const names: Record<string, string> = { lake: 'Liqeni Artificial', square: 'Sheshi Skënderbej', park: 'Parku i Madh' };
   const from = new Date(Date.now() - 5_000).toISOString();
   for (const id of Object.keys(names)) {
+    const admin = await freePort(); // fixed, so the central Prometheus finds park again after its restart
     const { dir, config } = tempConfig(t, `merge-${id}`, [
       'listeners: { forward: { host: 127.0.0.1, port: 0 }, http: { host: 127.0.0.1, port: 0 } }',
-      'admin: { host: 127.0.0.1, port: 0 }',
+      `admin: { host: 127.0.0.1, port: ${admin} }`,
       `site: { id: ${id}, name: "${names[id]}" }`,
       `upstream: { hosts: { img.test: "127.0.0.1:${originPort}" } }`,
       'lists:',
@@ -78,13 +84,28 @@ t.test('audit merge: signed venue reports in one city table, and every refusal',
     t.equal(k.code, 0, k.stderr);
     const key = join(keysDir, 'keys', `${id}.pub`);
     writeFileSync(key, k.stdout);
-    venues[id] = { id, dir, config, run, key, fingerprint: /fingerprint (sha256:[0-9a-f]{64})/.exec(k.stderr)![1]! };
+    venues[id] = { id, dir, config, run, admin, key, fingerprint: /fingerprint (sha256:[0-9a-f]{64})/.exec(k.stderr)![1]! };
   }
   t.teardown(() => {
     for (const v of Object.values(venues)) v.run.child.kill('SIGKILL');
   });
   const [lake, square, park] = [venues.lake!, venues.square!, venues.park!];
   t.equal(new Set(Object.values(venues).map((v) => v.fingerprint)).size, 3, 'three state dirs, three keys');
+
+  // A central Prometheus scraping the three venues (1 s), each labelled with its venue, for the other
+  // way to the city figures (`audit report --prometheus`) over the same traffic.
+  const promPort = await freePort();
+  const centre = `http://127.0.0.1:${promPort}`;
+  const targets = Object.values(venues).map((v) => `      - { targets: ["127.0.0.1:${v.admin}"], labels: { venue: ${v.id} } }`);
+  writeFileSync(join(keysDir, 'prom.yml'), ['global: { scrape_interval: 1s, scrape_timeout: 900ms }', 'scrape_configs:', '  - job_name: safespot', '    static_configs:', ...targets, ''].join('\n'));
+  const prom = await startProm([`--config.file=${join(keysDir, 'prom.yml')}`, `--storage.tsdb.path=${join(keysDir, 'tsdb')}`], promPort);
+  t.teardown(() => prom.stop());
+  const blocksAtCentre = async (id: string): Promise<number | undefined> => {
+    const r = await api(centre, `sum(safespot_requests_total{venue="${id}", action="block", listener!="selftest"})`);
+    return r.length === 1 ? Number(r[0]!.value![1]) : undefined;
+  };
+  const arrived = (id: string, n: number) => waitFor(`${n} blocks of ${id} at the centre`, async () => (await blocksAtCentre(id)) === n, 60_000);
+  for (const id of Object.keys(venues)) await arrived(id, 0);
 
   // Traffic: lake 3 adult + 1 malware (forward) + 1 image; square 2 adult (forward) + 2 adult over
   // the transparent listener (two hosts) + 2 images; park 1 adult, restarted (down 2 s), then 1 malware.
@@ -99,14 +120,27 @@ t.test('audit merge: signed venue reports in one city table, and every refusal',
   await blocked(square, 'http://adult-images.test/i', 1, true);
   await blocked(square, 'http://img.test/b.png', 2);
   await blocked(park, 'http://blocked.test/', 1);
+  await arrived('park', 1); // scraped before the stop (a block after the last scrape never reaches Prometheus)
   park.run.child.kill('SIGTERM');
   t.equal(await park.run.exited, 0, 'park stops');
   await sleep(2_000);
   park.run = await serve(park.config);
   await blocked(park, 'http://malware.test/y', 1);
   await sleep(800); // flushed to the journals
+  await arrived('lake', 4);
+  await arrived('square', 4);
+  await arrived('park', 1); // its counters restarted at 0
 
-  const to = new Date(Date.now() + 3_600_000).toISOString();
+  // The period ends in the past, once the centre holds samples beyond it.
+  const toMs = Math.ceil(Date.now() / 1000) * 1000 + 1000;
+  const to = new Date(toMs).toISOString();
+  await sleep(toMs - Date.now() + 50);
+  for (const id of Object.keys(venues)) {
+    await waitFor(`${id}'s samples past the period end`, async () => {
+      const r = await api(centre, `timestamp(up{venue="${id}"})`);
+      return r.length === 1 && Number(r[0]!.value![1]) * 1000 > toMs + 1500;
+    });
+  }
   const report = async (v: Venue, name: string, extra: string[] = [], period = ['--from', from, '--to', to]) => {
     const out = join(v.dir, name);
     const r = await runCli(['audit', 'report', '--config', v.config, ...period, '--format', 'json', '--out', out, ...extra]);
@@ -180,6 +214,25 @@ t.test('audit merge: signed venue reports in one city table, and every refusal',
   t.same([c.distinctBlockedSites.atLeast, c.distinctBlockedSites.atMost], [3, 7], 'only the bounds: the largest venue and the sum');
   t.match(c.distinctBlockedSites.note, /not summed/);
   t.ok(m.notSummed.some((s: string) => /weighted by measured time/.test(s)));
+
+  // The other way: the centre's figures per venue and for the city are the merge's.
+  const central = await runCli(['audit', 'report', '--prometheus', centre, '--venue-label', 'venue', '--from', from, '--to', to]);
+  t.equal(central.code, 0, `the city report from the centre: ${central.stderr}`);
+  const p = JSON.parse(central.stdout) as Json;
+  const nonZero = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).filter(([, n]) => n > 0));
+  for (const [i, id] of ['lake', 'square', 'park'].entries()) {
+    const pv = (p.venues as Json[]).find((v) => v.venue === id)!;
+    const f = m.venues[i].figures as Json;
+    t.equal(pv.blockedRequests.total, f.blockedRequests.total, `${id}: blocked requests, centre = merge (${f.blockedRequests.total})`);
+    t.same(nonZero(pv.blockedRequests.byCategory), nonZero(f.blockedRequests.byCategory), `${id}: by category, centre = merge`);
+    t.equal(pv.blockedImages.total, f.blockedImages.total, `${id}: blocked images, centre = merge`);
+    t.same(nonZero(pv.blockedImages.byMatch), nonZero(f.blockedImages.byMatch), `${id}: images by match, centre = merge`);
+    t.equal(pv.monitoredRequests.total, f.monitored.requests, `${id}: monitored, centre = merge`);
+  }
+  t.equal(p.city.blockedRequests.total, c.blockedRequests.total, 'the city: centre = merge');
+  t.same(nonZero(p.city.blockedRequests.byCategory), nonZero(c.blockedRequests.byCategory));
+  t.equal(p.city.blockedImages.total, c.blockedImages.total);
+  t.ok((p.venues as Json[]).find((v) => v.venue === 'park')!.restarts.length === 1, 'the centre saw park restart (its counters reset)');
 
   // Text (the default) and CSV, and --keys DIR.
   const text = await runCli(['audit', 'merge', '--keys', join(keysDir, 'keys'), ...all]);
