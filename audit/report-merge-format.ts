@@ -145,7 +145,8 @@ export function mergeCsv(m: CityMerge): string {
   const names = labels(m);
   const c = m.city;
   const rows: Row[] = [
-    [CITY, 'merge', 'signed', '', 'no: derived from the signed reports below, which remain the evidence'],
+    [CITY, 'merge', 'signed', '', 'no'],
+    [CITY, 'merge', 'note', '', m.note],
     [CITY, 'period', 'from', '', m.period.from],
     [CITY, 'period', 'to', '', m.period.to],
     [CITY, 'period', 'common', '', m.period.common ? 'yes' : 'no'],
