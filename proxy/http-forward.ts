@@ -22,6 +22,7 @@ import { clientRange, tapImage, wholeRequestHeaders, type ClientRange } from './
 import { HOOK_FAILED, type EdgeContext } from './options.js';
 import { endWith, handleErrors, rawHttpResponse, refuseHttp, refuseResponse } from './refuse.js';
 import { splice } from './tunnel.js';
+import type { Resolved } from './resolver.js';
 import { upstreamReason } from './upstream.js';
 import { connectUpstream, failUpstreamTls, openUpstreamRequest } from './upstream-tls.js';
 import { ambiguousPath, type HttpRoute } from './route.js';
@@ -137,7 +138,7 @@ export class HttpForwarder {
       req.resume();
       return;
     }
-    this.forward(req, res, route, verdict.connectHost ?? route.host, conn).catch((err: unknown) => this.fail(res, err));
+    this.forward(req, res, route, verdict.connectHost ?? route.host, conn);
   }
 
   private fail(res: ServerResponse, err: unknown, tlsName?: string): void {
@@ -153,17 +154,42 @@ export class HttpForwarder {
     res.end(`safespot: ${err instanceof SafespotError ? err.message : 'the upstream server failed'}\n`);
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, route: HttpRoute, connectHost: string, conn: ConnInfo): Promise<void> {
-    const { ctx } = this;
-    let dest;
+  /**
+   * Resolve and check the destination, then send. Without waiting when the name needs no DNS query
+   * (upstream.hosts, an IP literal, a fresh cached answer): no promise per request.
+   */
+  private forward(req: IncomingMessage, res: ServerResponse, route: HttpRoute, connectHost: string, conn: ConnInfo): void {
+    let now: Resolved | null;
     try {
-      dest = await ctx.upstream.destination(connectHost, route.port);
+      now = this.ctx.upstream.destinationNow(connectHost, route.port);
     } catch (err) {
       req.resume();
-      this.fail(res, err);
+      return this.fail(res, err);
+    }
+    if (now !== null) {
+      if (!res.destroyed) this.sendChecked(req, res, route, now, conn);
       return;
     }
-    if (res.destroyed) return;
+    this.ctx.upstream.destination(connectHost, route.port).then(
+      (dest) => {
+        if (!res.destroyed) this.sendChecked(req, res, route, dest, conn);
+      },
+      (err: unknown) => {
+        req.resume();
+        this.fail(res, err);
+      },
+    );
+  }
+
+  private sendChecked(req: IncomingMessage, res: ServerResponse, route: HttpRoute, dest: Resolved, conn: ConnInfo): void {
+    try {
+      this.sendFirst(req, res, route, dest, conn);
+    } catch (err) {
+      this.fail(res, err);
+    }
+  }
+
+  private sendFirst(req: IncomingMessage, res: ServerResponse, route: HttpRoute, dest: Resolved, conn: ConnInfo): void {
     const headers = endToEndFields(req.rawHeaders, req.httpVersion, route.authority);
     // No length and no chunks: no body (RFC 9112 §6.3). node:http would chunk an empty body for
     // POST and the like, where an object of headers got `Content-Length: 0`: the same here.
@@ -226,10 +252,15 @@ export class HttpForwarder {
       if (!res.writableFinished) upReq.destroy();
     };
     res.on('close', onClose);
-    if (whole === null) {
+    if (whole === null && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)) {
       req.on('error', () => upReq.destroy());
       req.pipe(upReq);
-    } else upReq.end();
+    } else {
+      // No body (RFC 9112 §6.3: neither length nor chunks), or the tap's refetch: the request is
+      // complete with its head, so no pipe (its half-dozen listeners per request). node:http drains
+      // the request itself when the response finishes; a client that goes away closes `res`.
+      upReq.end();
+    }
     upReq.on('response', (upRes) => {
       if (ctx.draining) res.shouldKeepAlive = false;
       const resHeaders = endToEndFields(upRes.rawHeaders, upRes.httpVersion);
