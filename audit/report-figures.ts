@@ -191,9 +191,21 @@ const STRINGS = {
   },
 } as const;
 
-function esc(value: unknown): string {
+export function esc(value: unknown): string {
   return String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
+
+/**
+ * A text cell's content in report-html.ts's markup: escaped, each ISO time in a `<span class="t">`
+ * that prints on one line (its hyphens are break opportunities: "2026-12-" then "08T00:…" on the
+ * next line), so a range "from – to" breaks only between its two times. And its class: "w" for a
+ * cell with a word too long for a column (a SHA-256 in an admin row's detail), which may break
+ * anywhere so that it cannot push the table past the page's edge. Other cells break only between
+ * words, so short columns never shrink to a letter a line.
+ */
+export const cellClass = (v: string): string => (/\S{33}/.test(v.replace(ISO_TIME, '')) ? ' class="w"' : '');
+export const cellText = (v: string): string => esc(v).replace(ISO_TIME, '<span class="t">$&</span>');
+const ISO_TIME = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z/g;
 
 function dur(seconds: number): string {
   const s = Math.round(seconds);
@@ -210,14 +222,14 @@ export function figuresHtml(c: CertificationFigures | undefined, lang: string = 
   const n = (v: number): string => v.toLocaleString(lang === 'sq' ? 'sq-AL' : 'en-US');
   const table = (head: readonly string[], rows: Array<Array<string | number>>): string => {
     const th = head.map((h) => `<th>${esc(h)}</th>`).join('');
-    const cell = (v: string | number) => `<td${typeof v === 'number' ? ' class="n"' : ''}>${esc(typeof v === 'number' ? n(v) : v)}</td>`;
+    const cell = (v: string | number) => (typeof v === 'number' ? `<td class="n">${esc(n(v))}</td>` : `<td${cellClass(v)}>${cellText(v)}</td>`);
     const body = rows.length ? rows.map((r) => `<tr>${r.map(cell).join('')}</tr>`).join('\n') : `<tr><td colspan="${head.length}">${esc(S.none)}</td></tr>`;
     return `<table><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
   };
   const d = c.distinctBlockedSites;
   const listenerRows: Array<Array<string | number>> = Object.entries(c.blockedRequestsByListener).map(([l, v]) => [l, '', v]);
   for (const p of c.blockedRequestsByListenerAndCategory) listenerRows.push([`  ${p.listener}`, p.category, p.count]);
-  return `<h2>${esc(S.title)}</h2>
+  return `<h2 class="part">${esc(S.title)}</h2>
 <h2>${esc(S.byListener)}</h2>
 ${table(S.listenerHead, listenerRows)}
 <h2>${esc(S.distinct.replace('{n}', n(d.total)))}</h2>

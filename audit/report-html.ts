@@ -3,18 +3,11 @@
  * external assets) that an auditor can open offline and print. Every value from the journal is
  * escaped; the markup is XHTML-style well-formed (every element closed) so that it also parses as XML.
  */
-import type { Report } from './report.js';
-import { figuresHtml } from './report-figures.js';
+import { NO_LIST, type Report } from './report.js';
+import { cellClass, cellText, esc, figuresHtml } from './report-figures.js';
 import { en, fill, REPORT_STRINGS, type ReportLang, type ReportStrings } from './report-strings.js';
 
-export function esc(value: unknown): string {
-  return String(value)
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
-}
+export { esc };
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const pct = (f: number | null): string => (f === null ? 'n/a' : `${(f * 100).toFixed(3)} %`);
@@ -30,11 +23,13 @@ function table(head: string[], rows: Array<Array<string | number>>, empty = 'non
   const th = head.map((h) => `<th>${esc(h)}</th>`).join('');
   // In a two-column table (label, value) the value may be a key or a hash: `mono` sets it so.
   const cell = (c: string | number, i: number) =>
-    `<td${typeof c === 'number' ? ' class="n"' : mono && i > 0 ? ' class="mono"' : ''}>${esc(typeof c === 'number' ? num(c) : c)}</td>`;
+    typeof c === 'number' ? `<td class="n">${esc(num(c))}</td>` : mono && i > 0 ? `<td class="mono">${esc(c)}</td>` : `<td${cellClass(c)}>${cellText(c)}</td>`;
   const body = rows.length
     ? rows.map((r) => `<tr>${r.map(cell).join('')}</tr>`).join('\n')
     : `<tr><td colspan="${head.length}">${esc(empty)}</td></tr>`;
-  return `<table><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  // A label/value table has no head: an empty head row would print as a doubled top border.
+  const thead = head.some((h) => h !== '') ? `<thead><tr>${th}</tr></thead>` : '';
+  return `<table>${thead}<tbody>\n${body}\n</tbody></table>`;
 }
 
 /** Stacked bars (requests, images) per day. */
@@ -76,20 +71,46 @@ ${bars}
 const STYLE = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #111; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #999; }
-table { border-collapse: collapse; margin: .5em 0; } th, td { border: 1px solid #bbb; padding: 2px 8px; text-align: left; vertical-align: top; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; } .note { color: #444; font-size: .9em; max-width: 50em; }
+h2.part { font-size: 1.35em; border-bottom: 2px solid #3b5b92; }
+table { border-collapse: collapse; margin: .5em 0; max-width: 100%; }
+th, td { border: 1px solid #bbb; padding: 2px 8px; text-align: left; vertical-align: top; }
+td.w { overflow-wrap: anywhere; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } .t { white-space: nowrap; }
+.note { color: #444; font-size: .9em; max-width: 50em; } .note code { white-space: nowrap; }
 code, pre, .mono { font-family: ui-monospace, monospace; font-size: .85em; overflow-wrap: anywhere; word-break: break-all; }
 pre { white-space: pre-wrap; background: #f3f3f3; border: 1px solid #bbb; padding: 6px 8px; max-width: 60em; }
 .verify { border: 2px solid #3b5b92; padding: 0 1em .5em; margin: 1em 0; max-width: 62em; }
 svg { max-width: 100%; height: auto; }
 svg text { font: 11px sans-serif; fill: #333; } svg .axis { stroke: #333; } svg .req { fill: #3b5b92; } svg .img { fill: #c0504d; }
 .key span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }
-@page { size: A4; margin: 14mm 12mm; }
+@page { size: A4; margin: 14mm 12mm 16mm; }
 @media print {
-  body { margin: 0; font-size: 10.5pt; } h2 { break-after: avoid; } table, svg, .verify { break-inside: avoid; }
-  th, td { padding: 1px 5px; } .key span, svg rect { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+  body { margin: 0; font-size: 10.5pt; } h1, h2 { break-after: avoid; } h2.part { break-before: page; }
+  table, svg, .verify, pre { break-inside: avoid; } tr { break-inside: avoid; } thead { display: table-header-group; }
+  th, td { padding: 1px 5px; }
+  .verify { max-width: none; box-sizing: border-box; } .verify table { width: 100%; }
+  .verify td:first-child { width: 26%; } .verify td.mono { font-size: .75em; } pre { max-width: none; }
+  .key span, svg rect, pre, .verify, h2.part { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
 `;
+
+/** A CSS string literal (for the page footer): quotes, backslashes and `<` escaped, one line. */
+const cssString = (s: string): string => `"${s.replace(/[\\"<>\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(16)} `)}"`;
+
+/**
+ * Every printed page says whose it is and where it belongs: the venue, its site id and the key's
+ * fingerprint at the foot, with "page / pages" (CSS @page margin boxes, CSS Paged Media 3 §5), so a
+ * page separated from the rest of a filed certificate still names the report it came from.
+ */
+function pageFooter(r: Report): string {
+  const who = r.appliance ? [r.appliance.site.name, r.appliance.site.id, r.appliance.fingerprint].filter((x) => x).join(' · ') : '';
+  const period = `${r.period.from} – ${r.period.to}`;
+  return `@page { @bottom-left { content: ${cssString(who ? `${who}\n${period}` : period)}; white-space: pre; font: 7pt ui-monospace, monospace; color: #444; }
+  @bottom-right { content: counter(page) " / " counter(pages); font: 8pt sans-serif; color: #444; } }`;
+}
+
+/** A note in the report's strings with `code` in backticks: escaped, the code kept on one line. */
+const withCode = (text: string): string => esc(text).replace(/`([^`]+)`/g, '<code>$1</code>');
 
 export interface HtmlOptions {
   /** The language of the page (default en). */
@@ -104,17 +125,19 @@ export function reportHtml(r: Report, opts: HtmlOptions = {}): string {
   const tbl = (head: readonly string[], rows: Array<Array<string | number>>, empty = S.none) => table([...head], rows, empty, n);
   const f = r.filtering;
   const cat = (m: Record<string, number>) => Object.entries(m).map(([k, v]) => [k, v] as Array<string | number>);
+  const listName = (id: string) => (id === NO_LIST ? S.allLists : id);
   const listRows = r.lists.map((l) => [
-    l.list,
+    listName(l.list),
     l.loads,
     l.refreshes,
     l.failures,
     l.lastSuccess ?? S.never,
     dur(l.largestGapSeconds),
-    l.largestGap ? `${l.largestGap.from} – ${l.largestGap.to}` : '',
+    // A no-break space keeps the dash with the first time when the range wraps.
+    l.largestGap ? `${l.largestGap.from}\u00a0– ${l.largestGap.to}` : '',
   ]);
   const HISTORY_ROWS = 500;
-  const history = r.lists.flatMap((l) => l.history.map((h) => [h.time, l.list, h.kind, h.detail ?? ''] as Array<string | number>));
+  const history = r.lists.flatMap((l) => l.history.map((h) => [h.time, listName(l.list), h.kind, h.detail ?? ''] as Array<string | number>));
   history.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
   const historyNote = history.length > HISTORY_ROWS ? `<p class="note">${esc(fill(S.moreHistory, { n: n(history.length - HISTORY_ROWS) }))}</p>` : '';
   const result = (x: string) => (x === 'pass' ? S.pass : x === 'fail' ? S.fail : x);
@@ -136,7 +159,7 @@ export function reportHtml(r: Report, opts: HtmlOptions = {}): string {
 <head>
 <meta charset="utf-8" />
 <title>${esc(`${S.title} ${r.period.from} – ${r.period.to}`)}</title>
-<style>${STYLE}</style>
+<style>${STYLE}${pageFooter(r)}</style>
 </head>
 <body>
 <h1>${esc(S.title)}${r.appliance?.site.name ? ` – ${esc(r.appliance.site.name)}` : ''}</h1>
@@ -216,7 +239,7 @@ function verification(r: Report, S: ReportStrings, file: string, n: (v: number) 
   return `<div class="verify">
 <h2>${esc(S.verification)}</h2>
 ${table(['', ''], rows, S.none, n, true)}
-<p class="note">${esc(fill(S.verifyHow, { keyfile, file }))}</p>
+<p class="note">${withCode(fill(S.verifyHow, { keyfile, file }))}</p>
 <p>${esc(S.verifyCommand)}:</p>
 <pre>${esc(command)}</pre>
 </div>`;

@@ -27,7 +27,7 @@ export interface ReportStrings {
   readonly checkpointValue: string;
   readonly root: string;
   readonly verifyCommand: string;
-  /** How to verify, with {keyfile} and {file}. */
+  /** How to verify, with {keyfile} and {file}; text in backticks is printed as code, on one line. */
   readonly verifyHow: string;
   readonly unsigned: string;
   readonly policies: string;
@@ -56,6 +56,8 @@ export interface ReportStrings {
   readonly listsNote: string;
   readonly listHead: readonly [string, string, string, string, string, string, string, string];
   readonly never: string;
+  /** The row of list events that name no list (report.ts NO_LIST). */
+  readonly allLists: string;
   readonly historyHead: readonly [string, string, string, string];
   /** With {n}. */
   readonly moreHistory: string;
@@ -99,7 +101,7 @@ export const en: ReportStrings = {
   root: 'Tree root (SHA-256, base64)',
   verifyCommand: 'Command to verify',
   verifyHow:
-    'This report is signed by the appliance. With the appliance key saved as {keyfile} (from `safespot audit key`; compare its fingerprint with the one above) and the signature file {file}.sig beside this file, the command below exits 0 when the report is unchanged; add --journal FILE to check every figure against the journal.',
+    'This report is signed by the appliance. With the appliance key saved as `{keyfile}` (from `safespot audit key`; compare its fingerprint with the one above) and the signature file `{file}.sig` beside this file, the command below exits 0 when the report is unchanged; add `--journal FILE` to check every figure against the journal.',
   unsigned: 'This report is not signed: it names no appliance key and cannot be verified.',
   policies: 'Policy versions in force',
   policyVersion: 'version',
@@ -129,6 +131,7 @@ export const en: ReportStrings = {
     'Largest gap: the longest stretch without a successful load or refresh, counted from the last success before the period (or the period start) to the end of what was measured.',
   listHead: ['list', 'loads', 'refreshes', 'failures', 'last success', 'largest gap', 'largest gap at', ''],
   never: 'never',
+  allLists: '(all lists)',
   historyHead: ['time', 'list', 'event', 'detail'],
   moreHistory: '{n} more list events are in the JSON form of this report.',
   keeping: 'How the journal kept these events',
@@ -169,7 +172,7 @@ export const sq: ReportStrings = {
   root: 'Rrënja e pemës (SHA-256, base64)',
   verifyCommand: 'Komanda e verifikimit',
   verifyHow:
-    'Ky raport është nënshkruar nga pajisja. Me çelësin e pajisjes të ruajtur si {keyfile} (nga `safespot audit key`; krahasoni gjurmën e tij me atë më sipër) dhe skedarin e nënshkrimit {file}.sig pranë këtij skedari, komanda më poshtë del me 0 kur raporti është i pandryshuar; shtoni --journal FILE për të kontrolluar çdo shifër kundrejt regjistrit.',
+    'Ky raport është nënshkruar nga pajisja. Me çelësin e pajisjes të ruajtur si `{keyfile}` (nga `safespot audit key`; krahasoni gjurmën e tij me atë më sipër) dhe skedarin e nënshkrimit `{file}.sig` pranë këtij skedari, komanda më poshtë del me 0 kur raporti është i pandryshuar; shtoni `--journal FILE` për të kontrolluar çdo shifër kundrejt regjistrit.',
   unsigned: 'Ky raport nuk është i nënshkruar: nuk përmend asnjë çelës pajisjeje dhe nuk mund të verifikohet.',
   policies: 'Versionet e politikës në fuqi',
   policyVersion: 'versioni',
@@ -199,6 +202,7 @@ export const sq: ReportStrings = {
     'Boshllëku më i madh: periudha më e gjatë pa ngarkim ose rifreskim të suksesshëm, e numëruar nga suksesi i fundit para periudhës (ose fillimi i periudhës) deri në fund të asaj që u mat.',
   listHead: ['lista', 'ngarkime', 'rifreskime', 'dështime', 'suksesi i fundit', 'boshllëku më i madh', 'boshllëku më i madh më', ''],
   never: 'asnjëherë',
+  allLists: '(të gjitha listat)',
   historyHead: ['koha', 'lista', 'ngjarja', 'hollësi'],
   moreHistory: '{n} ngjarje të tjera të listave janë në formën JSON të këtij raporti.',
   keeping: 'Si i mbajti regjistri këto ngjarje',

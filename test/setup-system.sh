@@ -24,6 +24,9 @@ have dig || need+=(bind9-dnsutils)
 have python3 || need+=(python3)
 # sqlite3: the audit tests tamper with a real journal the way a person would, with the sqlite3 shell.
 have sqlite3 || need+=(sqlite3)
+# pdftotext, pdfinfo, pdftoppm: the printed audit report is read back from Chromium's PDF (test/integration/audit-pdf.test.ts).
+have pdftotext || need+=(poppler-utils)
+have pdftoppm || need+=(poppler-utils)
 have certutil || need+=(libnss3-tools)
 # qemu-user-static + binfmt-support: arm64 binaries (the arm64 image, its base, Node for arm64) run
 # here under emulation (test/integration/container-arm64.test.ts).
