@@ -125,6 +125,7 @@ t.test('audit merge: signed venue reports in one city table, and every refusal',
   t.equal(await park.run.exited, 0, 'park stops');
   await sleep(2_000);
   park.run = await serve(park.config);
+  await arrived('park', 0); // the centre sees the new process (counters at 0) before its next block
   await blocked(park, 'http://malware.test/y', 1);
   await sleep(800); // flushed to the journals
   await arrived('lake', 4);
