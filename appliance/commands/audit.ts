@@ -1,7 +1,9 @@
 /**
  * `safespot audit report --config FILE --from ISO8601 --to ISO8601 --format json|csv|html [--journal FILE]`:
  * print a period report computed from the audit journal (audit/report.ts). The journal is opened
- * read-only, so a report can be made while the appliance runs.
+ * read-only, so a report can be made while the appliance runs. `audit key`, `audit verify`
+ * (audit-verify.ts), `audit report --prometheus` (audit-city.ts) and `audit merge` (audit-merge.ts)
+ * are dispatched from here.
  */
 import { SafespotError } from '../../policy/errors.js';
 import { makeReport } from './audit-report.js';
