@@ -35,7 +35,7 @@ import { SelftestTimer, startOnlyChanges } from './reload-scope.js';
 import { PolicyManager, type ReloadResult } from '../lists/policy-manager.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { runSelftest, startEvidence } from './serve.js';
-import { startDnsFromConfig } from './dns.js';
+import { dnsProbeTarget, startDnsFromConfig } from './dns.js';
 import type { Addresses } from './worker-ipc.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -162,7 +162,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   });
 
   // --- self-test, reload, close ----------------------------------------------------------------------
-  const selftest = (): Promise<void> => runSelftest({ config, holder, listeners: pool.bound ?? {}, metrics, journal, log });
+  const selftest = (): Promise<void> => runSelftest({ config, holder, listeners: { ...pool.bound, dns: dnsProbeTarget(config, dns) }, metrics, journal, log });
   await selftest();
   const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
 

@@ -64,3 +64,8 @@ export async function startDnsFromConfig(c: Readonly<Config>, holder: PolicyHold
   }
   return handle;
 }
+
+/** Where the self-test asks the running DNS listener, and the A address its block answers carry. */
+export function dnsProbeTarget(c: Readonly<Config>, handle: DnsListenerHandle | null): { host: string; port: number; blockV4: string } | undefined {
+  return handle ? { ...handle.address(), blockV4: c.dns.blockAddress.ipv4 ?? '0.0.0.0' } : undefined;
+}

@@ -2,13 +2,17 @@
  * The self-test: configured canaries (a URL or host per category that must be blocked, such as the
  * test URLs list providers put in their lists) are decided through the live policy on a schedule.
  * A canary passes when it is blocked under its expected category, by the policy and by every
- * configured listener a guest reaches (forward, transparent http, transparent tls: canaryProbes).
+ * configured listener a guest reaches (forward, transparent http, transparent tls, dns: canaryProbes).
  * Results go to the metrics and
  * the journal, so an auditor can ask "does a test URL get blocked right now?" and "did it all period?".
  */
+import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
+import { isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { SELFTEST_ALPN } from '../../proxy/hooks.js';
+import { SOA_MNAME } from '../../proxy/dns/answer.js';
+import { CLASS_IN, encodeName, parseResponse, rdataName, RCODE, SELFTEST_EDNS_OPTION, TYPE } from '../../proxy/dns/codec.js';
 import type { Decision, Subject } from '../../policy/decision.js';
 
 export interface Canary {
@@ -122,11 +126,90 @@ export function probeTlsListener(host: string, port: number, sni: string, timeou
   });
 }
 
+/** A query for `name` type A over UDP, with an OPT record carrying the self-test option (empty data). */
+export function selftestQuery(id: number, name: string): Buffer {
+  const qname = encodeName(name);
+  const q = Buffer.alloc(12 + qname.length + 4 + 15);
+  q.writeUInt16BE(id, 0);
+  q.writeUInt16BE(0x0100, 2); // RD
+  q.writeUInt16BE(1, 4); // one question
+  q.writeUInt16BE(1, 10); // one additional: the OPT
+  q.set(qname, 12);
+  let o = 12 + qname.length;
+  q.writeUInt16BE(TYPE.A, o);
+  q.writeUInt16BE(CLASS_IN, o + 2);
+  o += 4;
+  q[o] = 0; // the root owns the OPT
+  q.writeUInt16BE(TYPE.OPT, o + 1);
+  q.writeUInt16BE(1232, o + 3); // UDP payload size
+  q.writeUInt32BE(0, o + 5);
+  q.writeUInt16BE(4, o + 9); // rdata: one option
+  q.writeUInt16BE(SELFTEST_EDNS_OPTION, o + 11);
+  q.writeUInt16BE(0, o + 13);
+  return q;
+}
+
+/**
+ * Whether `answer` (to selftestQuery's id and name) is the DNS listener's own block: authoritative,
+ * and either the block address as the A record (`dns.blocked: null`) or NXDOMAIN / NODATA with the
+ * listener's local SOA (safespot.invalid), which no upstream answer carries. Null when it is; else why not.
+ */
+export function dnsBlockVerdict(answer: Uint8Array, id: number, name: string, blockV4: string): string | null {
+  let r;
+  try {
+    r = parseResponse(answer);
+  } catch (err) {
+    return `the dns listener answered something that does not parse (${(err as Error).message})`;
+  }
+  if (r.id !== id || r.qname !== name.toLowerCase().replace(/\.$/, '')) return 'the dns listener answered another question';
+  if (r.rcode === RCODE.REFUSED) return 'the dns listener refused the appliance\'s own query (clients must include loopback)';
+  if ((r.flags & 0x0400) === 0) return 'the dns listener forwarded the name instead of blocking it';
+  const soa = r.records.find((x) => x.section === 1 && x.type === TYPE.SOA);
+  if ((r.rcode === RCODE.NXDOMAIN || r.rcode === RCODE.NOERROR) && soa && rdataName(answer, soa) === SOA_MNAME) return null;
+  const a = r.records.filter((x) => x.section === 0 && x.type === TYPE.A);
+  if (r.rcode === RCODE.NOERROR && a.length > 0 && a.every((x) => x.rdlength === 4 && [...answer.subarray(x.rdata, x.rdata + 4)].join('.') === blockV4)) return null;
+  return `the dns listener answered rcode ${r.rcode} instead of a block`;
+}
+
+/**
+ * Ask the DNS listener for the canary host, marked as the self-test's own query (an EDNS option a
+ * loopback client may send: its verdict counts under `selftest`). Resolves with an error text, or
+ * null when the listener answered with its block.
+ */
+export function probeDnsListener(host: string, port: number, name: string, blockV4: string, timeoutMs = 5000): Promise<string | null> {
+  return new Promise((resolve) => {
+    const to = dialHost(host);
+    const sock = createSocket(isIP(to) === 6 ? 'udp6' : 'udp4');
+    const id = (Math.random() * 0x10000) & 0xffff;
+    let done = false;
+    const end = (r: string | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.close();
+      resolve(r);
+    };
+    const timer = setTimeout(() => end('the dns listener did not answer in time'), timeoutMs);
+    sock.on('error', (err) => end(`the dns listener is unreachable (${err.message})`));
+    sock.on('message', (msg) => end(dnsBlockVerdict(msg, id, name, blockV4)));
+    let query: Buffer;
+    try {
+      query = selftestQuery(id, name);
+    } catch {
+      end('canary host is not a DNS name');
+      return;
+    }
+    sock.send(query, port, to);
+  });
+}
+
 /** The listeners a self-test probes, as bound. */
 export interface ProbedListeners {
   readonly forward?: { host: string; port: number } | undefined;
   readonly http?: { host: string; port: number } | undefined;
   readonly tls?: { host: string; port: number } | undefined;
+  /** The DNS listener, and the IPv4 address it answers blocked names with (dns.blockAddress). */
+  readonly dns?: { host: string; port: number; blockV4: string } | undefined;
 }
 
 /**
@@ -134,7 +217,7 @@ export interface ProbedListeners {
  * enough, the listener a guest reaches must block it too. An http:// URL canary goes through the
  * forward listener (absolute URL) and the transparent http one (path + Host); a host canary through
  * the transparent http one (`/` on it) and, when the policy blocks the host itself (not only some
- * of its URLs), the transparent tls one by SNI. `hostBlocked` says whether it does.
+ * of its URLs), the transparent tls one by SNI and the DNS listener by name. `hostBlocked` says whether it does.
  */
 export function canaryProbes(c: Canary, listeners: ProbedListeners, hostBlocked: (host: string) => boolean, timeoutMs = 5000): Array<Promise<string | null>> {
   const probes: Array<Promise<string | null>> = [];
@@ -160,6 +243,8 @@ export function canaryProbes(c: Canary, listeners: ProbedListeners, hostBlocked:
     return [];
   }
   if (listeners.tls && hostBlocked(host)) probes.push(probeTlsListener(listeners.tls.host, listeners.tls.port, host, timeoutMs));
+  // DNS decides names only: a canary whose host the policy blocks as a whole must be blocked there too.
+  if (listeners.dns && hostBlocked(host)) probes.push(probeDnsListener(listeners.dns.host, listeners.dns.port, host, listeners.dns.blockV4, timeoutMs));
   return probes;
 }
 

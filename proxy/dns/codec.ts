@@ -177,6 +177,28 @@ export interface Edns {
   readonly version: number;
   /** DNSSEC OK bit. */
   readonly dnssecOk: boolean;
+  /**
+   * The query carries the SELFTEST_EDNS_OPTION option: the appliance's own self-test probe. Only
+   * believed from a loopback client (the listener checks); never forwarded (our upstream query is ours).
+   */
+  readonly selftest?: true;
+}
+
+/**
+ * The EDNS option code a self-test probe puts in its OPT record: 65001 is the first code of the range
+ * RFC 6891 §9 keeps for local and experimental use, so no resolver gives it a meaning.
+ */
+export const SELFTEST_EDNS_OPTION = 65001;
+
+/** Whether OPT rdata [pos, end) holds option `code` (a run of code, length, data; a malformed tail is not read). */
+function hasOption(buf: Uint8Array, pos: number, end: number, code: number): boolean {
+  while (pos + 4 <= end) {
+    const len = (buf[pos + 2]! << 8) | buf[pos + 3]!;
+    if (pos + 4 + len > end) return false;
+    if (((buf[pos]! << 8) | buf[pos + 1]!) === code) return true;
+    pos += 4 + len;
+  }
+  return false;
 }
 
 /** A parsed query: header fields, the one question, and EDNS when present. */
@@ -244,6 +266,7 @@ export function parseQuery(buf: Uint8Array): Query {
       // RFC 6891 §6.1.1: one OPT, owner the root.
       if (edns !== null || buf[nameStart] !== 0) fail('bad OPT record');
       edns = { udpSize: Math.max(512, cls), version: (ttl >>> 16) & 0xff, dnssecOk: (ttl & 0x8000) !== 0 };
+      if (rdlen >= 4 && hasOption(buf, pos, pos + rdlen, SELFTEST_EDNS_OPTION)) edns = { ...edns, selftest: true };
     }
     pos += rdlen;
   }

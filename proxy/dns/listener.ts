@@ -22,6 +22,7 @@ import type { CidrSet } from '../../policy/ip.js';
 import type { BypassKind, Observer, VerdictEvent } from '../../audit/observer.js';
 import { combineObservers } from '../../audit/observer.js';
 import { clientKey, clientText } from '../limits.js';
+import { loopbackClient } from '../hooks.js';
 import type { Endpoint } from '../upstream.js';
 import { blockedAnswer, cnameTo, emptyAnswer, formErr, localSoa, processUpstream, serveAnswer, type BlockAddresses, type Processed } from './answer.js';
 import { AnswerCache } from './cache.js';
@@ -132,7 +133,9 @@ export async function startDnsListener(opts: DnsListenerOptions, hooks: DnsHooks
 
   const report = (client: string, q: Query, d: Decision, started: number): void => {
     const e: VerdictEvent = {
-      listener: 'dns',
+      // The self-test's probe (marked in its OPT record, from loopback only: guests never are) counts
+      // under `selftest`, never as a guest's query.
+      listener: q.edns?.selftest === true && loopbackClient(client) ? 'selftest' : 'dns',
       protocol: 'dns',
       action: d.action,
       category: d.category,

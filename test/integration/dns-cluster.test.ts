@@ -66,6 +66,8 @@ t.test('serve with workers: 2 and listeners.dns: the primary answers DNS on the 
     `upstream: { dnsServers: ["127.0.0.1:${upstream.port}"] }`,
     'lists:',
     '  - { id: venue, category: adult, kind: domains, source: LIST }',
+    // The canary is probed through the primary's DNS listener too (its address from the cluster's composition).
+    'selftest: { interval: 1h, canaries: [{ id: venue-host, category: adult, host: old.test }] }',
   ]);
   const list = join(dir, 'venue.txt');
   writeFileSync(list, 'old.test\n');
@@ -86,6 +88,9 @@ t.test('serve with workers: 2 and listeners.dns: the primary answers DNS on the 
   t.same(await dig(port, 'new.test'), { status: 'NOERROR', answer: '192.0.2.30' }, 'an unlisted one forwarded');
   t.same(await dig(port, 'allowed.test'), { status: 'NOERROR', answer: '192.0.2.10' });
   t.equal(upstream.asked('old.test'), 0, 'the blocked name never left the appliance');
+  const first = await (await fetch(`http://127.0.0.1:${app.admin}/metrics`)).text();
+  t.match(first, /^safespot_selftest_canary_success\{canary="venue-host",category="adult"\} 1$/m, 'the canary passed, probed by DNS in the primary');
+  t.equal(metric(first, 'safespot_requests_total{listener="selftest",protocol="dns",action="block",category="adult"}'), 1, 'its probe counted under selftest');
 
   // --- SIGHUP with a changed list: DNS and the workers' CONNECT both take it -----------------------
   writeFileSync(list, 'new.test\n');

@@ -120,6 +120,9 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
       t.same(cloak.answers, ['0.0.0.0'], 'CNAME cloaking caught behind the redirect');
       const local = await dig(topo, topo.ip.routerGuest, 'blocked.test', false);
       t.same([local.status, local.answers], ['NOERROR', ['0.0.0.0']], 'a question to the router itself (the DHCP resolver) reaches the listener too');
+      // A guest copying the self-test's mark (its EDNS option, 65001) is still a guest: counted as dns.
+      const marked = await topo.exec(topo.client, 'dig', [`@${topo.ip.routerGuest}`, '-p', '53', 'blocked.test', 'A', '+tries=1', '+time=3', '+nocookie', '+ednsopt=65001', '+short']);
+      t.equal(marked.stdout.trim(), '0.0.0.0', `a guest query with the self-test's EDNS option is blocked all the same: ${marked.stderr}`);
       const localAllowed = await dig(topo, topo.ip.routerGuest, 'allowed.test', true);
       t.same(localAllowed.answers, ['10.231.2.2'], 'and over TCP');
       // IPv6 guests: the same rules (nftables' inet table; ip6tables) send their port 53 to the listener.
@@ -147,7 +150,8 @@ t.test('guest DNS redirected to the DNS listener by the shipped router rules', a
       t.notMatch(log, /^(tcp|udp) 853/m, 'nothing reached port 853');
 
       const metrics = await topo.exec(topo.router, 'curl', ['-fsS', 'http://127.0.0.1:9090/metrics']);
-      t.equal(metric(metrics.stdout, 'safespot_requests_total{listener="dns",protocol="dns",action="block",category="adult"}'), 7, 'the DNS blocks are counted (UDP, TCP, cloaked, via the router; three over IPv6)');
+      t.equal(metric(metrics.stdout, 'safespot_requests_total{listener="dns",protocol="dns",action="block",category="adult"}'), 8, 'the DNS blocks are counted (UDP, TCP, cloaked, via the router, the guest with the self-test mark; three over IPv6)');
+      t.equal(metric(metrics.stdout, 'safespot_requests_total{listener="selftest",protocol="dns",action="block",category="adult"}') ?? 0, 0, 'none under selftest: the mark counts from loopback only');
       t.equal(metric(metrics.stdout, 'safespot_bypass_total{kind="cname_cloaking"}'), 1, 'cloaking counted');
 
       // Rules removed: the same questions go to the server the guest named, and get its answers.

@@ -1,10 +1,11 @@
 /**
  * Canaries exercise every configured listener path, not only the policy (issue 21, point 6), on a
- * real serve with the forward, transparent http and transparent tls listeners: an http:// URL
+ * real serve with the forward, transparent http, transparent tls and DNS listeners: an http:// URL
  * canary goes through the forward listener and the transparent http one, a host canary through the
- * transparent http one and, by SNI, the transparent tls one. The probes are marked (a header; the
- * self-test ALPN id in the ClientHello), so their verdicts count under `listener="selftest"` and no
- * guest figure moves.
+ * transparent http one and, by SNI, the transparent tls one; a canary whose host is listed whole
+ * also through the DNS listener, by name (with a recording upstream that must never see it). The
+ * probes are marked (a header; the self-test ALPN id in the ClientHello; an EDNS option), so their
+ * verdicts count under `listener="selftest"` and no guest figure moves.
  *
  * The failure case: a profile for the appliance's own loopback network with no lists. The policy's
  * default decision blocks every canary, so a self-test that asks only the policy says "pass"; the
@@ -14,6 +15,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { openJournal } from '../../audit/journal.js';
+import { startTestDns } from '../helpers/dns-upstream.js';
 import { CLI_DEMO_DIR, serve, tempConfig } from '../helpers/appliance.js';
 
 const LISTENERS = 'listeners: { forward: { host: 127.0.0.1, port: 0 }, http: { host: 127.0.0.1, port: 0 }, tls: { host: 127.0.0.1, port: 0 } }';
@@ -30,16 +32,55 @@ const metrics = async (port: number): Promise<string> => (await fetch(`http://12
 const sum = (text: string, re: RegExp): number => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
 
 t.test('every listener blocks the canaries: they pass, counted under the selftest listener only', async (t) => {
-  const { config } = tempConfig(t, 'selftest-listeners', [LISTENERS, 'admin: { host: 127.0.0.1, port: 0 }', LISTS, ...CANARIES]);
+  const upstream = await startTestDns([]);
+  t.teardown(() => upstream.close());
+  const { config } = tempConfig(t, 'selftest-listeners', [
+    LISTENERS.replace(' } }', ' }, dns: { host: 127.0.0.1, port: 0 } }'),
+    `upstream: { dnsServers: ["127.0.0.1:${upstream.port}"] }`,
+    'admin: { host: 127.0.0.1, port: 0 }',
+    LISTS,
+    ...CANARIES,
+  ]);
   const app = await serve(config);
   t.teardown(() => void app.child.kill('SIGKILL'));
   const text = await metrics(app.admin);
-  t.match(text, /^safespot_selftest_canary_success\{canary="adult-url",category="adult"\} 1$/m, 'the URL canary passes on forward and transparent http');
-  t.match(text, /^safespot_selftest_canary_success\{canary="adult-host",category="adult"\} 1$/m, 'the host canary passes on transparent http and tls');
-  // The URL canary: forward, http, and tls (blocked.test is listed as a whole host); the host canary:
-  // http and tls. Five probes, all marked.
-  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="selftest"[^}]*action="block"[^}]*\} (\d+)$/gm), 5, 'five probe verdicts, under listener="selftest"');
-  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="(?:forward|http|tls)"[^}]*action="block"[^}]*\} (\d+)$/gm), 0, 'no guest listener counted a block');
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-url",category="adult"\} 1$/m, 'the URL canary passes on forward, transparent http, tls and dns');
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-host",category="adult"\} 1$/m, 'the host canary passes on transparent http, tls and dns');
+  // The URL canary: forward, http, tls and dns (blocked.test is listed as a whole host); the host
+  // canary: http, tls and dns. Seven probes, all marked.
+  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="selftest"[^}]*action="block"[^}]*\} (\d+)$/gm), 7, 'seven probe verdicts, under listener="selftest"');
+  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="selftest"[^}]*protocol="dns"[^}]*action="block"[^}]*\} (\d+)$/gm), 2, 'two of them by DNS');
+  t.equal(sum(text, /^safespot_requests_total\{[^}]*listener="(?:forward|http|tls|dns)"[^}]*action="block"[^}]*\} (\d+)$/gm), 0, 'no guest listener counted a block');
+  t.equal(upstream.asked('blocked.test') + upstream.asked('adult.test'), 0, 'the canaries never left the appliance by DNS');
+});
+
+t.test('the DNS listener forwards a canary the policy blocks (a loopback profile without lists): the canary fails, naming dns', async (t) => {
+  const upstream = await startTestDns([]);
+  t.teardown(() => upstream.close());
+  const { dir, config } = tempConfig(t, 'selftest-listeners-dns-fail', [
+    'listeners: { dns: { host: 127.0.0.1, port: 0 } }',
+    `upstream: { dnsServers: ["127.0.0.1:${upstream.port}"] }`,
+    'admin: { host: 127.0.0.1, port: 0 }',
+    LISTS,
+    'profiles: [{ name: appliance-itself, clients: ["127.0.0.0/8", "::1/128"], lists: [] }]',
+    'selftest:',
+    '  interval: 1h',
+    '  canaries:',
+    '    - { id: adult-host, category: adult, host: adult.test }',
+  ]);
+  const app = await serve(config);
+  t.teardown(() => void app.child.kill('SIGKILL'));
+  const text = await metrics(app.admin);
+  t.match(text, /^safespot_selftest_canary_success\{canary="adult-host",category="adult"\} 0$/m, 'the canary fails');
+  t.ok(upstream.asked('adult.test') > 0, 'the listener forwarded it (what the failure is about)');
+  app.child.kill('SIGTERM');
+  await app.exited;
+  const j = openJournal({ path: join(dir, 'journal.db'), retentionDays: 400, recordUrls: false, recordClients: false, readOnly: true });
+  t.teardown(() => j.close());
+  const rows = j.query(0, Date.now() + 1000, ['selftest']);
+  t.same(rows.map((r) => [r.list, r.action]), [['adult-host', 'fail']]);
+  t.match(rows[0]?.detail ?? '', /^decision ok, but the dns listener (forwarded the name instead of blocking it|answered rcode \d+ instead of a block)$/, `the row names the dns listener: ${rows[0]?.detail}`);
+  t.notMatch(JSON.stringify(rows), /adult\.test/, 'never the canary host');
 });
 
 t.test('the policy blocks the canaries but the listeners let them through: the canaries fail, naming the listener', async (t) => {
