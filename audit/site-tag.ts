@@ -4,7 +4,8 @@
  * no host is ever stored in clear text.
  *
  * tag = the first 8 bytes, in hex, of HMAC-SHA-256(key, host), host lower-cased without a port or a
- * trailing dot. The key is 32 random bytes made on first start in the state folder
+ * trailing dot, in the URL parser's canonical form (IDN as punycode, IPv6 compressed), so that every
+ * spelling of one site gives one tag. The key is 32 random bytes made on first start in the state folder
  * (`site-tag.key`, mode 0600, created exclusively like identity.json), and never leaves it: not in
  * the journal, the metrics, a report or a log. Without the key a tag cannot be tested against a
  * guess of a host (a plain SHA-256 of a host could be, by hashing a list of candidate names).
@@ -25,7 +26,10 @@ import { SafespotError } from '../policy/errors.js';
 export const SITE_TAG_KEY_FILE = 'site-tag.key';
 const KEY_HEX = /^[0-9a-f]{64}$/;
 
-/** The host of a verdict's subject: an absolute URL, `host:port`, `[v6]:port`, a bare name. */
+/**
+ * The host of a verdict's subject: an absolute URL, `host:port`, `[v6]:port`, a bare name or IPv6
+ * address; null when it names none (empty, longer than a name can be, brackets around no address).
+ */
 export function siteHost(subject: string): string | null {
   let h = subject;
   const scheme = h.indexOf('://');
@@ -36,17 +40,47 @@ export function siteHost(subject: string): string | null {
       return null;
     }
   }
+  let v6 = false;
   if (h.startsWith('[')) {
     const end = h.indexOf(']');
     h = end > 0 ? h.slice(1, end) : h.slice(1);
+    v6 = true;
   } else {
     const colon = h.indexOf(':');
     // One colon: host:port. More: a bare IPv6 address, kept whole.
     if (colon >= 0 && colon === h.lastIndexOf(':')) h = h.slice(0, colon);
+    else if (colon >= 0) v6 = true;
   }
-  if (h.endsWith('.')) h = h.slice(0, -1);
+  h = h.replace(/\.+$/, '');
   if (h.length === 0 || h.length > 253) return null;
-  return h.toLowerCase();
+  return canonicalHost(h, v6);
+}
+
+/** Characters that would make the URL parser read a host as something else (userinfo, path, port). */
+const NOT_A_HOST = /[/?#@\\:%\s[\]]/;
+
+/**
+ * One spelling per site, whatever form the subject came in: the WHATWG URL host parser's (the form
+ * `new URL()` gives an absolute URL's host): an IDN in Unicode becomes its punycode (UTS 46, so
+ * BÜCHER.test, bücher.test and xn--bcher-kva.test are one site), an IPv6 address its compressed
+ * lower-case form (RFC 5952), an IPv4 address in another notation dotted decimal. A host the parser
+ * refuses, or one with a character it would read as more than a host, is only lower-cased; one that
+ * is only dots to the parser ("。") is none.
+ */
+function canonicalHost(h: string, v6: boolean): string | null {
+  const lower = h.toLowerCase();
+  // In brackets, or with more than one colon, but no IPv6 address: no host (RFC 3986 §3.2.2).
+  if (v6 && !/^[0-9a-f:.]+$/.test(lower)) return null;
+  if (!v6 && NOT_A_HOST.test(lower)) return lower;
+  try {
+    const c = new URL(`http://${v6 ? `[${lower}]` : lower}/`).hostname;
+    // The URL parser maps 。 and ． to a dot: a name may end in one only now.
+    const host = v6 ? c.slice(1, -1) : c.replace(/\.+$/, '');
+    if (host.length === 0) return null;
+    return host.length <= 253 ? host : lower;
+  } catch {
+    return v6 ? null : lower;
+  }
 }
 
 /** A tagger with this key: the tag of a subject's host, or null when it names no host. */

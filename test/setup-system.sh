@@ -27,6 +27,8 @@ have sqlite3 || need+=(sqlite3)
 # pdftotext, pdfinfo, pdftoppm: the printed audit report is read back from Chromium's PDF (test/integration/audit-pdf.test.ts).
 have pdftotext || need+=(poppler-utils)
 have pdftoppm || need+=(poppler-utils)
+# jq: docs/audit.md's auditor walk-through reads a figure of the signed json with it (test/integration/audit-walkthrough.test.ts).
+have jq || need+=(jq)
 have certutil || need+=(libnss3-tools)
 # qemu-user-static + binfmt-support: arm64 binaries (the arm64 image, its base, Node for arm64) run
 # here under emulation (test/integration/container-arm64.test.ts).
