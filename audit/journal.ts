@@ -92,10 +92,12 @@ export interface JournalEvent {
  * - `list_swap`: a list's new version came into force (list, category; detail: the SHA-256 of the
  *   list body and its entries, never a line of it);
  * - `ca_change`: the interception CA in ca.dir is another one than the journal last recorded
- *   (detail: its SHA-256 fingerprint, and the one it replaced).
+ *   (detail: its SHA-256 fingerprint, and the one it replaced);
+ * - `config`: the configuration a start came up with (detail: the SHA-256 of the config file's
+ *   bytes, or that it runs on the embedded defaults), one row per start.
  * Retention pruning has rows of its own kind, `journal_prune`. All are leaves of the same tree.
  */
-export const ADMIN_ACTIONS = ['reload', 'list_swap', 'ca_change'] as const;
+export const ADMIN_ACTIONS = ['reload', 'list_swap', 'ca_change', 'config'] as const;
 export type AdminAction = (typeof ADMIN_ACTIONS)[number];
 const ADMIN_SET = new Set<string>(ADMIN_ACTIONS);
 

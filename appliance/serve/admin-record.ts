@@ -7,9 +7,32 @@
  *   copied-in CA), an `admin` row says so, with the new fingerprint and the one it replaced. A CA
  *   never changes while serve runs, so a start is where every change shows.
  *
- * Public facts only: the certificate's SHA-256 fingerprint and expiry, never the key.
+ * - `config`: every start records the SHA-256 of the config file's bytes it started from (what an
+ *   auditor compares with `sha256sum` of the file the venue hands over), as reloads do for theirs.
+ *
+ * Public facts only: the certificate's SHA-256 fingerprint and expiry, never the key; the config's
+ * digest, never its content (it may name token files and list URLs).
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Journal } from '../../audit/journal.js';
+
+/**
+ * Journal the configuration a start came up with. The file is read again for its digest (the
+ * config was parsed from it a moment before); unreadable now, the row says so rather than nothing.
+ */
+export function noteConfigAtStart(journal: Pick<Journal, 'record'>, configPath: string | undefined): void {
+  let detail: string;
+  if (configPath === undefined) detail = 'embedded defaults (no config file)';
+  else {
+    try {
+      detail = `config sha256:${createHash('sha256').update(readFileSync(configPath)).digest('hex')}`;
+    } catch (err) {
+      detail = `config file unreadable for its digest (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+    }
+  }
+  journal.record({ kind: 'admin', action: 'config', detail: `${detail} at start` });
+}
 
 /** Journal the CA in use when it differs from the last one recorded; returns whether a row was written. */
 export function noteCaInForce(journal: Pick<Journal, 'record' | 'lastAdmin'>, ca: { fingerprint: string; notAfter: Date } | undefined): boolean {

@@ -76,7 +76,7 @@ export async function startCluster(initial: Readonly<Config>, log: Logger, opts:
   let config = initial;
   const count = workerCount(config);
   // The workers load the CA again for their edge, and get the same metric labels.
-  const { interception, labels, metrics, journal, siteTag } = await startEvidence(config, log);
+  const { interception, labels, metrics, journal, siteTag } = await startEvidence(config, log, opts.configPath);
 
   let bundle: { bytes: Uint8Array; version: string } | null = null;
   const scrape = new ClusterScrape(metrics.registry, (id) => {

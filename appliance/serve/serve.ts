@@ -27,7 +27,7 @@ import { metricLabels } from '../lists/bundle-source.js';
 import { canaryProbes, categoryResults, runCanaries, type ProbedListeners } from './selftest.js';
 import { loadOrCreateIdentity } from '../../audit/identity.js';
 import { loadOrCreateSiteKey, siteTagger } from '../../audit/site-tag.js';
-import { noteCaInForce } from './admin-record.js';
+import { noteCaInForce, noteConfigAtStart } from './admin-record.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { dnsProbeTarget, startDnsFromConfig } from './dns.js';
 import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
@@ -90,7 +90,7 @@ export async function runSelftest(d: SelftestDeps): Promise<void> {
  * `safespot certs init`), the metrics with their closed label sets (the configured lists, or in bundle
  * mode the lists of the bundle on hand: lists/bundle-source.ts), and the journal (its one writer).
  */
-export async function startEvidence(config: Readonly<Config>, log: Logger) {
+export async function startEvidence(config: Readonly<Config>, log: Logger, configPath?: string) {
   const interception = await setupInterception(config);
   for (const w of interception.warnings) log.warn('interception CA', { warning: w });
   const labels = await metricLabels(config, log);
@@ -117,6 +117,7 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
   });
   metrics.watchJournal(() => journal.stats());
   noteCaInForce(journal, interception.ca);
+  noteConfigAtStart(journal, configPath);
   // Distinct blocked sites without a host on disk (audit/site-tag.ts): the key stays in state.dir.
   const siteTag = siteTagger(loadOrCreateSiteKey(config.state.dir).key);
   return { interception, labels, metrics, journal, siteTag };
@@ -124,7 +125,7 @@ export async function startEvidence(config: Readonly<Config>, log: Logger) {
 
 export async function startAppliance(initial: Readonly<Config>, log: Logger, opts: { configPath?: string } = {}): Promise<Appliance> {
   let config = initial;
-  const { interception, metrics, journal, siteTag } = await startEvidence(config, log);
+  const { interception, metrics, journal, siteTag } = await startEvidence(config, log, opts.configPath);
   const manager = await PolicyManager.start(config, { metrics, journal, log }).catch((err: unknown) => {
     journal.close();
     throw err;

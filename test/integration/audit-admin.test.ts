@@ -82,6 +82,8 @@ t.test('CA, list swaps, POST /reload and SIGHUP are journaled rows that verify, 
   });
   const ca1 = rows.find((r) => r.action === 'ca_change')!;
   t.match(ca1.detail, new RegExp(`^ca sha256:${fpA}; valid until \\S+; first recorded$`), 'the CA in use, by the fingerprint openssl shows');
+  const startSha = sha256(readFileSync(config));
+  t.same(rows.filter((r) => r.action === 'config').map((r) => r.detail), [`config sha256:${startSha} at start`], 'the start\'s config, by the digest sha256sum gives');
   const swap1 = rows.find((r) => r.action === 'list_swap')!;
   t.equal(swap1.list, 'demo-adult');
   t.equal(swap1.category, 'adult');
@@ -131,6 +133,9 @@ t.test('CA, list swaps, POST /reload and SIGHUP are journaled rows that verify, 
   app.child.kill('SIGTERM');
   await app.exited;
   t.equal((await adminRows(journal)).filter((x) => x.action === 'ca_change').length, 2, 'an unchanged CA is not recorded again');
+  const configs = (await adminRows(journal)).filter((x) => x.action === 'config');
+  t.equal(configs.length, 3, 'one config row per start');
+  t.equal(configs[2]!.detail, `config sha256:${sha256(readFileSync(config))} at start`, 'the last start\'s config is the file as it is now');
 
   const v = await runCli(['audit', 'verify', '--key', keyFile, '--journal', journal]);
   t.equal(v.code, 0, `the journal with its admin rows verifies:\n${v.stdout}`);
