@@ -100,7 +100,7 @@ const PROTOCOLS_OF: Record<ListenerLabel, readonly ProtocolLabel[]> = {
   http: ['http'],
   tls: ['tls', 'https'],
   dns: ['dns'],
-  selftest: ['http', 'tls', 'dns'],
+  selftest: ['http', 'connect', 'tls', 'dns'],
 };
 
 let packageVersion: string | undefined;

@@ -29,7 +29,13 @@ export type ConnectHead =
   /** Not a CONNECT: hand the bytes to the HTTP server. */
   | { readonly kind: 'other' }
   /** A complete CONNECT head of `length` bytes (the tunnel's bytes start after it). */
-  | { readonly kind: 'connect'; readonly authority: string; readonly length: number }
+  | {
+      readonly kind: 'connect';
+      readonly authority: string;
+      readonly length: number;
+      /** An `X-Safespot-Selftest` field is present (believed from loopback only: the caller checks). */
+      readonly selftest: boolean;
+    }
   | { readonly kind: 'invalid'; readonly status: 400 | 431; readonly reason: string };
 
 const METHOD = Buffer.from('CONNECT ', 'latin1');
@@ -93,6 +99,7 @@ function parseHead(bytes: Buffer, end: number): ConnectHead {
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return invalid('unsupported HTTP version');
   // Field lines.
   let contentLength: string | null = null;
+  let selftest = false;
   let pos = lineEnd + 2;
   while (pos < end + 2) {
     const next = bytes.indexOf('\r\n', pos, 'latin1');
@@ -101,6 +108,7 @@ function parseHead(bytes: Buffer, end: number): ConnectHead {
     const colon = bytes.indexOf(0x3a, pos);
     const name = bytes.toString('latin1', pos, colon).toLowerCase();
     if (name === 'transfer-encoding') return invalid('a CONNECT request has no content (Transfer-Encoding)');
+    if (name === 'x-safespot-selftest') selftest = true;
     if (name === 'content-length') {
       const value = bytes.toString('latin1', colon + 1, next).trim();
       if (contentLength !== null && contentLength !== value) return invalid('conflicting Content-Length');
@@ -109,7 +117,7 @@ function parseHead(bytes: Buffer, end: number): ConnectHead {
     }
     pos = next + 2;
   }
-  return { kind: 'connect', authority, length: end + 4 };
+  return { kind: 'connect', authority, length: end + 4, selftest };
 }
 
 /** One field line bytes[start, stop): null when well-formed, else why not. */

@@ -14,7 +14,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { readConnectHead } from './connect-head.js';
-import type { ConnInfo } from './hooks.js';
+import { loopbackClient, type ConnInfo } from './hooks.js';
 import type { EdgeContext } from './options.js';
 import { handleErrors, refuseHttp } from './refuse.js';
 
@@ -86,7 +86,8 @@ function firstHead(
         return;
       case 'connect':
         stop();
-        onConnect(socket, head.authority, bytes.subarray(head.length), conn);
+        // The self-test's CONNECT probe, marked like its HTTP requests (loopback only: hooks.ts).
+        onConnect(socket, head.authority, bytes.subarray(head.length), head.selftest && loopbackClient(conn.client) ? { ...conn, selftest: true } : conn);
         return;
       case 'invalid':
         stop();

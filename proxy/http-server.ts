@@ -90,7 +90,7 @@ export function createHttpListener(ctx: EdgeContext, listener: Exclude<ListenerN
       return;
     }
     // A CONNECT that follows other requests on a keep-alive connection.
-    handleConnect(ctx, req.url ?? '', socket, head, conn, tunnelHttp);
+    handleConnect(ctx, req.url ?? '', socket, head, selftestConn(conn, req), tunnelHttp);
   });
   if (listener === 'http') return { listening: server, http: server };
   const outer = createForwardListener(ctx, server, refuseAdmission, (socket, authority, rest, conn) =>

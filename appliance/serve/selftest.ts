@@ -8,8 +8,8 @@
  */
 import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
-import { isIP } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect, isIP } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { SELFTEST_ALPN } from '../../proxy/hooks.js';
 import { SOA_MNAME } from '../../proxy/dns/answer.js';
 import { CLASS_IN, encodeName, parseResponse, rdataName, RCODE, SELFTEST_EDNS_OPTION, TYPE } from '../../proxy/dns/codec.js';
@@ -97,32 +97,90 @@ export function probeTransparentHttp(host: string, port: number, canaryHost: str
  */
 export function probeTlsListener(host: string, port: number, sni: string, timeoutMs = 5000): Promise<string | null> {
   return new Promise((resolve) => {
+    const socket = tlsConnect({ host: dialHost(host), port, servername: sni, ALPNProtocols: [SELFTEST_ALPN, 'http/1.1'], rejectUnauthorized: false });
+    expectTlsBlock(socket, 'transparent tls', sni, timeoutMs, resolve);
+  });
+}
+
+/**
+ * Wait on a TLS client socket for a block: the refusal alert (access_denied) before any handshake,
+ * or, where the category is intercepted, a handshake with the appliance's CA and a 403 block page.
+ */
+function expectTlsBlock(socket: TLSSocket, listener: string, sni: string, timeoutMs: number, resolve: (r: string | null) => void, timer?: NodeJS.Timeout): void {
+  let done = false;
+  const end = (r: string | null): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(own);
+    clearTimeout(timer);
+    socket.destroy();
+    resolve(r);
+  };
+  const own = setTimeout(() => end(`the ${listener} listener did not answer in time`), timeoutMs);
+  socket.on('error', (err: Error & { code?: string }) => {
+    end(err.code === 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED' ? null : `the ${listener} listener failed otherwise than a block (${err.code ?? err.message})`);
+  });
+  socket.on('close', () => end(`the ${listener} listener closed without a block`));
+  socket.on('secureConnect', () => {
+    // Intercepted: the appliance terminated TLS; its answer must be the block page.
+    let head = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      head += d;
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+      if (m) end(m[1] === '403' ? null : `the ${listener} listener answered ${m[1]} instead of a block`);
+      else if (head.length > 64) end(`the ${listener} listener answered something other than HTTP`);
+    });
+    socket.write(`GET / HTTP/1.1\r\nHost: ${sni}\r\nX-Safespot-Selftest: selftest\r\nConnection: close\r\n\r\n`);
+  });
+}
+
+/**
+ * Ask the forward listener for a tunnel to the canary host, the way a browser set to use the proxy
+ * opens every https:// page: `CONNECT host:443`, marked. A block is a 403, or, where the category is
+ * intercepted, a 200 whose TLS then ends in the block page (or the refusal alert).
+ */
+export function probeForwardConnect(host: string, port: number, canaryHost: string, timeoutMs = 5000): Promise<string | null> {
+  return new Promise((resolve) => {
     let done = false;
     const end = (r: string | null): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      socket.destroy();
+      sock.destroy();
       resolve(r);
     };
-    const socket = tlsConnect({ host: dialHost(host), port, servername: sni, ALPNProtocols: [SELFTEST_ALPN, 'http/1.1'], rejectUnauthorized: false });
-    const timer = setTimeout(() => end('the transparent tls listener did not answer in time'), timeoutMs);
-    socket.on('error', (err: Error & { code?: string }) => {
-      end(err.code === 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED' ? null : `the transparent tls listener failed otherwise than a block (${err.code ?? err.message})`);
+    const timer = setTimeout(() => end('the forward listener did not answer the CONNECT in time'), timeoutMs);
+    const authority = `${isIP(canaryHost) === 6 ? `[${canaryHost}]` : canaryHost}:443`;
+    const sock = netConnect({ host: dialHost(host), port }, () => {
+      sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nX-Safespot-Selftest: selftest\r\n\r\n`);
     });
-    socket.on('close', () => end('the transparent tls listener closed without a block'));
-    socket.on('secureConnect', () => {
-      // Intercepted: the appliance terminated TLS; its answer must be the block page.
-      let head = '';
-      socket.setEncoding('latin1');
-      socket.on('data', (d: string) => {
-        head += d;
-        const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
-        if (m) end(m[1] === '403' ? null : `the transparent tls listener answered ${m[1]} instead of a block`);
-        else if (head.length > 64) end('the transparent tls listener answered something other than HTTP');
-      });
-      socket.write(`GET / HTTP/1.1\r\nHost: ${sni}\r\nX-Safespot-Selftest: selftest\r\nConnection: close\r\n\r\n`);
-    });
+    sock.on('error', (err) => end(`the forward listener is unreachable for CONNECT (${err.message})`));
+    sock.on('close', () => end('the forward listener closed the CONNECT without an answer'));
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      head = Buffer.concat([head, d]);
+      const stop = head.indexOf('\r\n\r\n');
+      if (stop < 0) {
+        if (head.length > 8192) end('the forward listener answered the CONNECT with something other than HTTP');
+        return;
+      }
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head.toString('latin1', 0, stop))?.[1];
+      if (status === '403') return end(null);
+      if (status !== '200') return end(`the forward listener answered the CONNECT with ${status ?? 'no status'} instead of a block`);
+      // A tunnel: intercepted categories show their block page inside TLS.
+      sock.off('data', onData);
+      sock.removeAllListeners('close');
+      sock.removeAllListeners('error');
+      sock.on('error', () => {});
+      done = true;
+      const tls = tlsConnect({ socket: sock, servername: isIP(canaryHost) ? undefined : canaryHost, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false });
+      expectTlsBlock(tls, 'forward (CONNECT)', canaryHost, timeoutMs, (r) => {
+        sock.destroy();
+        resolve(r);
+      }, timer);
+    };
+    sock.on('data', onData);
   });
 }
 
@@ -217,7 +275,8 @@ export interface ProbedListeners {
  * enough, the listener a guest reaches must block it too. An http:// URL canary goes through the
  * forward listener (absolute URL) and the transparent http one (path + Host); a host canary through
  * the transparent http one (`/` on it) and, when the policy blocks the host itself (not only some
- * of its URLs), the transparent tls one by SNI and the DNS listener by name. `hostBlocked` says whether it does.
+ * of its URLs), the transparent tls one by SNI, the forward one by CONNECT and the DNS listener by
+ * name. `hostBlocked` says whether it does.
  */
 export function canaryProbes(c: Canary, listeners: ProbedListeners, hostBlocked: (host: string) => boolean, timeoutMs = 5000): Array<Promise<string | null>> {
   const probes: Array<Promise<string | null>> = [];
@@ -243,6 +302,8 @@ export function canaryProbes(c: Canary, listeners: ProbedListeners, hostBlocked:
     return [];
   }
   if (listeners.tls && hostBlocked(host)) probes.push(probeTlsListener(listeners.tls.host, listeners.tls.port, host, timeoutMs));
+  // An https:// page through the explicit proxy is a CONNECT to the host: blocked host, blocked tunnel.
+  if (listeners.forward && hostBlocked(host)) probes.push(probeForwardConnect(listeners.forward.host, listeners.forward.port, host, timeoutMs));
   // DNS decides names only: a canary whose host the policy blocks as a whole must be blocked there too.
   if (listeners.dns && hostBlocked(host)) probes.push(probeDnsListener(listeners.dns.host, listeners.dns.port, host, listeners.dns.blockV4, timeoutMs));
   return probes;

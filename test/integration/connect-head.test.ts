@@ -17,8 +17,13 @@ const KINDS = new Set(['need-more', 'other', 'connect', 'invalid']);
 t.test('a well-formed CONNECT: authority, head length, and the bytes after it are the tunnel', async (t) => {
   const head = 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nUser-Agent: x/1\r\nProxy-Connection: keep-alive\r\n\r\n';
   const r = read(head + '\x16\x03\x01rest');
-  t.same(r, { kind: 'connect', authority: 'example.test:443', length: head.length });
-  t.same(read('CONNECT [::1]:8443 HTTP/1.0\r\n\r\n'), { kind: 'connect', authority: '[::1]:8443', length: 31 });
+  t.same(r, { kind: 'connect', authority: 'example.test:443', length: head.length, selftest: false });
+  t.same(read('CONNECT [::1]:8443 HTTP/1.0\r\n\r\n'), { kind: 'connect', authority: '[::1]:8443', length: 31, selftest: false });
+  // The self-test's mark is a field like any other: its name in any case, any value; its absence, false.
+  for (const [field, marked] of [['X-Safespot-Selftest: selftest', true], ['x-SAFESPOT-selftest:', true], ['X-Safespot-Selftests: x', false], ['X-Safespot: selftest', false]] as const) {
+    const h = read(`CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n${field}\r\n\r\n`);
+    t.equal(h.kind === 'connect' && h.selftest, marked, `${field}: marked ${marked}`);
+  }
   t.same(read('CONNECT a.test:443 HTTP/1.1\r\nContent-Length: 0\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n').kind, 'connect', 'CL 0, empty and tabbed values are fine');
   t.same(read('CONNECT a.test:443 HTTP/1.1\r\nX-Obs: caf\xe9\r\n\r\n').kind, 'connect', 'obs-text in a value (RFC 9110 field-vchar)');
 });
