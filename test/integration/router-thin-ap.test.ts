@@ -298,6 +298,14 @@ t.test('thin access point: guest -> router (rules only) -> safespot box elsewher
       const blockedHttp = await curl(['-i', '--resolve', `blocked.test:80:${IP.origin}`, 'http://blocked.test/']);
       t.match(blockedHttp.stdout, /^HTTP\/1\.1 403/, 'blocked HTTP gets the block page');
       t.notMatch(blockedHttp.stdout, /origin says hello/);
+      // A guest copying the self-test's mark is still a guest: blocked, and counted under http, not selftest.
+      const metricsBefore = await nsExec(venue.box, 'curl', ['-fsS', 'http://127.0.0.1:9090/metrics'], 3000);
+      const marked = await curl(['-i', '-H', 'X-Safespot-Selftest: selftest', '--resolve', `blocked.test:80:${IP.origin}`, 'http://blocked.test/']);
+      t.match(marked.stdout, /^HTTP\/1\.1 403/, 'a marked request from a guest is blocked all the same');
+      const metricsAfter = await nsExec(venue.box, 'curl', ['-fsS', 'http://127.0.0.1:9090/metrics'], 3000);
+      const blocks = (text: string, listener: string) => [...text.matchAll(new RegExp(`^safespot_requests_total\\{[^}]*listener="${listener}"[^}]*action="block"[^}]*\\} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+      t.equal(blocks(metricsAfter.stdout, 'http') - blocks(metricsBefore.stdout, 'http'), 1, 'counted as the guest\'s block on the http listener');
+      t.equal(blocks(metricsAfter.stdout, 'selftest') - blocks(metricsBefore.stdout, 'selftest'), 0, 'and not as a self-test (the mark counts from loopback only)');
 
       // No SNAT: the box's journal holds the guest's own address (recordClients on in this config).
       let clients: string[] = [];
