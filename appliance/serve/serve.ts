@@ -31,6 +31,7 @@ import { noteCaInForce, noteConfigAtStart } from './admin-record.js';
 import { startApplianceAdmin } from '../admin/start.js';
 import { dnsProbeTarget, startDnsFromConfig } from './dns.js';
 import type { DnsListenerHandle } from '../../proxy/dns/listener.js';
+import { settleHeapSoon } from './settle-heap.js';
 
 export interface Appliance {
   readonly holder: PolicyHolder;
@@ -173,6 +174,8 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
   const selftest = (): Promise<void> => runSelftest({ config, holder, listeners: { ...proxy.addresses(), dns: dnsProbeTarget(config, dns) }, metrics, journal, log });
   await selftest();
   const timer = new SelftestTimer(() => void selftest(), config.selftest.interval);
+  // The start's garbage back at once, not when V8 next happens to run a full GC (settle-heap.ts).
+  const settle = settleHeapSoon(1000, (t) => log.debug('start garbage collected', { ms: Math.round(t.ms), cpuMs: Math.round(t.cpuMs) }));
 
   async function reloadFromFile(trigger: ReloadTrigger = 'internal'): Promise<ReloadResult> {
     return reloadConfigFile(opts.configPath, reload, log, { journal, trigger });
@@ -209,6 +212,7 @@ export async function startAppliance(initial: Readonly<Config>, log: Logger, opt
     selftest,
     async close() {
       timer.stop();
+      clearTimeout(settle);
       await proxy.close(config.limits.drainTimeout);
       await dns?.close();
       await admin?.close();
