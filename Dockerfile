@@ -86,9 +86,13 @@ FROM ${BASE_IMAGE} AS rootfs
 # `docker run --init` is needed.
 # jemalloc as the process's malloc (LD_PRELOAD below): glibc's malloc keeps freed native memory longer,
 # so a serve under steady load reached its RSS plateau after ~40 minutes instead of ~20 (BENCHMARKS.md,
-# "Soak"), and sharp runs libvips on one thread under glibc to limit fragmentation. It costs ~6-7 MiB
-# of RSS. The library's directory depends on the architecture (x86_64-linux-gnu, aarch64-linux-gnu,
-# ...), so one fixed link names it for every build.
+# "Soak"), and sharp runs libvips on one thread under glibc to limit fragmentation. Its defaults cost
+# ~7-9 MiB of RSS beside glibc's at idle (per-thread caches in each of node's ~11 threads, 4 arenas per
+# core); MALLOC_CONF below (one arena, no thread caches, dirty pages purged after 1 s and not kept
+# muzzy) takes that back: an idle serve 72.0 MiB instead of 80.9 (glibc 72.1), 72.3 instead of 84.9
+# after 6,000 blocked requests, and the same CPU per request (253 vs 250 ms per 1,000: noise; issue
+# 23, BENCHMARKS.md "Idle memory"). The library's directory depends on the architecture
+# (x86_64-linux-gnu, aarch64-linux-gnu, ...), so one fixed link names it for every build.
 # The non-root user (10001) owns only the state volume; /etc/passwd and /etc/group name it and root.
 WORKDIR /tmp/debs
 RUN apt-get update \
@@ -160,6 +164,7 @@ COPY docker/config.example.yaml /etc/safespot/config.yaml
 ENV PATH=/usr/local/bin:/usr/bin \
     NODE_ENV=production \
     LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
+    MALLOC_CONF=narenas:1,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0 \
     SAFESPOT_CONFIG=/etc/safespot/config.yaml \
     SAFESPOT_ADMIN_TOKEN_FILE=/run/secrets/admin-token
 

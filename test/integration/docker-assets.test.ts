@@ -357,6 +357,7 @@ t.test('Dockerfile keeps its promises', async (t) => {
   t.match(text, /apt-get download [^\n]*libjemalloc2 tini/, 'jemalloc and tini taken from the target\'s Debian packages');
   t.match(text, /ln -s "\$jemalloc" \/rootfs\/usr\/local\/lib\/libjemalloc\.so\.2/, 'one fixed path to it on every architecture');
   t.match(text, /^ {4}LD_PRELOAD=\/usr\/local\/lib\/libjemalloc\.so\.2 \\$/m, 'preloaded for every process of the image');
+  t.match(text, /^ {4}MALLOC_CONF=narenas:1,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0 \\$/m, 'jemalloc tuned for a small box: one arena, no thread caches, dirty pages purged (issue 23)');
   t.ok(text.indexOf('LD_PRELOAD=') > text.lastIndexOf('apt-get install'), 'set after the last apt-get (apt and dpkg run on glibc malloc)');
   for (const label of ['title', 'description', 'licenses', 'version', 'revision', 'created']) {
     t.match(text, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
