@@ -15,7 +15,7 @@
  * - `connect: 'late'`: 200 first, the upstream connect only after the client's first bytes (the
  *   order safespot keeps, so that it can decide on the SNI before opening anything).
  *
- * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts, parse?, join?, connect? }`
+ * Run as a child of bench/proxy.ts (`fork`): the first IPC message is `{ hosts, parse?, join?, connect?, refuse? }`
  * (hosts: name → "addr:port"); it listens on 127.0.0.1 port 0, answers `{ port }`, and exits when
  * the parent disconnects or on SIGTERM. It forwards only to the names in its table, never elsewhere.
  */
@@ -33,6 +33,12 @@ export interface BareOptions {
    * are then written upstream and the sockets piped. The default connects first, then answers.
    */
   readonly connect?: 'first' | 'late';
+  /**
+   * A transparent TLS listener that refuses everything: on the client's first bytes (its
+   * ClientHello, not parsed) one fatal access_denied alert, then close. The floor of a refusal on
+   * safespot's transparent TLS listener (bench/proxy-ab.ts --mode refuse).
+   */
+  readonly refuse?: boolean;
 }
 
 const MAX_HEAD = 8192;
@@ -106,6 +112,19 @@ function rawServer(table: Table, join: 'pipe' | 'pipeline', late: boolean): Serv
   });
 }
 
+/** TLS alert record: alert(21), TLS 1.2 record version, length 2, fatal(2), access_denied(49). */
+const ACCESS_DENIED = Buffer.from([21, 3, 3, 0, 2, 2, 49]);
+
+function refusingServer(): Server {
+  return createServer((client) => {
+    client.on('error', () => client.destroy());
+    client.once('data', () => {
+      client.end(ACCESS_DENIED);
+      client.resume();
+    });
+  });
+}
+
 function httpServer(table: Table, join: 'pipe' | 'pipeline'): Server {
   // Absolute-URI requests to a name in the table are forwarded over a keep-alive pool, headers as
   // they came (no hop-by-hop handling, no Via, no decision): node:http's own floor for a plain
@@ -143,7 +162,7 @@ export function startBareForwarder(hosts: Readonly<Record<string, string>>, opts
     table.set(name, { address: value.slice(0, i), port: Number(value.slice(i + 1)) });
   }
   const join = opts.join ?? 'pipe';
-  const server = opts.parse === 'http' ? httpServer(table, join) : rawServer(table, join, opts.connect === 'late');
+  const server = opts.refuse ? refusingServer() : opts.parse === 'http' ? httpServer(table, join) : rawServer(table, join, opts.connect === 'late');
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve(server));

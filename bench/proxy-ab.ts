@@ -13,15 +13,21 @@
  * plain-HTTP GETs (default 4,000 per target per round, 24 at a time in all, the targets taking turns
  * request by request; the baseline is the bare forwarder's node:http variant, which forwards them
  * with no header work), CPU per request; `bulk` one `--mib` (256) MiB download through one CONNECT
- * tunnel per target per round, in rotating order, CPU per GiB.
+ * tunnel per target per round, in rotating order, CPU per GiB; `refuse` TLS connections straight to
+ * the transparent TLS listener with the SNI of a listed host (entry #entries/2), each refused with an
+ * access_denied alert (default 2,000 per target per round), beside the bare forwarder's refusing
+ * variant (an alert on the first bytes, nothing parsed), CPU per refusal.
  *
  * `--cpu-prof DIR` runs B under `node --cpu-prof` and prints where its CPU went in the measured rounds.
+ * `--b-config JSON` merges into B's serve config, section by section (e.g. `{"journal":{"eventsPerMinute":0}}`
+ * with `--b` the same build as `--a`: what one setting costs).
  *
  * DIR: a checkout whose `dist/appliance/cli.js` is built (`--b` defaults to this one), e.g. a
  * `git worktree` of the commit before a change. Not part of `npm run bench` (no `bench` export):
  * it needs a second build.
  */
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMain } from './common.js';
@@ -37,8 +43,9 @@ interface Target {
   readonly port: number;
 }
 
-const USAGE = 'usage: node dist/bench/proxy-ab.js --a DIR [--b DIR] [--mode tls|http|bulk] [--rounds N] [--n N] [--mib N] [--entries N] [--concurrency N] [--cpu-prof DIR]';
-const UNIT: Record<string, string> = { tls: 'ms CPU/connection', http: 'ms CPU/request', bulk: 's CPU/GiB' };
+const USAGE =
+  'usage: node dist/bench/proxy-ab.js --a DIR [--b DIR] [--mode tls|http|bulk|refuse] [--rounds N] [--n N] [--mib N] [--entries N] [--concurrency N] [--cpu-prof DIR] [--b-config JSON]';
+const UNIT: Record<string, string> = { tls: 'ms CPU/connection', http: 'ms CPU/request', bulk: 's CPU/GiB', refuse: 'ms CPU/refusal' };
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,13 +55,13 @@ function arg(name: string, fallback: string): string {
 async function main(): Promise<void> {
   const a = process.argv.includes('--a') ? arg('a', '') : '';
   const mode = arg('mode', 'tls');
-  if (a === '' || !['tls', 'http', 'bulk'].includes(mode)) {
+  if (a === '' || !['tls', 'http', 'bulk', 'refuse'].includes(mode)) {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
   const b = arg('b', join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
   const rounds = Number(arg('rounds', '9'));
-  const n = Number(arg('n', mode === 'http' ? '4000' : '800'));
+  const n = Number(arg('n', mode === 'http' ? '4000' : mode === 'refuse' ? '2000' : '800'));
   const bytes = Number(arg('mib', '256')) * 1048576;
   const entries = Number(arg('entries', '1000000'));
   const concurrency = Number(arg('concurrency', mode === 'http' ? '24' : '16'));
@@ -63,15 +70,29 @@ async function main(): Promise<void> {
   const rig = await startProxyRig(entries);
   try {
     const targets: Target[] = [];
-    // The baseline: the bare forwarder; for plain HTTP its node:http variant, which forwards absolute URIs.
-    const bare = await forkChild('bare-forwarder.js', mode === 'http' ? { hosts: rig.hosts, parse: 'http' } : { hosts: rig.hosts }, rig.children);
+    // The baseline: the bare forwarder; for plain HTTP its node:http variant, which forwards absolute
+    // URIs; for refusals its refusing variant.
+    const bareOpts = mode === 'http' ? { hosts: rig.hosts, parse: 'http' } : mode === 'refuse' ? { hosts: rig.hosts, refuse: true } : { hosts: rig.hosts };
+    const bare = await forkChild('bare-forwarder.js', bareOpts, rig.children);
     targets.push({ name: 'bare', pid: bare.child.pid!, port: bare.port });
+    // A config of their own: for refusals with the transparent TLS listener beside the forward one,
+    // and for B with --b-config merged in.
+    const configs = { A: rig.config, B: rig.config };
+    const bConfig = JSON.parse(arg('b-config', '{}')) as Record<string, Record<string, unknown>>;
+    for (const name of ['A', 'B'] as const) {
+      if (mode !== 'refuse' && (name === 'A' || Object.keys(bConfig).length === 0)) continue;
+      const c = JSON.parse(readFileSync(rig.config, 'utf8')) as Record<string, Record<string, unknown>>;
+      if (mode === 'refuse') c.listeners!.tls = { host: '127.0.0.1', port: 0 };
+      if (name === 'B') for (const [k, v] of Object.entries(bConfig)) c[k] = { ...c[k], ...v };
+      configs[name] = join(rig.dir, `config-${name}.json`);
+      writeFileSync(configs[name], JSON.stringify(c));
+    }
     for (const [name, root] of [['A', a], ['B', b]] as const) {
       const flags = name === 'B' && profDir !== '' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-      const s = await startSafespot(rig.config, flags, rig.children, join(root, 'dist', 'appliance', 'cli.js'));
+      const s = await startSafespot(configs[name], flags, rig.children, join(root, 'dist', 'appliance', 'cli.js'));
       if (flags.length > 0) profiled = s.child;
       await checkPolicyInForce(s, entries);
-      targets.push({ name, pid: s.child.pid!, port: s.forward });
+      targets.push({ name, pid: s.child.pid!, port: mode === 'refuse' ? s.ports.tls! : s.forward });
     }
     const load = startLoad(rig.children);
     await load.run({ op: 'init', ca: rig.pki.ca });
@@ -81,10 +102,14 @@ async function main(): Promise<void> {
     const httpJob = (order: readonly Target[], count: number, c: number): LoadJob =>
       ({ op: 'http', via: via(order[0]!), vias: order.map(via), hosts: HTTP_HOSTS, n: count * order.length, concurrency: c });
     const bulkJob = (t: Target, size: number): LoadJob => ({ op: 'bulk', via: via(t), upstreamPort: portOf(rig.tls), host: TLS_HOSTS[0]!, bytes: size });
+    const blocked = `site${entries >> 1}.cat${(entries >> 1) % 997}.test`; // as startProxyRig names its entries
+    const refuseJob = (order: readonly Target[], count: number, c: number): LoadJob =>
+      ({ op: 'refuse', ports: order.map((t) => t.port), host: blocked, n: count * order.length, concurrency: c });
     // Warm-up: JIT, caches, keep-alive pools.
     for (const t of targets) {
       if (mode === 'tls') await load.run(tlsJob([t], 1000, 8));
       else if (mode === 'http') await load.run(httpJob([t], 3000, concurrency));
+      else if (mode === 'refuse') await load.run(refuseJob([t], 1000, concurrency));
       else await load.run(bulkJob(t, 64 << 20));
     }
     const per: Record<string, number[]> = { bare: [], A: [], B: [] };
@@ -104,8 +129,8 @@ async function main(): Promise<void> {
         }
       } else {
         const before = order.map((t) => cpuSeconds(t.pid));
-        const res = await load.run(mode === 'tls' ? tlsJob(order, n, concurrency) : httpJob(order, n, concurrency));
-        if (res.errors > 0) throw new Error(`${res.errors} failed ${mode === 'tls' ? 'connections' : 'requests'} (${res.firstError})`);
+        const res = await load.run(mode === 'tls' ? tlsJob(order, n, concurrency) : mode === 'refuse' ? refuseJob(order, n, concurrency) : httpJob(order, n, concurrency));
+        if (res.errors > 0) throw new Error(`${res.errors} failed ${mode === 'http' ? 'requests' : 'connections'} (${res.firstError}; targets in order: ${order.map((t) => t.name).join(', ')})`);
         order.forEach((t, i) => per[t.name]!.push(((cpuSeconds(t.pid) - before[i]!) / n) * 1000));
       }
       const last = (k: string): number => per[k]!.at(-1)!;
@@ -120,7 +145,9 @@ async function main(): Promise<void> {
         ? `${n} CONNECT+TLS connections per target, ${concurrency} at a time`
         : mode === 'http'
           ? `${n} keep-alive plain-HTTP GETs per target (absolute URI), ${concurrency} at a time in all, interleaved`
-          : `one ${bytes >> 20} MiB download through one CONNECT tunnel per target`;
+          : mode === 'refuse'
+            ? `${n} refused TLS connections per target (SNI ${blocked}), ${concurrency} at a time in all, interleaved`
+            : `one ${bytes >> 20} MiB download through one CONNECT tunnel per target`;
     process.stdout.write(
       `medians of ${rounds} rounds of ${what}, ${entries.toLocaleString('en-US')} list entries:\n` +
         `  bare forwarder ${m('bare').toFixed(3)} ${UNIT[mode]}${mibs('bare')}\n` +

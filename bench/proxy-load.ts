@@ -31,7 +31,12 @@ export type LoadJob =
    * `vias`, request i goes through vias[i % vias.length] (one keep-alive pool each, `concurrency`
    * requests at a time in all): targets measured interleaved, as for `tls`.
    */
-  | { op: 'http'; via: Via; vias?: Via[]; hosts: string[]; n: number; concurrency: number };
+  | { op: 'http'; via: Via; vias?: Via[]; hosts: string[]; n: number; concurrency: number }
+  /**
+   * n TLS connections straight to transparent TLS listeners (connection i to ports[i % ports.length]),
+   * `concurrency` at a time, each with the SNI `host`: each must end in a fatal access_denied alert.
+   */
+  | { op: 'refuse'; ports: number[]; host: string; n: number; concurrency: number };
 
 export interface LoadResult {
   /** Wall time of the whole job, ms. */
@@ -168,6 +173,26 @@ function httpGet(agent: Agent, via: Via, host: string): Promise<number> {
   });
 }
 
+/** A TLS ClientHello with the SNI `host` to `port`: resolves with the time to the access_denied alert. */
+function refusedOnce(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const tls = tlsConnect({ host: '127.0.0.1', port, servername: host, rejectUnauthorized: false });
+    const timer = setTimeout(() => tls.destroy(new Error('timed out')), TIMEOUT_MS);
+    tls.once('secureConnect', () => tls.destroy(new Error('the handshake completed: not refused')));
+    tls.once('error', (err: Error & { code?: string }) => {
+      clearTimeout(timer);
+      tls.destroy();
+      if (err.code === 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED') resolve(performance.now() - t0);
+      else reject(err);
+    });
+    tls.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('closed without an alert')); // (no effect after the alert: settled already)
+    });
+  });
+}
+
 export async function runJob(job: LoadJob): Promise<LoadResult | null> {
   switch (job.op) {
     case 'init':
@@ -189,11 +214,22 @@ export async function runJob(job: LoadJob): Promise<LoadResult | null> {
       const r = await getOnce(job.via, job.upstreamPort, job.host, `/bulk?bytes=${job.bytes}`);
       return { wallMs: performance.now() - t0, latencies: [r.ttfb], bytes: r.bytes, errors: 0 };
     }
+    case 'refuse':
+      return pool(job.n, job.concurrency, (i) =>
+        refusedOnce(job.ports[i % job.ports.length]!, job.host).catch((err: Error) => {
+          throw new Error(`target ${i % job.ports.length}: ${err.message}`);
+        }),
+      );
     case 'http': {
       const vias = job.vias ?? [job.via];
       const agents = vias.map(() => new Agent({ keepAlive: true, maxSockets: Math.max(1, Math.ceil(job.concurrency / vias.length)) }));
       try {
-        return await pool(job.n, job.concurrency, (i) => httpGet(agents[i % vias.length]!, vias[i % vias.length]!, job.hosts[i % job.hosts.length]!));
+        // A failure names its target (vias[k]), so that an A/B says which build failed.
+        return await pool(job.n, job.concurrency, (i) =>
+          httpGet(agents[i % vias.length]!, vias[i % vias.length]!, job.hosts[i % job.hosts.length]!).catch((err: Error) => {
+            throw new Error(`target ${i % vias.length}: ${err.message}`);
+          }),
+        );
       } finally {
         for (const a of agents) a.destroy();
       }

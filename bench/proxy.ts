@@ -82,9 +82,14 @@ const percentile = (xs: number[], p: number): number => {
 
 /**
  * Start `safespot serve` (this build's, or the CLI at `cli`); resolves with its forward and admin
- * ports from the "safespot serving" line.
+ * ports, and every listener's by name, from the "safespot serving" line.
  */
-export function startSafespot(config: string, nodeFlags: string[], children: ChildProcess[], cli = CLI): Promise<{ child: ChildProcess; forward: number; admin: number }> {
+export function startSafespot(
+  config: string,
+  nodeFlags: string[],
+  children: ChildProcess[],
+  cli = CLI,
+): Promise<{ child: ChildProcess; forward: number; admin: number; ports: Record<string, number> }> {
   // BENCH_SAFESPOT_NODE_FLAGS (e.g. "--trace-gc"): extra node flags for safespot, its stdout shown.
   const extra = (process.env.BENCH_SAFESPOT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeFlags, ...extra, cli, 'serve', '--config', config], { stdio: ['ignore', extra.length ? 'inherit' : 'ignore', 'pipe'] });
@@ -105,7 +110,8 @@ export function startSafespot(config: string, nodeFlags: string[], children: Chi
       started = true;
       clearTimeout(timer);
       const j = JSON.parse(line) as { listeners: Record<string, { port: number }>; admin: string | null };
-      resolve({ child, forward: j.listeners.forward?.port ?? 0, admin: Number(j.admin?.split(':').pop() ?? 0) });
+      const ports = Object.fromEntries(Object.entries(j.listeners).map(([name, l]) => [name, l.port]));
+      resolve({ child, forward: j.listeners.forward?.port ?? 0, admin: Number(j.admin?.split(':').pop() ?? 0), ports });
     });
   });
 }
