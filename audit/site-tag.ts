@@ -83,13 +83,29 @@ function canonicalHost(h: string, v6: boolean): string | null {
   }
 }
 
-/** A tagger with this key: the tag of a subject's host, or null when it names no host. */
+/** Subjects whose tags a tagger keeps (cleared when full), and the longest subject it keeps. */
+export const SITE_TAG_CACHE = { entries: 4096, subjectChars: 512 } as const;
+
+/**
+ * A tagger with this key: the tag of a subject's host, or null when it names no host. The tags of
+ * recent subjects are kept (at most SITE_TAG_CACHE.entries, the map dropped whole when full; only
+ * in memory, where the subjects already are): a blocked site is usually asked for again and again,
+ * and each block cost a URL parse and an HMAC (13 % of a TLS refusal's CPU went to the journal's
+ * event, half of it here: BENCHMARKS.md, issue 17 point 4).
+ */
 export function siteTagger(key: Buffer): (subject: string) => string | null {
   if (key.length !== 32) throw new RangeError('a site-tag key is 32 bytes');
+  const seen = new Map<string, string | null>();
   return (subject) => {
+    const kept = seen.get(subject);
+    if (kept !== undefined) return kept;
     const host = siteHost(subject);
-    if (host === null) return null;
-    return createHmac('sha256', key).update(host).digest('hex').slice(0, 16);
+    const tag = host === null ? null : createHmac('sha256', key).update(host).digest('hex').slice(0, 16);
+    if (subject.length <= SITE_TAG_CACHE.subjectChars) {
+      if (seen.size >= SITE_TAG_CACHE.entries) seen.clear();
+      seen.set(subject, tag);
+    }
+    return tag;
   };
 }
 

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { openJournal, type JournalEvent, type JournalRow } from '../../audit/journal.js';
 import { computeFigures, figuresCsvRows, figuresHtml, loadFigures, REPORT_LISTENERS, type CertificationFigures } from '../../audit/report-figures.js';
-import { siteHost, siteTagger } from '../../audit/site-tag.js';
+import { SITE_TAG_CACHE, siteHost, siteTagger } from '../../audit/site-tag.js';
 
 /** mulberry32: a small seeded PRNG, so that a failing case is replayed by its seed. */
 function prng(seed: number): () => number {
@@ -255,4 +255,27 @@ t.test('siteHost never throws on garbage (seeded)', async (t) => {
     if (!/[/?#@\\%\s[\]]/.test(h) && siteHost(h) !== h) t.fail(`siteHost(siteHost(${JSON.stringify(s)})) = ${JSON.stringify(siteHost(h))}, not ${JSON.stringify(h)}`);
   }
   t.ok(hosts > 1_000, `${hosts} of 20,000 random subjects named a host; none threw, all lower case, at most 253 characters, idempotent`);
+});
+
+t.test('siteTagger keeps recent tags: the same tag as a fresh tagger, for more subjects than it keeps and for long ones', async (t) => {
+  const key = Buffer.alloc(32, 9);
+  const kept = siteTagger(key);
+  const r = prng(23);
+  const subjects = Array.from({ length: SITE_TAG_CACHE.entries * 2 + 17 }, (_, i) => (i % 3 === 0 ? `http://s${i}.blocked.test/p?q=${i}` : i % 3 === 1 ? `S${i}.Blocked.Test:443` : `s${i}.blocked.test`));
+  subjects.push(`http://long.blocked.test/${'x'.repeat(SITE_TAG_CACHE.subjectChars)}`, '', '[]');
+  let checked = 0;
+  // Each subject asked several times in a random order, past the bound (the map dropped whole), each
+  // answer compared with a tagger that never saw a subject before.
+  for (let i = 0; i < subjects.length * 3; i++) {
+    const s = subjects[Math.floor(r() * subjects.length)]!;
+    const want = siteTagger(key)(s);
+    if (kept(s) !== want) {
+      t.fail(`${s}: ${kept(s)} against ${want}`);
+      return;
+    }
+    checked++;
+  }
+  t.equal(checked, subjects.length * 3, 'every answer equals a fresh tagger\'s');
+  t.equal(kept('s1.blocked.test'), kept('http://S1.blocked.test./'), 'spellings still one tag through the cache');
+  t.equal(kept(''), null, 'no host stays null');
 });
