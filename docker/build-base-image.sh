@@ -86,6 +86,10 @@ die() {
   log "error: $*"
   exit 1
 }
+# node runs inside the root filesystem too (chroot): the caller's NODE_OPTIONS (tap's --import of
+# files in the host's node_modules, when the test suite runs this) would name files it has not.
+unset NODE_OPTIONS
+
 for tool in podman runc debootstrap node npm tar; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install -y podman runc debootstrap; node and npm from the host)"
 done

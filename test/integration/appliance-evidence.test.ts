@@ -78,11 +78,11 @@ t.test('metrics, Prometheus and the audit report agree with the traffic sent', a
   t.equal(await prom.query('safespot_selftest_success{category="csam"}'), 1, 'self-test passed');
   t.equal(
     await prom.query('sum(safespot_requests_total{listener="selftest",action="block",category="csam"})'),
-    1,
-    'the self-test went through the forward listener itself and is counted apart from guest traffic',
+    2,
+    'the self-test went through the forward listener itself (the absolute URL, and CONNECT to its host, which the list blocks whole) and is counted apart from guest traffic',
   );
   t.equal(await prom.query('sum(safespot_policy_entries)'), 3 + 4 + 2, 'entries of all lists');
-  t.equal(await prom.query('sum(safespot_decision_duration_seconds_count)'), allowed + blocked.adult + blocked.csam + blocked.malware + 1, 'one latency sample per verdict (guests and the self-test)');
+  t.equal(await prom.query('sum(safespot_decision_duration_seconds_count)'), allowed + blocked.adult + blocked.csam + blocked.malware + 2, 'one latency sample per verdict (guests and the self-test\'s two probes)');
 
   const metricsText = await (await fetch(`http://127.0.0.1:${app.admin}/metrics`)).text();
   t.notMatch(metricsText, /blocked\.test|csam-canary|plain\.test|127\.0\.0\.1/, 'no host, URL or client address in any label');

@@ -174,7 +174,7 @@ t.test('two workers: shared listener, one set of metrics, one journal, reload, r
   t.equal(await prom.query('sum(safespot_requests_total{action="allow"})'), allowed, `Prometheus: ${allowed} allowed`);
   t.equal(await prom.query('sum(safespot_requests_total{action="block",category="adult",listener!="selftest"})'), sent.adult, `Prometheus: ${sent.adult} adult blocks`);
   t.equal(await prom.query('sum(safespot_requests_total{action="block",category="csam",listener!="selftest"})'), sent.csam, `Prometheus: ${sent.csam} csam blocks`);
-  t.equal(await prom.query('sum(safespot_requests_total{listener="selftest",action="block",category="csam"})'), 1, 'one self-test verdict, through a worker');
+  t.equal(await prom.query('sum(safespot_requests_total{listener="selftest",action="block",category="csam"})'), 2, 'the self-test\'s two probes (the absolute URL and CONNECT to its host), through the workers');
   t.equal(await prom.query('safespot_filtering_active'), 1, 'filtering active (every process holds a policy), not summed to 3');
   t.equal(await prom.query('safespot_policy_entries{list="venue-adult"}'), 2, 'list entries are not summed over the processes');
   t.equal(await prom.query('safespot_selftest_success{category="csam"}'), 1, 'self-test success is not summed');
