@@ -10,43 +10,15 @@
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { CLI_DEMO_DIR, runCli, serve, tempConfig } from '../helpers/appliance.js';
 import { runCmd } from '../helpers/commands.js';
+import { proxyConnect as connectStatus, proxyGet as get } from '../helpers/blocked-traffic.js';
 import { rd, startTestDns } from '../helpers/dns-upstream.js';
 
 const run = promisify(execFile);
-
-function get(port: number, url: string): Promise<number> {
-  const host = new URL(url).host;
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'GET', path: url, headers: { host, connection: 'close' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-function connectStatus(port: number, authority: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1', () => s.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`));
-    let got = '';
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      if (got.includes('\r\n')) {
-        s.destroy();
-        resolve(got.split('\r\n')[0]!);
-      }
-    });
-    s.on('error', reject);
-  });
-}
 
 async function dig(port: number, name: string): Promise<string> {
   const { stdout } = await run('dig', ['@127.0.0.1', '-p', String(port), name, 'A', '+tries=1', '+time=3', '+nocookie']);
